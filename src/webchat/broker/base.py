@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+Handler = Callable[[str, bytes], None]
+Unsubscribe = Callable[[], None]
+
+
+class Broker(Protocol):
+    """Topic pub/sub. Delivery is in publish order per topic; handlers must not block."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+    def subscribe(self, topic: str, handler: Handler) -> Unsubscribe: ...

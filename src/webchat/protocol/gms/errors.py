@@ -1,0 +1,42 @@
+"""Error codes carried in ``errors[].code`` (protocols.md §1.9).
+
+Codes below 1000 are the ones the Genesys widgets know by number (their i18n ``Errors`` table);
+codes from 1000 up are ours, for conditions GMS never documented.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    FIRST_NAME_REQUIRED = 102
+    LAST_NAME_REQUIRED = 103
+    NAME_REQUIRED = 161
+    MAX_FILES_EXCEEDED = 201
+    MAX_TOTAL_SIZE_EXCEEDED = 202
+    FILE_TYPE_NOT_ALLOWED = 203
+    MESSAGE_TOO_LONG = 204
+    CHAT_UNAVAILABLE = 240
+    INVALID_EMAIL = 364
+
+    # Our own codes.
+    CHAT_NOT_FOUND = 1001
+    """Unknown chat, or credentials that do not match it: one code, so nothing leaks."""
+    CHAT_ENDED = 1002
+    MISSING_FIELD = 1003
+    FIELD_TOO_LONG = 1004
+    MALFORMED_REQUEST = 1005
+    INVALID_POSITION = 1006
+    RATE_LIMITED = 1007
+    UNKNOWN_SERVICE = 1008
+    INVALID_API_KEY = 1009
+    TOO_LARGE = 1010
+    UNSUPPORTED_MEDIA_TYPE = 1011
+    UNKNOWN_OPERATION = 1012
+    INTERNAL = 1099
+
+
+#: ``statusCode`` of an error reply. GMS's own value is unconfirmed ([U] in protocols.md §1.9);
+#: clients must treat any non-zero value as an error, and so do ours.
+ERROR_STATUS_CODE = 2

@@ -1,0 +1,93 @@
+"""GMS Chat v2 wire models (protocols.md §1.5, §1.7, §1.8).
+
+One ``ChatResponse`` shape serves every reply, success or error, so clients decode a single
+type. Fields that GMS omits when empty are omitted here too (``omit_defaults``), which keeps
+replies byte-compatible with the spec's examples.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class ParticipantType(enum.StrEnum):
+    CLIENT = "Client"
+    AGENT = "Agent"
+    SUPERVISOR = "Supervisor"
+    EXTERNAL = "External"
+
+
+class EventType(enum.StrEnum):
+    PARTICIPANT_JOINED = "ParticipantJoined"
+    PARTICIPANT_LEFT = "ParticipantLeft"
+    MESSAGE = "Message"
+    TYPING_STARTED = "TypingStarted"
+    TYPING_STOPPED = "TypingStopped"
+    PUSH_URL = "PushUrl"
+    NICKNAME_UPDATED = "NicknameUpdated"
+    FILE_UPLOADED = "FileUploaded"
+    FILE_DELETED = "FileDeleted"
+    CUSTOM_NOTICE = "CustomNotice"
+    NOTICE = "Notice"
+    IDLE_ALERT = "IdleAlert"
+    IDLE_CLOSE = "IdleClose"
+
+
+class Participant(msgspec.Struct, frozen=True):
+    """The ``from`` object of a transcript event."""
+
+    nickname: str
+    participantId: int  # noqa: N815 - wire name
+    type: str
+
+
+class Message(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
+    """One transcript event. ``index`` is 1-based, dense and per chat; old GMS servers may
+    omit it (protocols.md §1.6), hence the 0 default, which is never sent."""
+
+    from_: Participant = msgspec.field(name="from")
+    type: str
+    utcTime: int  # noqa: N815 - epoch milliseconds on the wire
+    index: int = 0
+    text: str | None = None
+    messageType: str | None = None  # noqa: N815
+    userData: dict[str, str] | None = None  # noqa: N815
+
+
+class ErrorEntry(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: int
+    advice: str = ""
+
+
+class ChatResponse(msgspec.Struct, omit_defaults=True):
+    """Every JSON reply of the chat API. ``statusCode`` 0 is success; anything else an error."""
+
+    statusCode: int  # noqa: N815 - always present, so never omitted
+    chatId: str | None = None  # noqa: N815
+    alias: str | None = None
+    userId: str | None = None  # noqa: N815
+    secureKey: str | None = None  # noqa: N815
+    chatEnded: bool | None = None  # noqa: N815
+    nextPosition: int | None = None  # noqa: N815
+    messages: list[Message] | None = None
+    userData: dict[str, str] | None = None  # noqa: N815
+    errors: list[ErrorEntry] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.statusCode == 0
+
+
+_encoder = msgspec.json.Encoder()
+_response_decoder = msgspec.json.Decoder(ChatResponse)
+
+
+def encode(obj: object) -> bytes:
+    return _encoder.encode(obj)
+
+
+def decode_response(data: bytes | str) -> ChatResponse:
+    """Decode a chat response; raises ``msgspec.DecodeError`` on anything else."""
+    return _response_decoder.decode(data)

@@ -1,0 +1,269 @@
+"""The client side of one GMS chat, as a pure state machine.
+
+``ChatSession`` knows which request to make next and what a reply means, but never performs
+I/O: callers ask it for an :class:`HttpRequest`, carry it over whatever transport they like, and
+feed the decoded :class:`ChatResponse` back through :meth:`ChatSession.receive`, which returns the
+things that happened (:class:`SessionEvent`). Transcript events are deduplicated by ``index``, so
+a transport may replay or overlap refreshes after a reconnect without the user seeing a message
+twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from webchat.protocol.gms.models import ChatResponse, EventType, Message, ParticipantType
+
+
+class SessionState(enum.Enum):
+    IDLE = "idle"
+    STARTING = "starting"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class SessionError(RuntimeError):
+    """A request that makes no sense in the session's current state."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A GMS call to make: POST ``{dataURL}{path}`` with ``fields`` form-encoded."""
+
+    operation: str
+    path: str
+    fields: dict[str, str]
+
+
+@dataclass(slots=True)
+class ParticipantInfo:
+    participant_id: int
+    name: str
+    type: str
+    connected: bool = True
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "type": self.type, "connected": self.connected,
+                "participantId": self.participant_id}
+
+
+# Events the machine reports. The service turns them into bus events.
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    response: ChatResponse
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesReceived:
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantJoined:
+    message: Message
+    participant: ParticipantInfo
+    is_self: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeft:
+    message: Message
+    participant: ParticipantInfo
+    is_self: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    message: Message
+    participant: ParticipantInfo
+    started: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    operation: str
+    response: ChatResponse
+
+
+SessionEvent = (Started | MessagesReceived | ParticipantJoined | ParticipantLeft | TypingChanged
+                | Ended | ServerError)
+
+
+@dataclass
+class ChatSession:
+    """State of one customer chat. ``data_path`` segments are URL-quoted like GMSLIB does."""
+
+    state: SessionState = SessionState.IDLE
+    chat_id: str | None = None
+    user_id: str | None = None
+    secure_key: str | None = None
+    alias: str | None = None
+    next_position: int = 1
+    self_participant_id: int | None = None
+    participants: dict[int, ParticipantInfo] = field(default_factory=dict)
+    transcript: list[Message] = field(default_factory=list)
+    _seen_unindexed: set[tuple[int, str, int, str | None]] = field(default_factory=set)
+
+    # ---- restoring -------------------------------------------------------------------------
+
+    @classmethod
+    def resume(cls, chat_id: str, user_id: str, secure_key: str, alias: str,
+               next_position: int = 1) -> ChatSession:
+        """Re-attach to an existing chat (after a restart) from its saved identity."""
+        return cls(state=SessionState.ACTIVE, chat_id=chat_id, user_id=user_id,
+                   secure_key=secure_key, alias=alias, next_position=max(1, next_position))
+
+    @property
+    def active(self) -> bool:
+        return self.state in (SessionState.STARTING, SessionState.ACTIVE)
+
+    def session_data(self) -> dict[str, object]:
+        return {"sessionID": self.chat_id, "alias": self.alias, "secureKey": self.secure_key,
+                "userId": self.user_id, "transcriptPosition": self.next_position}
+
+    def agents(self) -> dict[str, dict[str, object]]:
+        """Non-client participants keyed by participantId, as ``getAgents`` returns them."""
+        return {str(pid): p.as_dict() for pid, p in self.participants.items()
+                if p.type != ParticipantType.CLIENT}
+
+    def connected_agents(self) -> int:
+        return sum(1 for p in self.participants.values()
+                   if p.connected and p.type == ParticipantType.AGENT)
+
+    # ---- requests --------------------------------------------------------------------------
+
+    def request_chat(self, form: Mapping[str, str]) -> HttpRequest:
+        if self.state is not SessionState.IDLE:
+            raise SessionError("There is already an active chat session")
+        self.state = SessionState.STARTING
+        return HttpRequest("requestChat", "", dict(form))
+
+    def refresh(self) -> HttpRequest:
+        return self._call("refresh", "refresh", {"transcriptPosition": str(self.next_position)})
+
+    def send_message(self, text: str, message_type: str | None = None) -> HttpRequest:
+        fields = {"message": text, "transcriptPosition": str(self.next_position)}
+        if message_type:
+            fields["messageType"] = message_type
+        return self._call("send", "send", fields)
+
+    def start_typing(self, preview: str | None = None) -> HttpRequest:
+        fields = {"message": preview} if preview else {}
+        return self._call("startTyping", "startTyping", fields)
+
+    def stop_typing(self) -> HttpRequest:
+        return self._call("stopTyping", "stopTyping", {})
+
+    def disconnect(self) -> HttpRequest:
+        return self._call("disconnect", "disconnect",
+                          {"transcriptPosition": str(self.next_position)})
+
+    def custom_notice(self, text: str | None = None) -> HttpRequest:
+        return self._call("customNotice", "customNotice", {"message": text} if text else {})
+
+    def update_data(self, user_data: Mapping[str, str]) -> HttpRequest:
+        return self._call("updateData", "updateData",
+                          {f"userData[{k}]": v for k, v in user_data.items()})
+
+    def push_url(self, url: str) -> HttpRequest:
+        return self._call("pushUrl", "pushUrl", {"pushUrl": url})
+
+    def _call(self, operation: str, suffix: str, extra: dict[str, str]) -> HttpRequest:
+        if self.state is not SessionState.ACTIVE or self.chat_id is None:
+            raise SessionError("There is no active chat session")
+        fields = {"userId": self.user_id or "", "secureKey": self.secure_key or "",
+                  "alias": self.alias or "", **extra}
+        return HttpRequest(operation, f"/{quote(self.chat_id, safe='')}/{suffix}", fields)
+
+    # ---- replies ---------------------------------------------------------------------------
+
+    def fail_start(self) -> None:
+        """The request-chat call failed before any reply: the session may be started again."""
+        if self.state is SessionState.STARTING:
+            self.state = SessionState.IDLE
+
+    def receive(self, request: HttpRequest, response: ChatResponse) -> list[SessionEvent]:
+        """Apply the reply to ``request``. ``nextPosition`` is trusted only when the request
+        asked for the transcript from a position we had reached: otherwise the reply says how
+        long the transcript is, not that we have seen it."""
+        operation = request.operation
+        if not response.ok:
+            if operation == "requestChat":
+                self.fail_start()
+            return [ServerError(operation, response)]
+        events: list[SessionEvent] = []
+        if operation == "requestChat":
+            if self.state is not SessionState.STARTING:
+                return []
+            self.chat_id = response.chatId
+            self.user_id = response.userId
+            self.secure_key = response.secureKey
+            self.alias = response.alias
+            self.state = SessionState.ACTIVE
+            events.append(Started(response))
+        elif self.state is SessionState.ENDED:
+            return []
+        raw_position = request.fields.get("transcriptPosition")
+        covered = operation == "requestChat" or (
+            raw_position is not None and raw_position.isdigit()
+            and int(raw_position) <= self.next_position)
+        events.extend(self._take_messages(response, covered))
+        if response.chatEnded and self.state is SessionState.ACTIVE:
+            self.state = SessionState.ENDED
+            events.append(Ended())
+        return events
+
+    def _take_messages(self, response: ChatResponse, covered: bool) -> list[SessionEvent]:
+        fresh: list[Message] = []
+        for msg in sorted(response.messages or (), key=lambda m: m.index):
+            if msg.index:
+                if msg.index < self.next_position:
+                    continue  # already delivered: replayed or overlapping refresh
+                self.next_position = msg.index + 1
+            else:
+                # Old GMS without fast refresh sends no index; dedupe on content instead.
+                key = (msg.from_.participantId, msg.type, msg.utcTime, msg.text)
+                if key in self._seen_unindexed:
+                    continue
+                self._seen_unindexed.add(key)
+            fresh.append(msg)
+        if covered and response.nextPosition and response.nextPosition > self.next_position:
+            self.next_position = response.nextPosition
+        if not fresh:
+            return []
+        self.transcript.extend(fresh)
+        events: list[SessionEvent] = [MessagesReceived(tuple(fresh))]
+        for msg in fresh:
+            events.extend(self._interpret(msg))
+        return events
+
+    def _interpret(self, msg: Message) -> list[SessionEvent]:
+        sender = msg.from_
+        info = self.participants.get(sender.participantId)
+        if info is None:
+            info = ParticipantInfo(sender.participantId, sender.nickname, sender.type,
+                                   connected=False)
+            self.participants[sender.participantId] = info
+        info.name = sender.nickname or info.name
+        if (self.self_participant_id is None and sender.type == ParticipantType.CLIENT
+                and msg.type == EventType.PARTICIPANT_JOINED):
+            self.self_participant_id = sender.participantId
+        is_self = sender.participantId == self.self_participant_id
+        if msg.type == EventType.PARTICIPANT_JOINED:
+            info.connected = True
+            return [ParticipantJoined(msg, info, is_self)]
+        if msg.type == EventType.PARTICIPANT_LEFT:
+            info.connected = False
+            return [ParticipantLeft(msg, info, is_self)]
+        if msg.type in (EventType.TYPING_STARTED, EventType.TYPING_STOPPED) and not is_self:
+            return [TypingChanged(msg, info, msg.type == EventType.TYPING_STARTED)]
+        return []

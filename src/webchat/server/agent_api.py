@@ -1,0 +1,261 @@
+"""The agent API: JSON over REST for actions, a WebSocket for everything that happens.
+
+``/agent/v1/...`` is documented in the OpenAPI file served at ``/openapi.json``. Agents log in
+with a password and get a bearer token; every other call carries ``Authorization: Bearer``.
+The WebSocket ``/agent/v1/events?token=...`` pushes offers, transcript events of the agent's
+chats and queue sizes; on (re)connect it first sends a ``hello`` with the agent's chats and
+their ``nextPosition`` so a client can fetch anything it missed while disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from webchat.protocol.gms.models import EventType
+from webchat.server.accounts import Accounts
+from webchat.server.engine import ChatEngine
+from webchat.server.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/agent/v1"
+AGENT_KEY: web.AppKey[str] = web.AppKey("agent_id", str)
+
+
+class Login(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+class State(msgspec.Struct, forbid_unknown_fields=True):
+    ready: bool
+    capacity: int | None = None
+
+
+class SendText(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+    messageType: str | None = None  # noqa: N815
+
+
+class Typing(msgspec.Struct, forbid_unknown_fields=True):
+    typing: bool
+    preview: str | None = None
+
+
+class Transfer(msgspec.Struct, forbid_unknown_fields=True):
+    toAgent: str | None = None  # noqa: N815
+
+
+class PushUrl(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+
+
+Handler = Callable[[web.Request, str], Awaitable[Any]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status,
+                        content_type="application/json")
+
+
+def error_body(exc: AgentError) -> web.Response:
+    return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+
+
+class AgentApi:
+    def __init__(self, engine: ChatEngine, accounts: Accounts) -> None:
+        self.engine = engine
+        self.accounts = accounts
+        self.limits = engine.config.limits
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_post(f"{PREFIX}/login", self.login)
+        r.add_post(f"{PREFIX}/logout", self._authed(self.logout))
+        r.add_get(f"{PREFIX}/me", self._authed(self.me))
+        r.add_post(f"{PREFIX}/state", self._authed(self.state))
+        r.add_get(f"{PREFIX}/queue", self._authed(self.queue))
+        r.add_get(f"{PREFIX}/chats", self._authed(self.chats))
+        r.add_get(f"{PREFIX}/chats/{{chat_id}}", self._authed(self.chat))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/accept", self._authed(self.accept))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/decline", self._authed(self.decline))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/send", self._authed(self.send))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/typing", self._authed(self.typing))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/pushUrl", self._authed(self.push_url))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/end", self._authed(self.end))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/transfer", self._authed(self.transfer))
+        r.add_get(f"{PREFIX}/events", self.events)
+
+    async def close(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=1001, message=b"server shutting down")
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    def _authed(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                agent_id = await self.accounts.authenticate(_bearer(request))
+                result = await handler(request, agent_id)
+            except AgentError as exc:
+                return error_body(exc)
+            if isinstance(result, web.StreamResponse):
+                return result
+            return _json(result if result is not None else {"ok": True})
+        return wrapped
+
+    async def _body(self, request: web.Request, model: type[Any]) -> Any:
+        raw = await request.read()
+        try:
+            return msgspec.json.decode(raw or b"{}", type=model)
+        except msgspec.DecodeError as exc:
+            raise AgentError(400, "bad_request", f"invalid body: {exc}") from None
+
+    def _text(self, text: str, limit: int, name: str) -> str:
+        if not text.strip():
+            raise AgentError(400, "bad_request", f"{name} must not be empty")
+        if len(text) > limit:
+            raise AgentError(400, "too_long", f"{name} is longer than {limit} characters")
+        return text
+
+    # ---- endpoints -------------------------------------------------------------------------
+
+    async def login(self, request: web.Request) -> web.Response:
+        try:
+            body: Login = await self._body(request, Login)
+            token = await self.accounts.login(body.username, body.password)
+        except AgentError as exc:
+            return error_body(exc)
+        agent = self.engine.agents[body.username]
+        return _json({"token": token, "agentId": agent.agent_id, "nickname": agent.nickname})
+
+    async def logout(self, request: web.Request, agent_id: str) -> None:
+        await self.accounts.logout(_bearer(request))
+
+    async def me(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        agent = self.engine.agents[agent_id]
+        presence = self.engine.router.presence(agent_id)
+        return {"agentId": agent_id, "nickname": agent.nickname, "ready": agent.ready,
+                "capacity": agent.capacity, "load": presence.load}
+
+    async def state(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        body: State = await self._body(request, State)
+        capacity = body.capacity if body.capacity is not None else \
+            self.engine.agents[agent_id].capacity
+        if not 0 <= capacity <= 10_000:
+            raise AgentError(400, "bad_request", "capacity must be between 0 and 10000")
+        await self.engine.set_ready(agent_id, body.ready, capacity)
+        return await self.me(request, agent_id)
+
+    async def queue(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        return {"chats": [self.engine.summary(c) for c in self.engine.queued()]}
+
+    async def chats(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        return {"chats": [self.engine.summary(c) for c in self.engine.agent_chats(agent_id)]}
+
+    async def chat(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        chat = await self.engine.agent_chat(agent_id, request.match_info["chat_id"])
+        raw = request.query.get("from", "1")
+        if not raw.isdigit():
+            raise AgentError(400, "bad_request", "from must be a non-negative integer")
+        start = max(1, int(raw))
+        if start > chat.next_index:
+            raise AgentError(400, "bad_request", "from is beyond the transcript")
+        return {**self.engine.summary(chat), "messages": chat.events[start - 1:]}
+
+    async def accept(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        chat = await self.engine.accept(agent_id, request.match_info["chat_id"])
+        return {**self.engine.summary(chat), "messages": chat.events}
+
+    async def decline(self, request: web.Request, agent_id: str) -> None:
+        await self.engine.decline(agent_id, request.match_info["chat_id"])
+
+    async def send(self, request: web.Request, agent_id: str) -> None:
+        body: SendText = await self._body(request, SendText)
+        text = self._text(body.text, self.limits.max_message_chars, "text")
+        await self.engine.agent_event(agent_id, request.match_info["chat_id"], EventType.MESSAGE,
+                                      text, body.messageType)
+
+    async def typing(self, request: web.Request, agent_id: str) -> None:
+        body: Typing = await self._body(request, Typing)
+        preview = body.preview
+        if preview is not None and len(preview) > self.limits.max_message_chars:
+            raise AgentError(400, "too_long", "preview is too long")
+        type_ = EventType.TYPING_STARTED if body.typing else EventType.TYPING_STOPPED
+        await self.engine.agent_event(agent_id, request.match_info["chat_id"], type_, preview)
+
+    async def push_url(self, request: web.Request, agent_id: str) -> None:
+        body: PushUrl = await self._body(request, PushUrl)
+        if not body.url.startswith(("http://", "https://")) or \
+                len(body.url) > self.limits.max_url_chars:
+            raise AgentError(400, "bad_request", "url must be an http(s) URL")
+        await self.engine.agent_event(agent_id, request.match_info["chat_id"],
+                                      EventType.PUSH_URL, body.url)
+
+    async def end(self, request: web.Request, agent_id: str) -> None:
+        await self.engine.agent_end(agent_id, request.match_info["chat_id"])
+
+    async def transfer(self, request: web.Request, agent_id: str) -> None:
+        body: Transfer = await self._body(request, Transfer)
+        await self.engine.transfer(agent_id, request.match_info["chat_id"], body.toAgent)
+
+    # ---- event stream ----------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("token") or _bearer(request)
+        try:
+            agent_id = await self.accounts.authenticate(token)
+        except AgentError as exc:
+            return error_body(exc)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        closing: list[asyncio.Future[bool]] = []
+
+        def push(_topic: str, payload: bytes) -> None:
+            try:
+                outbox.put_nowait(payload)
+            except asyncio.QueueFull:  # a stalled consumer: drop it, it resyncs on reconnect
+                closing.append(asyncio.ensure_future(ws.close(code=1013, message=b"too slow")))
+
+        # No await between the snapshot and the subscription: nothing can slip between them.
+        hello = {"type": "hello", "agentId": agent_id,
+                 "chats": [self.engine.summary(c) for c in self.engine.agent_chats(agent_id)]}
+        outbox.put_nowait(msgspec.json.encode(hello))
+        unsubscribe = [self.engine.broker.subscribe(f"agent.{agent_id}", push),
+                       self.engine.broker.subscribe("agents", push)]
+        writer = asyncio.create_task(self._pump(ws, outbox))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                    await ws.send_str('{"type":"pong"}')
+        finally:
+            for unsub in unsubscribe:
+                unsub()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            self.sockets.discard(ws)
+        return ws
+
+    @staticmethod
+    async def _pump(ws: web.WebSocketResponse, outbox: asyncio.Queue[bytes]) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while not ws.closed:
+                payload = await outbox.get()
+                await ws.send_str(payload.decode())
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

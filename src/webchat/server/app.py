@@ -1,0 +1,114 @@
+"""Assembles the aiohttp application: storage, broker, engine and the HTTP surfaces."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from webchat.broker.base import Broker
+from webchat.broker.memory import MemoryBroker
+from webchat.protocol.gms.errors import ErrorCode
+from webchat.server.accounts import Accounts
+from webchat.server.agent_api import PREFIX as AGENT_PREFIX
+from webchat.server.agent_api import AgentApi, error_body
+from webchat.server.chat_api import ChatApi
+from webchat.server.config import ServerConfig
+from webchat.server.cors import cors_middleware
+from webchat.server.engine import ChatEngine
+from webchat.server.errors import AgentError, ChatError
+from webchat.server.openapi import openapi_document
+from webchat.store.base import Store
+from webchat.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+ENGINE: web.AppKey[ChatEngine] = web.AppKey("engine", ChatEngine)
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts", Accounts)
+CHAT_API: web.AppKey[ChatApi] = web.AppKey("chat_api", ChatApi)
+AGENT_API: web.AppKey[AgentApi] = web.AppKey("agent_api", AgentApi)
+
+
+def _error_middleware(chat_api: ChatApi) -> Middleware:
+    """Answer every failure under the API prefixes in that API's own error shape."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        in_chat = path.startswith(chat_api.base)
+        in_agent = path.startswith(AGENT_PREFIX)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or not (in_chat or in_agent):
+                raise
+            if in_chat:
+                code = ErrorCode.UNKNOWN_OPERATION if exc.status in (404, 405) \
+                    else ErrorCode.MALFORMED_REQUEST
+                if exc.status == 413:
+                    code = ErrorCode.TOO_LARGE
+                resp = chat_api.error(ChatError(code, f"{exc.reason}: {request.method} {path}"))
+                if exc.status == 405:
+                    resp.set_status(405)
+                return resp
+            return error_body(AgentError(exc.status, "http_error", exc.reason))
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, path)
+            if in_chat:
+                return chat_api.error(ChatError(ErrorCode.INTERNAL, "internal server error"))
+            if in_agent:
+                return error_body(AgentError(500, "internal", "internal server error"))
+            raise
+
+    return middleware
+
+
+def build_app(config: ServerConfig, *, store: Store | None = None,
+              broker: Broker | None = None) -> web.Application:
+    store = store or SqliteStore(Path(config.data_dir) / "webchat.sqlite3")
+    broker = broker or MemoryBroker()
+    engine = ChatEngine(store, broker, config)
+    accounts = Accounts(engine)
+    chat_api = ChatApi(engine, config)
+    agent_api = AgentApi(engine, accounts)
+
+    app = web.Application(
+        client_max_size=config.limits.max_body_bytes,
+        middlewares=[cors_middleware(config.cors_origins, config.cors_extra_headers),
+                     _error_middleware(chat_api)])
+    app[ENGINE] = engine
+    app[ACCOUNTS] = accounts
+    app[CHAT_API] = chat_api
+    app[AGENT_API] = agent_api
+    chat_api.add_routes(app)
+    agent_api.add_routes(app)
+
+    document = openapi_document(config)
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "chats": len(engine.chats),
+                                  "waiting": len(engine.router.waiting())})
+
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/healthz", health)
+
+    async def startup(_: web.Application) -> None:
+        await store.open()
+        await broker.start()
+        await engine.start()
+
+    async def cleanup(_: web.Application) -> None:
+        await agent_api.close()
+        await engine.stop()
+        await broker.stop()
+        await store.close()
+
+    app.on_startup.append(startup)
+    app.on_shutdown.append(lambda _: agent_api.close())
+    app.on_cleanup.append(cleanup)
+    return app

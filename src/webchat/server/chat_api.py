@@ -1,0 +1,229 @@
+"""GMS Chat API v2 over REST: ``POST {prefix}/2/chat/{service}[/{chatId}/{operation}]``.
+
+This module only translates HTTP to engine calls and back. Every reply, success or failure, is
+the one chat-response shape of protocols.md §1.5; nothing a client sends can produce a 500 or
+an HTML error page.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
+from webchat.protocol.gms.forms import FormError, collect, parse_form
+from webchat.protocol.gms.models import ChatResponse, ErrorEntry, EventType, Message, encode
+from webchat.server import validation as v
+from webchat.server.config import HttpErrorMode, ServerConfig
+from webchat.server.engine import ChatEngine
+from webchat.server.errors import ChatError
+from webchat.server.ratelimit import RateLimiter
+from webchat.store.records import ChatRecord
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+Handler = Callable[[ChatRecord, dict[str, str]], Awaitable[list[Message] | None]]
+
+
+class ChatApi:
+    def __init__(self, engine: ChatEngine, config: ServerConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.limits = config.limits
+        self.start_limiter = RateLimiter(*config.limits.request_chat_rate)
+        self.op_limiter = RateLimiter(*config.limits.chat_op_rate)
+        self.base = f"{config.api_prefix}/2/chat"
+        self._ops: dict[str, Handler] = {
+            "send": self._send,
+            "refresh": self._refresh,
+            "startTyping": self._typing(EventType.TYPING_STARTED),
+            "stopTyping": self._typing(EventType.TYPING_STOPPED),
+            "disconnect": self._disconnect,
+            "pushUrl": self._push_url,
+            "customNotice": self._custom_notice,
+            "updateNickname": self._update_nickname,
+            "updateData": self._update_data,
+        }
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(self.base + "/{service}", self.request_chat)
+        app.router.add_post(self.base + "/{service}/{chat_id}/{op:.+}", self.operation)
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    def reply(self, response: ChatResponse, status: int = 200) -> web.Response:
+        return web.Response(body=encode(response), status=status, content_type=JSON)
+
+    def error(self, exc: ChatError, chat_id: str | None = None) -> web.Response:
+        body = ChatResponse(statusCode=ERROR_STATUS_CODE, chatId=chat_id,
+                            errors=[ErrorEntry(int(exc.code), exc.advice)])
+        status = exc.http_status if self.config.http_errors is HttpErrorMode.STRICT else 200
+        return self.reply(body, status)
+
+    def _check_api_key(self, request: web.Request) -> None:
+        if not self.config.api_keys:
+            return
+        given = request.headers.get("apikey") or request.headers.get("x-api-key") or ""
+        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in self.config.api_keys):
+            raise ChatError(ErrorCode.INVALID_API_KEY, "missing or invalid apikey")
+
+    def _check_service(self, request: web.Request) -> str:
+        service = request.match_info["service"]
+        if service not in self.config.services:
+            raise ChatError(ErrorCode.UNKNOWN_SERVICE, f"unknown chat service {service[:64]!r}")
+        return service
+
+    async def _read_form(self, request: web.Request) -> dict[str, str]:
+        ctype = request.content_type
+        try:
+            if ctype == "multipart/form-data":
+                return await self._read_multipart(request)
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ChatError(ErrorCode.TOO_LARGE,
+                            f"request body exceeds {self.limits.max_body_bytes} bytes") from None
+        if ctype not in ("application/x-www-form-urlencoded", "application/octet-stream") \
+                and body:
+            raise ChatError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                            f"expected application/x-www-form-urlencoded, got {ctype[:64]!r}")
+        try:
+            return parse_form(body, max_fields=self.limits.max_form_fields)
+        except FormError as exc:
+            raise ChatError(ErrorCode.MALFORMED_REQUEST, str(exc)) from None
+
+    async def _read_multipart(self, request: web.Request) -> dict[str, str]:
+        pairs: list[tuple[str, str]] = []
+        total = 0
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, web.BodyPartReader) or not part.name:
+                    raise ChatError(ErrorCode.MALFORMED_REQUEST, "unnamed or nested form part")
+                if part.filename is not None:
+                    raise ChatError(ErrorCode.MALFORMED_REQUEST,
+                                    "file parts are only accepted by the file endpoint")
+                raw = await part.read(decode=True)
+                total += len(raw)
+                if total > self.limits.max_body_bytes:
+                    raise ChatError(ErrorCode.TOO_LARGE, "request body is too large")
+                if len(pairs) >= self.limits.max_form_fields:
+                    raise ChatError(ErrorCode.TOO_LARGE, "too many form fields")
+                pairs.append((part.name, raw.decode(part.get_charset("utf-8"))))
+            return collect(pairs)
+        except (ValueError, LookupError, AssertionError) as exc:
+            raise ChatError(ErrorCode.MALFORMED_REQUEST, f"malformed multipart body: {exc}"
+                            ) from None
+
+    def _client(self, request: web.Request) -> str:
+        if self.config.trust_forwarded_for:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        return request.remote or "?"
+
+    # ---- endpoints -------------------------------------------------------------------------
+
+    async def request_chat(self, request: web.Request) -> web.Response:
+        try:
+            self._check_api_key(request)
+            service = self._check_service(request)
+            if not self.start_limiter.allow(self._client(request)):
+                raise ChatError(ErrorCode.RATE_LIMITED, "too many chats requested; slow down")
+            form = v.customer_form(await self._read_form(request), self.limits)
+            chat = await self.engine.request_chat(service, form)
+        except ChatError as exc:
+            return self.error(exc)
+        return self.reply(self._response(chat, chat.events))
+
+    async def operation(self, request: web.Request) -> web.Response:
+        chat_id = request.match_info["chat_id"]
+        op = request.match_info["op"]
+        try:
+            self._check_api_key(request)
+            service = self._check_service(request)
+            handler = self._ops.get(op)
+            if handler is None:
+                raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
+            form = await self._read_form(request)
+            v.check_fields(op, form)
+            chat = await self.engine.customer_chat(
+                service, chat_id, form.get("userId", ""), form.get("secureKey", ""),
+                form.get("alias", ""))
+            if not self.op_limiter.allow(chat.chat_id):
+                raise ChatError(ErrorCode.RATE_LIMITED, "too many requests for this chat")
+            messages = await handler(chat, form)
+            chat = self.engine.chats.get(chat.chat_id, chat)
+        except ChatError as exc:
+            # Echo the chatId only when the caller proved it owns the chat.
+            return self.error(exc)
+        return self.reply(self._response(chat, messages))
+
+    def _response(self, chat: ChatRecord, messages: list[Message] | None) -> ChatResponse:
+        return ChatResponse(
+            statusCode=0, chatId=chat.chat_id, alias=chat.alias, userId=chat.user_id,
+            secureKey=chat.secure_key, chatEnded=chat.ended, nextPosition=chat.next_index,
+            messages=messages or None)
+
+    def _since(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
+        pos = v.position(form)
+        if pos is None:
+            return None
+        return self.engine.transcript(self.engine.chats.get(chat.chat_id, chat), pos)
+
+    # ---- operations ------------------------------------------------------------------------
+
+    async def _refresh(self, chat: ChatRecord, form: dict[str, str]) -> list[Message]:
+        return self.engine.transcript(chat, v.position(form))
+
+    async def _send(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
+        text = v.text(form, "message", self.limits.max_message_chars, required=True,
+                      code=ErrorCode.MESSAGE_TOO_LONG)
+        message_type = v.text(form, "messageType", 64) or None
+        v.position(form)  # validate before acting, so a bad request changes nothing
+        await self.engine.customer_event(chat, EventType.MESSAGE, text, message_type)
+        return self._since(chat, form)
+
+    def _typing(self, type_: EventType) -> Handler:
+        async def handler(chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
+            preview = v.text(form, "message", self.limits.max_message_chars,
+                             code=ErrorCode.MESSAGE_TOO_LONG) or None
+            v.position(form)
+            await self.engine.customer_event(chat, type_, preview)
+            return self._since(chat, form)
+        return handler
+
+    async def _disconnect(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
+        v.position(form)
+        await self.engine.customer_disconnect(chat)
+        return self._since(chat, form)
+
+    async def _push_url(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
+        url = v.push_url(form, self.limits)
+        v.position(form)
+        await self.engine.customer_event(chat, EventType.PUSH_URL, url)
+        return self._since(chat, form)
+
+    async def _custom_notice(self, chat: ChatRecord, form: dict[str, str]
+                             ) -> list[Message] | None:
+        text = v.text(form, "message", self.limits.max_message_chars,
+                      code=ErrorCode.MESSAGE_TOO_LONG) or None
+        v.position(form)
+        await self.engine.customer_event(chat, EventType.CUSTOM_NOTICE, text)
+        return self._since(chat, form)
+
+    async def _update_nickname(self, chat: ChatRecord, form: dict[str, str]
+                               ) -> list[Message] | None:
+        nickname = v.text(form, "nickname", self.limits.max_name_chars, required=True).strip()
+        v.position(form)
+        await self.engine.customer_nickname(chat, nickname)
+        return self._since(chat, form)
+
+    async def _update_data(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
+        data = v.user_data(form, self.limits)
+        v.position(form)
+        await self.engine.customer_update_data(chat, data)
+        return self._since(chat, form)

@@ -1,0 +1,55 @@
+"""Server settings. Every limit a client can run into is here, with its default."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class HttpErrorMode(enum.StrEnum):
+    """How errors map to HTTP statuses (protocols.md §1.9 leaves GMS's own choice unknown)."""
+
+    STRICT = "strict"
+    """4xx statuses: 400 validation, 403 unknown chat or bad key, 409 ended, 429 rate limit."""
+    LENIENT = "lenient"
+    """Always HTTP 200 with the error in the body, as some GMS deployments answer."""
+
+
+@dataclass
+class Limits:
+    max_message_chars: int = 4096
+    max_name_chars: int = 128
+    max_subject_chars: int = 512
+    max_email_chars: int = 254
+    max_url_chars: int = 2048
+    max_user_data_keys: int = 64
+    max_user_data_key_chars: int = 128
+    max_user_data_value_chars: int = 4096
+    max_body_bytes: int = 256 * 1024
+    max_form_fields: int = 200
+    max_queue_per_service: int = 10_000
+    # Token buckets: (sustained per second, burst).
+    request_chat_rate: tuple[float, int] = (1.0, 20)
+    chat_op_rate: tuple[float, int] = (20.0, 60)
+
+
+@dataclass
+class ServerConfig:
+    data_dir: str = "./data"
+    services: tuple[str, ...] = ("customer-support",)
+    api_prefix: str = "/genesys"
+    api_keys: tuple[str, ...] = ()
+    """When non-empty, every chat API call must carry one of these in ``apikey``/``x-api-key``."""
+    cors_origins: tuple[str, ...] = ("*",)
+    """Allowed browser origins; ``*`` allows any (the origin is echoed, credentials allowed)."""
+    cors_extra_headers: tuple[str, ...] = ()
+    http_errors: HttpErrorMode = HttpErrorMode.STRICT
+    limits: Limits = field(default_factory=Limits)
+    offer_timeout_s: float = 30.0
+    """How long an offered chat waits for the agent to accept before it is offered elsewhere."""
+    ended_cache_s: float = 600.0
+    """How long an ended chat stays in memory for final refreshes before it is reloaded lazily."""
+    alias: str = "1"
+    system_nickname: str = "system"
+    default_agent_capacity: int = 3
+    trust_forwarded_for: bool = False

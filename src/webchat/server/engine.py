@@ -1,0 +1,453 @@
+"""The chat domain: every state change of a chat happens here, and only here.
+
+Both APIs (customer REST, agent REST/WebSocket) are thin adapters over :class:`ChatEngine`.
+A change to a chat is made under that chat's lock, written to the store in one transaction, and
+only then applied to the in-memory copy and announced on the broker. So a client that got a
+reply can rely on its effect surviving a crash, and everybody sees a chat's events in index order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from webchat.broker.base import Broker
+from webchat.protocol.gms.errors import ErrorCode
+from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
+from webchat.server.config import ServerConfig
+from webchat.server.errors import AgentError, ChatError
+from webchat.server.routing import Offer, Router
+from webchat.store.base import Store
+from webchat.store.records import AgentRecord, ChatRecord, ChatStatus, ParticipantRecord
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID = 1
+SYSTEM_ID = 2
+
+NOTICES = {
+    "queued": "Waiting for an agent. You are number {position} in the queue.",
+    "transfer_queue": "You are being transferred to another agent. Please wait.",
+    "transfer_agent": "You are being transferred to {agent}. Please wait.",
+}
+
+Clock = Callable[[], int]
+
+
+def wall_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Change:
+    """The events and participant updates one operation makes to one chat."""
+
+    chat: ChatRecord
+    now_ms: int
+    events: list[Message] = field(default_factory=list)
+    participants: dict[int, ParticipantRecord] = field(default_factory=dict)
+
+    def add(self, participant_id: int, type_: EventType, text: str | None = None, *,
+            message_type: str | None = None, user_data: dict[str, str] | None = None
+            ) -> Message:
+        p = self.chat.participants[participant_id]
+        msg = Message(from_=Participant(p.nickname, p.participant_id, p.type),
+                      index=self.chat.next_index + len(self.events), type=type_.value,
+                      utcTime=self.now_ms, text=text, messageType=message_type or None,
+                      userData=user_data or None)
+        self.events.append(msg)
+        return msg
+
+    def touch(self, participant: ParticipantRecord) -> ParticipantRecord:
+        self.participants[participant.participant_id] = participant
+        return participant
+
+    def join(self, type_: ParticipantType, nickname: str, agent_id: str | None = None
+             ) -> ParticipantRecord:
+        pid = self.chat.next_participant
+        self.chat.next_participant += 1
+        p = ParticipantRecord(pid, type_.value, nickname, agent_id, connected=True)
+        self.chat.participants[pid] = p
+        self.touch(p)
+        return p
+
+
+@dataclass(frozen=True)
+class CustomerForm:
+    nickname: str
+    first_name: str
+    last_name: str
+    email: str
+    subject: str
+    user_data: dict[str, str]
+
+
+class ChatEngine:
+    def __init__(self, store: Store, broker: Broker, config: ServerConfig,
+                 clock: Clock = wall_clock) -> None:
+        self.store = store
+        self.broker = broker
+        self.config = config
+        self.clock = clock
+        self.router = Router()
+        self.chats: dict[str, ChatRecord] = {}
+        self.agents: dict[str, AgentRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._evictions: dict[str, asyncio.TimerHandle] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for chat in await self.store.load_open_chats():
+            self.chats[chat.chat_id] = chat
+        for agent in await self.store.list_agents():
+            self.agents[agent.agent_id] = agent
+            self.router.set_ready(agent.agent_id, agent.ready, agent.capacity)
+        self.router.rebuild(list(self.chats.values()))
+        self._route()
+
+    async def stop(self) -> None:
+        for handle in [*self._timers.values(), *self._evictions.values()]:
+            handle.cancel()
+        self._timers.clear()
+        self._evictions.clear()
+
+    # ---- lookup and auth -------------------------------------------------------------------
+
+    async def get_chat(self, chat_id: str) -> ChatRecord | None:
+        chat = self.chats.get(chat_id)
+        if chat is None and 0 < len(chat_id) <= 64:
+            chat = await self.store.load_chat(chat_id)
+            if chat is not None:
+                self.chats[chat_id] = chat
+                if chat.ended:
+                    self._schedule_eviction(chat_id)
+        return chat
+
+    async def customer_chat(self, service: str, chat_id: str, user_id: str, secure_key: str,
+                            alias: str) -> ChatRecord:
+        """The chat these credentials open, or CHAT_NOT_FOUND whatever was wrong, so that a
+        caller cannot tell an unknown chat from a wrong key."""
+        chat = await self.get_chat(chat_id)
+        expected_key = chat.secure_key if chat is not None else "x" * 43
+        key_ok = hmac.compare_digest(expected_key.encode(), secure_key.encode())
+        if (chat is None or not key_ok or chat.service != service
+                or not hmac.compare_digest(chat.user_id.encode(), user_id.encode())
+                or chat.alias != alias):
+            raise ChatError(ErrorCode.CHAT_NOT_FOUND,
+                            "no chat matches this chatId, userId, alias and secureKey")
+        return chat
+
+    def _lock(self, chat_id: str) -> asyncio.Lock:
+        lock = self._locks.get(chat_id)
+        if lock is None:
+            lock = self._locks[chat_id] = asyncio.Lock()
+        return lock
+
+    @asynccontextmanager
+    async def _change(self, chat: ChatRecord) -> Any:
+        """Make a change under the chat's lock and commit it; see the module docstring."""
+        async with self._lock(chat.chat_id):
+            # Another request may have replaced the cached copy while we waited.
+            chat = self.chats.get(chat.chat_id, chat)
+            change = Change(chat, self.clock())
+            yield change
+            if not change.events and not change.participants:
+                return
+            try:
+                await self.store.save_chat(chat, list(change.participants.values()),
+                                           change.events)
+            except Exception as exc:
+                # Memory may now be ahead of disk: forget it, disk is the truth.
+                self.chats.pop(chat.chat_id, None)
+                log.exception("could not save chat %s", chat.chat_id)
+                raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
+            chat.events.extend(change.events)
+            self.chats[chat.chat_id] = chat
+            self._announce(chat, change.events)
+
+    # ---- customer operations ---------------------------------------------------------------
+
+    async def request_chat(self, service: str, form: CustomerForm) -> ChatRecord:
+        if len(self.router.waiting(service)) >= self.config.limits.max_queue_per_service:
+            raise ChatError(ErrorCode.CHAT_UNAVAILABLE, "the queue for this service is full")
+        now = self.clock()
+        customer = {"nickname": form.nickname, "firstName": form.first_name,
+                    "lastName": form.last_name, "emailAddress": form.email,
+                    "subject": form.subject}
+        chat = ChatRecord(
+            chat_id=secrets.token_hex(8).upper(), service=service,
+            secure_key=secrets.token_urlsafe(32), user_id=secrets.token_hex(8).upper(),
+            alias=self.config.alias, status=ChatStatus.QUEUED, created_ms=now, queued_ms=now,
+            customer={k: v for k, v in customer.items() if v}, user_data=dict(form.user_data))
+        async with self._change(chat) as change:
+            change.join(ParticipantType.CLIENT, form.nickname)
+            change.join(ParticipantType.EXTERNAL, self.config.system_nickname)
+            change.add(CUSTOMER_ID, EventType.PARTICIPANT_JOINED)
+            position = len(self.router.waiting(service)) + 1
+            change.add(SYSTEM_ID, EventType.NOTICE, NOTICES["queued"].format(position=position))
+        self.router.enqueue(chat)
+        self._route()
+        return chat
+
+    def transcript(self, chat: ChatRecord, position: int | None) -> list[Message]:
+        """Events with ``index >= position``; ``None`` or 0 means all of them."""
+        if position is None or position <= 0:
+            return list(chat.events)
+        if position > chat.next_index:
+            raise ChatError(ErrorCode.INVALID_POSITION,
+                            f"transcriptPosition {position} is beyond the transcript "
+                            f"(next position is {chat.next_index})")
+        return chat.events[position - 1:]
+
+    def _require_open(self, chat: ChatRecord) -> None:
+        if chat.ended:
+            raise ChatError(ErrorCode.CHAT_ENDED, "the chat has ended")
+
+    async def customer_event(self, chat: ChatRecord, type_: EventType, text: str | None = None,
+                             message_type: str | None = None) -> None:
+        """Message, typing, custom notice or pushed URL from the customer."""
+        self._require_open(chat)
+        async with self._change(chat) as change:
+            self._require_open(change.chat)
+            change.add(CUSTOMER_ID, type_, text, message_type=message_type)
+
+    async def customer_update_data(self, chat: ChatRecord, data: dict[str, str]) -> None:
+        self._require_open(chat)
+        async with self._change(chat) as change:
+            self._require_open(change.chat)
+            merged = {**change.chat.user_data, **data}
+            if len(merged) > self.config.limits.max_user_data_keys:
+                raise ChatError(ErrorCode.TOO_LARGE, "too many userData keys for this chat")
+            change.chat.user_data = merged
+            change.touch(change.chat.participants[CUSTOMER_ID])
+
+    async def customer_nickname(self, chat: ChatRecord, nickname: str) -> None:
+        self._require_open(chat)
+        async with self._change(chat) as change:
+            self._require_open(change.chat)
+            change.touch(change.chat.participants[CUSTOMER_ID]).nickname = nickname
+            change.chat.customer["nickname"] = nickname
+            change.add(CUSTOMER_ID, EventType.NICKNAME_UPDATED)
+
+    async def customer_disconnect(self, chat: ChatRecord) -> None:
+        self._require_open(chat)
+        async with self._change(chat) as change:
+            self._require_open(change.chat)
+            customer = change.touch(change.chat.participants[CUSTOMER_ID])
+            change.add(CUSTOMER_ID, EventType.PARTICIPANT_LEFT)
+            customer.connected = False
+            self._end(change)
+
+    def _end(self, change: Change) -> None:
+        chat = change.chat
+        for p in chat.participants.values():
+            if p.connected and p.type == ParticipantType.AGENT:
+                change.touch(p)
+                change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
+                p.connected = False
+        old_agent = chat.agent_id
+        chat.status = ChatStatus.ENDED
+        chat.ended_ms = change.now_ms
+        chat.agent_id = None
+        voided = self.router.dequeue(chat.chat_id)
+        self.router.release(chat.chat_id, old_agent)
+        if voided is not None:
+            self._revoke(voided)
+        self._schedule_eviction(chat.chat_id)
+        asyncio.get_running_loop().call_soon(self._route)
+
+    # ---- agent operations ------------------------------------------------------------------
+
+    async def agent_chat(self, agent_id: str, chat_id: str) -> ChatRecord:
+        chat = await self.get_chat(chat_id)
+        if chat is None or not self._agent_may_see(agent_id, chat):
+            raise AgentError(404, "chat_not_found", "no such chat for this agent")
+        return chat
+
+    def _agent_may_see(self, agent_id: str, chat: ChatRecord) -> bool:
+        if chat.status is ChatStatus.QUEUED:
+            return True
+        return any(p.agent_id == agent_id for p in chat.participants.values())
+
+    def _agent_participant(self, agent_id: str, chat: ChatRecord) -> ParticipantRecord:
+        for p in chat.participants.values():
+            if p.agent_id == agent_id and p.connected:
+                return p
+        if chat.ended:
+            raise AgentError(409, "chat_ended", "the chat has ended")
+        raise AgentError(409, "not_in_chat", "the agent is not connected to this chat")
+
+    async def accept(self, agent_id: str, chat_id: str) -> ChatRecord:
+        chat = await self.agent_chat(agent_id, chat_id)
+        async with self._change(chat) as change:
+            chat = change.chat
+            if chat.status is not ChatStatus.QUEUED:
+                raise AgentError(409, "not_waiting", "the chat is not waiting for an agent")
+            offer = self.router.offers.get(chat_id)
+            if offer is not None and offer.agent_id != agent_id:
+                raise AgentError(409, "offered_elsewhere", "the chat is offered to another agent")
+            if chat.target_agent not in (None, agent_id):
+                raise AgentError(409, "offered_elsewhere", "the chat is reserved for another agent")
+            agent = self.agents[agent_id]
+            chat.status = ChatStatus.ACTIVE
+            chat.agent_id = agent_id
+            chat.target_agent = None
+            change.join(ParticipantType.AGENT, agent.nickname, agent_id)
+            change.add(chat.next_participant - 1, EventType.PARTICIPANT_JOINED)
+            self.router.dequeue(chat_id)
+            self._cancel_timer(chat_id)
+            self.router.assign(chat_id, agent_id, change.now_ms)
+        return chat
+
+    async def decline(self, agent_id: str, chat_id: str) -> None:
+        offer = self.router.lapse(chat_id, agent_id)
+        if offer is None:
+            raise AgentError(409, "no_offer", "this chat is not offered to this agent")
+        self._cancel_timer(chat_id)
+        self._revoke(offer)
+        self._route()
+
+    async def agent_event(self, agent_id: str, chat_id: str, type_: EventType,
+                          text: str | None = None, message_type: str | None = None) -> None:
+        chat = await self.agent_chat(agent_id, chat_id)
+        async with self._change(chat) as change:
+            p = self._agent_participant(agent_id, change.chat)
+            change.add(p.participant_id, type_, text, message_type=message_type)
+
+    async def agent_end(self, agent_id: str, chat_id: str) -> None:
+        chat = await self.agent_chat(agent_id, chat_id)
+        async with self._change(chat) as change:
+            self._agent_participant(agent_id, change.chat)
+            self._end(change)
+
+    async def transfer(self, agent_id: str, chat_id: str, to_agent: str | None) -> None:
+        """Hand the chat to another agent (reserved for them) or back to the queue."""
+        if to_agent is not None and to_agent not in self.agents:
+            raise AgentError(404, "agent_not_found", f"no agent {to_agent!r}")
+        if to_agent == agent_id:
+            raise AgentError(400, "bad_request", "cannot transfer a chat to oneself")
+        chat = await self.agent_chat(agent_id, chat_id)
+        async with self._change(chat) as change:
+            chat = change.chat
+            p = change.touch(self._agent_participant(agent_id, chat))
+            if to_agent is None:
+                change.add(SYSTEM_ID, EventType.NOTICE, NOTICES["transfer_queue"])
+            else:
+                change.add(SYSTEM_ID, EventType.NOTICE, NOTICES["transfer_agent"].format(
+                    agent=self.agents[to_agent].nickname))
+            change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
+            p.connected = False
+            chat.status = ChatStatus.QUEUED
+            chat.agent_id = None
+            chat.target_agent = to_agent
+            chat.queued_ms = change.now_ms
+            self.router.release(chat_id, agent_id)
+            self.router.enqueue(chat)
+        self._route()
+
+    # ---- agents ----------------------------------------------------------------------------
+
+    async def set_ready(self, agent_id: str, ready: bool, capacity: int) -> None:
+        agent = self.agents[agent_id]
+        agent.ready, agent.capacity = ready, capacity
+        await self.store.put_agent(agent)
+        for offer in self.router.set_ready(agent_id, ready, capacity):
+            self._cancel_timer(offer.chat_id)
+            self._revoke(offer)
+        self._route()
+
+    def agent_chats(self, agent_id: str) -> list[ChatRecord]:
+        presence = self.router.presence(agent_id)
+        ids = presence.active | presence.offered
+        return [self.chats[cid] for cid in sorted(ids) if cid in self.chats]
+
+    def queued(self, service: str | None = None) -> list[ChatRecord]:
+        return [self.chats[cid] for cid in self.router.waiting(service) if cid in self.chats]
+
+    def summary(self, chat: ChatRecord) -> dict[str, object]:
+        offer = self.router.offers.get(chat.chat_id)
+        return {
+            "chatId": chat.chat_id, "service": chat.service, "status": chat.status.value,
+            "createdMs": chat.created_ms, "queuedMs": chat.queued_ms, "endedMs": chat.ended_ms,
+            "agentId": chat.agent_id, "targetAgent": chat.target_agent,
+            "offeredTo": offer.agent_id if offer else None,
+            "position": self.router.position(chat.service, chat.chat_id) or None,
+            "customer": chat.customer, "userData": chat.user_data,
+            "nextPosition": chat.next_index,
+        }
+
+    # ---- routing and notifications ---------------------------------------------------------
+
+    def _route(self) -> None:
+        for offer in self.router.route(self.clock()):
+            chat = self.chats.get(offer.chat_id)
+            if chat is None:
+                continue
+            self._timers[offer.chat_id] = asyncio.get_running_loop().call_later(
+                self.config.offer_timeout_s, self._offer_lapsed, offer)
+            self._notify_agent(offer.agent_id, {"type": "offer", "chat": self.summary(chat)})
+        self._publish_queue()
+
+    def _offer_lapsed(self, offer: Offer) -> None:
+        self._timers.pop(offer.chat_id, None)
+        if self.router.lapse(offer.chat_id, offer.agent_id) is not None:
+            self._revoke(offer)
+            self._route()
+
+    def _revoke(self, offer: Offer) -> None:
+        self._notify_agent(offer.agent_id, {"type": "offerRevoked", "chatId": offer.chat_id})
+
+    def _cancel_timer(self, chat_id: str) -> None:
+        handle = self._timers.pop(chat_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _schedule_eviction(self, chat_id: str) -> None:
+        old = self._evictions.pop(chat_id, None)
+        if old is not None:
+            old.cancel()
+
+        def evict() -> None:
+            self._evictions.pop(chat_id, None)
+            chat = self.chats.get(chat_id)
+            if chat is not None and chat.ended:
+                self.chats.pop(chat_id, None)
+                self._locks.pop(chat_id, None)
+
+        self._evictions[chat_id] = asyncio.get_running_loop().call_later(
+            self.config.ended_cache_s, evict)
+
+    def _announce(self, chat: ChatRecord, events: list[Message]) -> None:
+        if not events:
+            return
+        topic = f"chat.{chat.chat_id}"
+        for msg in events:
+            self.broker.publish(topic, msgspec.json.encode(msg))
+        senders = {msg.from_.participantId for msg in events}
+        agents = {p.agent_id for p in chat.participants.values()
+                  if p.agent_id and (p.connected or p.participant_id in senders)}
+        for agent_id in agents:
+            for msg in events:
+                self._notify_agent(agent_id, {"type": "message", "chatId": chat.chat_id,
+                                              "chatEnded": chat.ended, "message": msg})
+
+    def _notify_agent(self, agent_id: str, payload: dict[str, object]) -> None:
+        self.broker.publish(f"agent.{agent_id}", msgspec.json.encode(payload))
+
+    def _publish_queue(self) -> None:
+        waiting = {service: len(queue) for service, queue in self.router.queues.items()}
+        self.broker.publish("agents", msgspec.json.encode({"type": "queue", "waiting": waiting}))
+
+    def iter_chats(self) -> Iterator[ChatRecord]:
+        return iter(self.chats.values())

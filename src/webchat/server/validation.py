@@ -1,0 +1,111 @@
+"""Validation of customer input against the configured limits.
+
+Each check raises :class:`ChatError` with the GMS code the widgets know where one exists
+(names 102/103/161, message length 204, e-mail 364) and one of ours otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from webchat.protocol.gms.errors import ErrorCode
+from webchat.protocol.gms.forms import FormError, unflatten_map
+from webchat.server.config import Limits
+from webchat.server.engine import CustomerForm
+from webchat.server.errors import ChatError
+
+_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+IDENTITY = frozenset({"userId", "secureKey", "alias"})
+
+#: Form fields each operation accepts besides the identity triple and ``userData[...]``.
+FIELDS: dict[str, frozenset[str]] = {
+    "requestChat": frozenset({"firstName", "lastName", "nickname", "emailAddress", "subject",
+                              "text"}),
+    "send": frozenset({"message", "messageType", "transcriptPosition"}),
+    "refresh": frozenset({"transcriptPosition"}),
+    "startTyping": frozenset({"message", "transcriptPosition"}),
+    "stopTyping": frozenset({"message", "transcriptPosition"}),
+    "disconnect": frozenset({"transcriptPosition"}),
+    "pushUrl": frozenset({"pushUrl", "transcriptPosition"}),
+    "customNotice": frozenset({"message", "transcriptPosition"}),
+    "updateNickname": frozenset({"nickname", "transcriptPosition"}),
+    "updateData": frozenset({"transcriptPosition"}),
+}
+TAKES_USER_DATA = frozenset({"requestChat", "updateData"})
+
+
+def check_fields(operation: str, form: Mapping[str, str]) -> None:
+    allowed = FIELDS[operation] | (IDENTITY if operation != "requestChat" else frozenset())
+    for key in form:
+        if key in allowed or (operation in TAKES_USER_DATA and key.startswith("userData[")):
+            continue
+        raise ChatError(ErrorCode.MALFORMED_REQUEST, f"unknown field {key[:64]!r} for {operation}")
+    for key, value in form.items():
+        if "\x00" in value:
+            raise ChatError(ErrorCode.MALFORMED_REQUEST, f"field {key[:64]!r} contains NUL")
+
+
+def text(form: Mapping[str, str], key: str, limit: int, *, required: bool = False,
+         code: ErrorCode = ErrorCode.FIELD_TOO_LONG) -> str:
+    value = form.get(key, "")
+    if required and not value.strip():
+        raise ChatError(ErrorCode.MISSING_FIELD, f"{key} is required")
+    if len(value) > limit:
+        raise ChatError(code, f"{key} is longer than {limit} characters")
+    return value
+
+
+def position(form: Mapping[str, str]) -> int | None:
+    raw = form.get("transcriptPosition")
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise ChatError(ErrorCode.INVALID_POSITION,
+                        "transcriptPosition must be a non-negative integer")
+    return int(raw)
+
+
+def user_data(form: Mapping[str, str], limits: Limits) -> dict[str, str]:
+    try:
+        data = unflatten_map(form, "userData")
+    except FormError as exc:
+        raise ChatError(ErrorCode.MALFORMED_REQUEST, str(exc)) from None
+    if len(data) > limits.max_user_data_keys:
+        raise ChatError(ErrorCode.TOO_LARGE,
+                        f"more than {limits.max_user_data_keys} userData keys")
+    for key, value in data.items():
+        if len(key) > limits.max_user_data_key_chars:
+            raise ChatError(ErrorCode.FIELD_TOO_LONG, f"userData key {key[:32]!r}… is too long")
+        if len(value) > limits.max_user_data_value_chars:
+            raise ChatError(ErrorCode.FIELD_TOO_LONG, f"userData[{key}] is too long")
+    return data
+
+
+def customer_form(form: Mapping[str, str], limits: Limits) -> CustomerForm:
+    check_fields("requestChat", form)
+    first = text(form, "firstName", limits.max_name_chars).strip()
+    last = text(form, "lastName", limits.max_name_chars).strip()
+    nickname = text(form, "nickname", limits.max_name_chars).strip()
+    if not nickname:
+        if not first and not last:
+            raise ChatError(ErrorCode.NAME_REQUIRED, "nickname or firstName and lastName required")
+        if not first:
+            raise ChatError(ErrorCode.FIRST_NAME_REQUIRED, "firstName is required")
+        if not last:
+            raise ChatError(ErrorCode.LAST_NAME_REQUIRED, "lastName is required")
+        nickname = f"{first} {last}"
+    email = text(form, "emailAddress", limits.max_email_chars).strip()
+    if email and not _EMAIL.match(email):
+        raise ChatError(ErrorCode.INVALID_EMAIL, "emailAddress is not a valid e-mail address")
+    subject = text(form, "subject", limits.max_subject_chars)
+    return CustomerForm(nickname, first, last, email, subject, user_data(form, limits))
+
+
+def push_url(form: Mapping[str, str], limits: Limits) -> str:
+    url = text(form, "pushUrl", limits.max_url_chars, required=True).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ChatError(ErrorCode.MALFORMED_REQUEST, "pushUrl must be an http(s) URL")
+    return url

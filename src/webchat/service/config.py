@@ -1,0 +1,106 @@
+"""The ``webchat`` configuration namespace, read from the same dict shape the widgets use.
+
+The namespace is shared with the WebChat widget's UI options (``emojis``, ``actionsMenu`` …),
+so unknown keys are kept and ignored, not rejected; known keys are type-checked, because a
+misspelt type is a bug the integrator wants to hear about at start-up rather than mid-chat.
+Defaults the reference does not state are marked in ``docs/webchatservice.md`` and are
+configurable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message names the option."""
+
+
+@dataclass(frozen=True)
+class CometDConfig:
+    enabled: bool = False
+    cometURL: str = ""  # noqa: N815
+    channel: str = ""
+    apiURL: str = ""  # noqa: N815
+    websocketEnabled: bool = True  # noqa: N815
+    logLevel: str = "info"  # noqa: N815
+
+
+@dataclass(frozen=True)
+class WebChatConfig:
+    dataURL: str = ""  # noqa: N815
+    apikey: str = ""
+    enableCustomHeader: bool = False  # noqa: N815
+    userData: dict[str, str] = field(default_factory=dict)  # noqa: N815
+    pollExceptionLimit: int = 5  # noqa: N815
+    ajaxTimeout: int = 3000  # noqa: N815
+    pollInterval: int = 1000  # noqa: N815
+    """Ours: ms between refreshes in REST mode (the original's cadence is not documented)."""
+    typingStopDelay: int = 5000  # noqa: N815
+    """Ours: ms of silence after ``sendTyping`` before ``stopTyping`` is sent."""
+    cometD: CometDConfig = field(default_factory=CometDConfig)  # noqa: N815
+    headers: dict[str, str] = field(default_factory=dict)
+    """The ``_genesys.widgets.main.header`` object, sent when ``enableCustomHeader`` is on."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any], main: Mapping[str, Any] | None = None
+                  ) -> WebChatConfig:
+        if not isinstance(options, Mapping):
+            raise ConfigError("webchat configuration must be an object")
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in options.items():
+            if key in _TYPES:
+                known[key] = _check(key, value, _TYPES[key])
+            else:
+                extra[key] = value
+        if "userData" in known:
+            known["userData"] = _string_map("userData", known["userData"])
+        if "cometD" in known:
+            comet = known["cometD"]
+            unknown = set(comet) - set(CometDConfig.__dataclass_fields__)
+            if unknown:
+                raise ConfigError(f"cometD: unknown option(s) {sorted(unknown)}")
+            for key, value in comet.items():
+                _check(f"cometD.{key}", value, bool if key in ("enabled", "websocketEnabled")
+                       else str)
+            known["cometD"] = CometDConfig(**comet)
+        for key in ("pollExceptionLimit", "ajaxTimeout", "pollInterval", "typingStopDelay"):
+            if key in known and known[key] < (1 if key != "pollExceptionLimit" else 0):
+                raise ConfigError(f"{key} must be positive")
+        headers = dict((main or {}).get("header") or {})
+        config = cls(**known, headers=_string_map("main.header", headers), extra=extra)
+        if not config.dataURL and not (config.cometD.enabled and config.cometD.cometURL):
+            raise ConfigError("dataURL is required (or cometD.enabled with cometURL)")
+        return config
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "dataURL": str, "apikey": str, "enableCustomHeader": bool, "userData": dict,
+    "pollExceptionLimit": int, "ajaxTimeout": int, "pollInterval": int, "typingStopDelay": int,
+    "cometD": dict,
+}
+
+
+def _check(key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
+    if isinstance(value, bool) and expected is int:
+        raise ConfigError(f"{key} must be a number, not a boolean")
+    if not isinstance(value, expected):
+        name = expected.__name__ if isinstance(expected, type) else str(expected)
+        raise ConfigError(f"{key} must be {name}, not {type(value).__name__}")
+    return value
+
+
+def _string_map(name: str, value: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            out[str(key)] = "true" if item else "false"
+        elif isinstance(item, str | int | float):
+            out[str(key)] = str(item)
+        else:
+            raise ConfigError(f"{name}[{key}] must be a string or number")
+    return out

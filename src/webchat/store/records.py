@@ -1,0 +1,64 @@
+"""What the server persists: chats with their participants and transcript, and agents.
+
+The transcript is kept as wire :class:`~webchat.protocol.gms.models.Message` objects, so the
+exact bytes a customer saw can be rebuilt after a restart.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from webchat.protocol.gms.models import Message
+
+
+class ChatStatus(enum.StrEnum):
+    QUEUED = "queued"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class ParticipantRecord:
+    participant_id: int
+    type: str
+    nickname: str
+    agent_id: str | None = None
+    connected: bool = True
+
+
+@dataclass(slots=True)
+class ChatRecord:
+    chat_id: str
+    service: str
+    secure_key: str
+    user_id: str
+    alias: str
+    status: ChatStatus
+    created_ms: int
+    queued_ms: int
+    customer: dict[str, str]
+    user_data: dict[str, str]
+    ended_ms: int | None = None
+    agent_id: str | None = None
+    target_agent: str | None = None
+    next_participant: int = 1
+    participants: dict[int, ParticipantRecord] = field(default_factory=dict)
+    events: list[Message] = field(default_factory=list)
+
+    @property
+    def next_index(self) -> int:
+        return len(self.events) + 1
+
+    @property
+    def ended(self) -> bool:
+        return self.status is ChatStatus.ENDED
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    agent_id: str
+    nickname: str
+    password_hash: str
+    ready: bool = False
+    capacity: int = 3

@@ -1,0 +1,274 @@
+"""SQLite store: one file in WAL mode, driven by a single thread.
+
+All statements run on one dedicated thread that owns the only connection, so there is never
+write contention inside the process. The thread commits in groups: it takes every job queued
+while the previous commit was running and commits them together, each inside its own savepoint
+so that one failing job cannot take the others down. A job's future resolves only after the
+commit that contains it, which is what lets the server promise durability before it replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from webchat.protocol.gms.models import Message
+from webchat.store.records import AgentRecord, ChatRecord, ChatStatus, ParticipantRecord
+
+T = TypeVar("T")
+Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+
+_MAX_BATCH = 256
+_message_decoder = msgspec.json.Decoder(Message)
+_map_decoder = msgspec.json.Decoder(dict[str, str])
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The plain-SQL migrations shipped with the package, in order: ``NNN_name.sql``."""
+    folder = resources.files("webchat.store.migrations").joinpath("sqlite")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script into statements, respecting comments and quotes (unlike ``;``)."""
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+            part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()):
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {buffer!r}")
+    return statements
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations not yet recorded. Runs inside the caller's transaction, so a
+    failing migration leaves the schema as it was."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    for version, sql in migrations():
+        if version <= current:
+            continue
+        for statement in split_statements(sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        current = version
+    return int(current)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.schema_version = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._thread = threading.Thread(target=self._main, args=(ready,), daemon=True,
+                                        name="webchat-sqlite")
+        self._thread.start()
+        await ready
+        self.schema_version = await self._run(migrate)
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    def _main(self, ready: asyncio.Future[None]) -> None:
+        loop = ready.get_loop()
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except Exception as exc:
+            loop.call_soon_threadsafe(ready.set_exception, exc)
+            return
+        loop.call_soon_threadsafe(ready.set_result, None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list[Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _, _ in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, fn(conn)))
+                    conn.execute("RELEASE job")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((False, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nothing in the batch is durable
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(False, exc)] * len(batch)
+        for (_, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._thread is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, fut, loop))
+        return fut
+
+    # ---- chats -----------------------------------------------------------------------------
+
+    async def save_chat(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
+                        events: Sequence[Message]) -> None:
+        row = (chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,
+               chat.status.value, chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id,
+               chat.target_agent, chat.next_participant, msgspec.json.encode(chat.customer),
+               msgspec.json.encode(chat.user_data))
+        prows = [(chat.chat_id, p.participant_id, p.type, p.nickname, p.agent_id,
+                  int(p.connected)) for p in participants]
+        erows = [(chat.chat_id, m.index, msgspec.json.encode(m)) for m in events]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO chats VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (chat_id) DO "
+                "UPDATE SET status=excluded.status, queued_ms=excluded.queued_ms, "
+                "ended_ms=excluded.ended_ms, agent_id=excluded.agent_id, "
+                "target_agent=excluded.target_agent, "
+                "next_participant=excluded.next_participant, "
+                "customer_json=excluded.customer_json, user_data_json=excluded.user_data_json",
+                row)
+            conn.executemany(
+                "INSERT INTO participants VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                "nickname=excluded.nickname, connected=excluded.connected, "
+                "agent_id=excluded.agent_id", prows)
+            conn.executemany("INSERT INTO events VALUES (?,?,?)", erows)
+
+        await self._run(write)
+
+    async def load_chat(self, chat_id: str) -> ChatRecord | None:
+        def read(conn: sqlite3.Connection) -> ChatRecord | None:
+            rows = _read_chats(conn, "WHERE chat_id = ?", (chat_id,))
+            return rows[0] if rows else None
+
+        return await self._run(read)
+
+    async def load_open_chats(self) -> list[ChatRecord]:
+        return await self._run(lambda conn: _read_chats(conn, "WHERE status <> 'ended'", ()))
+
+    # ---- agents ----------------------------------------------------------------------------
+
+    async def put_agent(self, agent: AgentRecord) -> None:
+        row = (agent.agent_id, agent.nickname, agent.password_hash, int(agent.ready),
+               agent.capacity)
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO agents VALUES (?,?,?,?,?) ON CONFLICT (agent_id) DO UPDATE SET "
+            "nickname=excluded.nickname, password_hash=excluded.password_hash, "
+            "ready=excluded.ready, capacity=excluded.capacity", row))
+
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        agents = await self._run(lambda conn: _read_agents(conn, "WHERE agent_id = ?",
+                                                           (agent_id,)))
+        return agents[0] if agents else None
+
+    async def list_agents(self) -> list[AgentRecord]:
+        return await self._run(lambda conn: _read_agents(conn, "", ()))
+
+    async def add_token(self, token_hash: str, agent_id: str, created_ms: int) -> None:
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO agent_tokens VALUES (?,?,?)", (token_hash, agent_id, created_ms)))
+
+    async def agent_for_token(self, token_hash: str) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT agent_id FROM agent_tokens WHERE token_hash = ?",
+                               (token_hash,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(read)
+
+    async def delete_token(self, token_hash: str) -> None:
+        await self._run(lambda conn: conn.execute(
+            "DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,)))
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+def _read_agents(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]
+                 ) -> list[AgentRecord]:
+    rows = conn.execute(
+        f"SELECT agent_id, nickname, password_hash, ready, capacity FROM agents {where} "
+        "ORDER BY agent_id", args).fetchall()
+    return [AgentRecord(r[0], r[1], r[2], bool(r[3]), int(r[4])) for r in rows]
+
+
+def _read_chats(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]
+                ) -> list[ChatRecord]:
+    chats: dict[str, ChatRecord] = {}
+    for r in conn.execute(
+            "SELECT chat_id, service, secure_key, user_id, alias, status, created_ms, queued_ms,"
+            f" ended_ms, agent_id, target_agent, next_participant, customer_json, user_data_json"
+            f" FROM chats {where}", args):
+        chats[r[0]] = ChatRecord(
+            chat_id=r[0], service=r[1], secure_key=r[2], user_id=r[3], alias=r[4],
+            status=ChatStatus(r[5]), created_ms=r[6], queued_ms=r[7], ended_ms=r[8],
+            agent_id=r[9], target_agent=r[10], next_participant=r[11],
+            customer=_map_decoder.decode(r[12]), user_data=_map_decoder.decode(r[13]))
+    for chat in chats.values():
+        for p in conn.execute(
+                "SELECT participant_id, type, nickname, agent_id, connected FROM participants "
+                "WHERE chat_id = ? ORDER BY participant_id", (chat.chat_id,)):
+            chat.participants[p[0]] = ParticipantRecord(p[0], p[1], p[2], p[3], bool(p[4]))
+        chat.events = [_message_decoder.decode(e[0]) for e in conn.execute(
+            "SELECT message_json FROM events WHERE chat_id = ? ORDER BY idx", (chat.chat_id,))]
+    return list(chats.values())

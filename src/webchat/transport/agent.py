@@ -1,0 +1,197 @@
+"""Client for the agent API: REST calls plus the WebSocket event stream, with resync.
+
+Used by ``webchat agent``, ``webchat bot``, the benchmarks and the tests. The stream delivers
+transcript events of the agent's chats; the client tracks the next index per chat and, after a
+reconnect, fetches whatever it missed, so a handler sees every event exactly once and in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class AgentApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class AgentClient:
+    def __init__(self, base_url: str, username: str, password: str, *,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.base = base_url.rstrip("/") + "/agent/v1"
+        self.username = username
+        self.password = password
+        self.token = ""
+        self._http = session
+        self._owns = session is None
+        self.positions: dict[str, int] = {}
+        """chatId -> next transcript index this client has not yet seen."""
+        self._stream: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        data = msgspec.json.encode(body) if body is not None else None
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        async with self.http.request(method, self.base + path, data=data,
+                                     headers=headers) as resp:
+            payload = await resp.read()
+        decoded = msgspec.json.decode(payload) if payload else {}
+        if resp.status >= 400:
+            err = decoded.get("error", {}) if isinstance(decoded, dict) else {}
+            raise AgentApiError(resp.status, err.get("code", "?"), err.get("message", ""))
+        return decoded
+
+    # ---- REST ------------------------------------------------------------------------------
+
+    async def login(self) -> dict[str, Any]:
+        reply: dict[str, Any] = await self._call(
+            "POST", "/login", {"username": self.username, "password": self.password})
+        self.token = reply["token"]
+        return reply
+
+    async def logout(self) -> None:
+        await self._call("POST", "/logout")
+        self.token = ""
+
+    async def set_state(self, ready: bool, capacity: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"ready": ready}
+        if capacity is not None:
+            body["capacity"] = capacity
+        result: dict[str, Any] = await self._call("POST", "/state", body)
+        return result
+
+    async def queue(self) -> list[dict[str, Any]]:
+        return list((await self._call("GET", "/queue"))["chats"])
+
+    async def chats(self) -> list[dict[str, Any]]:
+        return list((await self._call("GET", "/chats"))["chats"])
+
+    async def chat(self, chat_id: str, since: int = 1) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", f"/chats/{chat_id}?from={since}")
+        return result
+
+    async def accept(self, chat_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", f"/chats/{chat_id}/accept")
+        return result
+
+    async def decline(self, chat_id: str) -> None:
+        await self._call("POST", f"/chats/{chat_id}/decline")
+
+    async def send(self, chat_id: str, text: str, message_type: str | None = None) -> None:
+        body: dict[str, Any] = {"text": text}
+        if message_type:
+            body["messageType"] = message_type
+        await self._call("POST", f"/chats/{chat_id}/send", body)
+
+    async def typing(self, chat_id: str, typing: bool) -> None:
+        await self._call("POST", f"/chats/{chat_id}/typing", {"typing": typing})
+
+    async def end(self, chat_id: str) -> None:
+        await self._call("POST", f"/chats/{chat_id}/end")
+
+    async def transfer(self, chat_id: str, to_agent: str | None = None) -> None:
+        await self._call("POST", f"/chats/{chat_id}/transfer", {"toAgent": to_agent})
+
+    # ---- event stream ----------------------------------------------------------------------
+
+    def listen(self, handler: EventHandler, *, retry_s: float = 0.5) -> None:
+        """Follow the event stream in the background, reconnecting until :meth:`close`."""
+        self._stream = asyncio.create_task(self._follow(handler, retry_s))
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def _follow(self, handler: EventHandler, retry_s: float) -> None:
+        url = self.base.replace("http", "ws", 1) + "/events"
+        while True:
+            try:
+                async with self.http.ws_connect(url, params={"token": self.token},
+                                                heartbeat=30) as ws:
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        await self._dispatch(msgspec.json.decode(msg.data), handler)
+            except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+                log.debug("agent stream dropped: %s", exc)
+            self._connected.clear()
+            await asyncio.sleep(retry_s)
+
+    async def _dispatch(self, event: dict[str, Any], handler: EventHandler) -> None:
+        if event.get("type") == "hello":
+            # Resync: fetch what happened in our chats while we were away.
+            for chat in event.get("chats", []):
+                chat_id = chat["chatId"]
+                known = self.positions.get(chat_id)
+                if known is not None and known < chat["nextPosition"]:
+                    missed = await self.chat(chat_id, known)
+                    for raw in missed["messages"]:
+                        await self._deliver(chat_id, raw, False, handler)
+            self._connected.set()
+        elif event.get("type") == "message":
+            await self._deliver(event["chatId"], event["message"], event.get("chatEnded", False),
+                                handler)
+            return
+        result = handler(event)
+        if result is not None:
+            await result
+
+    async def _deliver(self, chat_id: str, raw: dict[str, Any], ended: bool,
+                       handler: EventHandler) -> None:
+        index = int(raw.get("index", 0))
+        expected = self.positions.get(chat_id)
+        if expected is not None and index and index < expected:
+            return  # seen already (overlap between resync and the live stream)
+        if expected is not None and index > expected:
+            # A gap: fetch the missing events first so the handler sees them in order.
+            self.positions[chat_id] = index  # stops the fetch's events recursing here
+            missed = await self.chat(chat_id, expected)
+            for earlier in missed["messages"]:
+                if expected <= earlier["index"] < index:
+                    self.positions[chat_id] = earlier["index"] + 1
+                    await self._emit(chat_id, earlier, False, handler)
+        self.positions[chat_id] = max(expected or 1, index + 1)
+        await self._emit(chat_id, raw, ended, handler)
+
+    @staticmethod
+    async def _emit(chat_id: str, raw: dict[str, Any], ended: bool,
+                    handler: EventHandler) -> None:
+        result = handler({"type": "message", "chatId": chat_id, "chatEnded": ended,
+                          "message": raw})
+        if result is not None:
+            await result
+
+    def track(self, chat_id: str, next_position: int) -> None:
+        """Start following a chat's transcript from ``next_position``."""
+        self.positions[chat_id] = max(self.positions.get(chat_id, 1), next_position)
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stream
+            self._stream = None
+        if self._http is not None and self._owns:
+            await self._http.close()
+        self._http = None

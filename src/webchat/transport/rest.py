@@ -1,0 +1,72 @@
+"""GMS Chat v2 over REST: POST each :class:`HttpRequest` form-encoded, decode the reply.
+
+Servers differ on HTTP statuses for errors (protocols.md §1.9): some answer 200 with a non-zero
+``statusCode``, others 4xx with the same body. Both are decoded to a :class:`ChatResponse`;
+only a reply that is not a chat response at all is a :class:`TransportError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+import aiohttp
+import msgspec
+
+from webchat.protocol.gms.models import ChatResponse, decode_response
+from webchat.protocol.gms.session import HttpRequest
+
+
+class TransportError(Exception):
+    """The request did not produce a chat response: network failure, timeout, garbage."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class RestTransport:
+    def __init__(self, data_url: str, *, apikey: str | None = None,
+                 headers: Mapping[str, str] | None = None, timeout_ms: int = 3000,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.data_url = data_url.rstrip("/")
+        self.headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if apikey:
+            self.headers["apikey"] = apikey
+        self.headers.update(headers or {})
+        self.timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        self._session = session
+        self._owns_session = session is None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    async def call(self, request: HttpRequest) -> ChatResponse:
+        url = self.data_url + request.path
+        try:
+            async with self._client().post(url, data=urlencode(request.fields),
+                                           headers=self.headers, timeout=self.timeout) as resp:
+                body = await resp.read()
+                status = resp.status
+        except TimeoutError:
+            raise TransportError(f"{request.operation}: no reply within "
+                                 f"{self.timeout.total:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{request.operation}: {exc}") from None
+        try:
+            return decode_response(body)
+        except msgspec.DecodeError:
+            raise TransportError(f"{request.operation}: HTTP {status} without a chat response",
+                                 status) from None
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            # Give aiohttp a tick to close the underlying connections cleanly.
+            await asyncio.sleep(0)
+        self._session = None

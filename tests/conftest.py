@@ -1,0 +1,186 @@
+"""Shared fixtures: a real server on a loopback port with a SQLite file in a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from webchat.bus import Bus, BusEvent
+from webchat.server import ServerConfig, build_app
+from webchat.server.app import ACCOUNTS, ENGINE
+from webchat.server.engine import ChatEngine
+from webchat.service import WebChatConfig, WebChatService
+from webchat.transport.agent import AgentClient
+
+SERVICE = "customer-support"
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+    config: ServerConfig
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.app[ENGINE]
+
+    @property
+    def data_url(self) -> str:
+        return f"{self.url}/genesys/2/chat/{SERVICE}"
+
+    async def add_agent(self, name: str, password: str = "pw", nickname: str | None = None
+                        ) -> None:
+        await self.app[ACCOUNTS].upsert(name, password, nickname)
+
+
+async def start_server(config: ServerConfig) -> RunningServer:
+    app = build_app(config)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return RunningServer(f"http://127.0.0.1:{port}", app, runner, config)
+
+
+@pytest.fixture
+def server_config(tmp_path: Path) -> ServerConfig:
+    return ServerConfig(data_dir=str(tmp_path / "data"), offer_timeout_s=5.0)
+
+
+@pytest.fixture
+async def server(server_config: ServerConfig) -> AsyncIterator[RunningServer]:
+    running = await start_server(server_config)
+    yield running
+    await running.runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Customer:
+    """A bus + WebChatService pair recording every WebChatService event in order."""
+
+    def __init__(self, data_url: str, **options: Any) -> None:
+        self.bus = Bus()
+        config = {"dataURL": data_url, "pollInterval": 50, **options}
+        self.service = WebChatService(self.bus, WebChatConfig.from_dict(config))
+        self.events: list[BusEvent] = []
+        self._changed = asyncio.Event()
+        self.bus.subscribe("WebChatService.*", self._record)
+
+    def _record(self, event: BusEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def start(self) -> Customer:
+        await self.service.start()
+        return self
+
+    def names(self) -> list[str]:
+        return [e.event.split(".", 1)[1] for e in self.events]
+
+    async def wait_for(self, predicate: Callable[[Customer], bool], timeout: float = 5.0
+                       ) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_event(self, name: str, count: int = 1, timeout: float = 5.0) -> BusEvent:
+        await self.wait_for(lambda c: c.names().count(name) >= count, timeout)
+        return [e for e in self.events if e.event == f"WebChatService.{name}"][count - 1]
+
+    def texts(self) -> list[tuple[str, str]]:
+        """(sender type, text) of every Message received, in order."""
+        out = []
+        for e in self.events:
+            if e.event == "WebChatService.messageReceived":
+                for m in e.data["messages"]:
+                    if m["type"] == "Message":
+                        out.append((m["from"]["type"], m["text"]))
+        return out
+
+    def indexes(self) -> list[int]:
+        return [m["index"] for e in self.events if e.event == "WebChatService.messageReceived"
+                for m in e.data["messages"]]
+
+    async def command(self, name: str, options: dict[str, Any] | None = None) -> Any:
+        return await self.bus.command(f"WebChatService.{name}", options)
+
+    async def close(self) -> None:
+        await self.service.close()
+
+
+@pytest.fixture
+async def customer_factory() -> AsyncIterator[Callable[..., Any]]:
+    made: list[Customer] = []
+
+    async def make(data_url: str, **options: Any) -> Customer:
+        c = await Customer(data_url, **options).start()
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        await c.close()
+
+
+class AgentRecorder:
+    """An AgentClient whose stream events are recorded for assertions."""
+
+    def __init__(self, client: AgentClient) -> None:
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    def handle(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
+                       timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self.events):
+                self._changed.clear()
+                await self._changed.wait()
+
+    def messages(self, chat_id: str) -> list[dict[str, Any]]:
+        return [e["message"] for e in self.events
+                if e["type"] == "message" and e["chatId"] == chat_id]
+
+
+@pytest.fixture
+async def agent_factory() -> AsyncIterator[Callable[..., Any]]:
+    made: list[AgentRecorder] = []
+
+    async def make(url: str, name: str, password: str = "pw", ready: bool = True,
+                   capacity: int = 3) -> AgentRecorder:
+        client = AgentClient(url, name, password)
+        await client.login()
+        rec = AgentRecorder(client)
+        client.listen(rec.handle, retry_s=0.05)
+        await client.wait_connected()
+        if ready:
+            await client.set_state(True, capacity)
+        made.append(rec)
+        return rec
+
+    yield make
+    for rec in made:
+        await rec.client.close()
+
+
+__all__ = ["SERVICE", "AgentRecorder", "Customer", "RunningServer", "replace", "start_server"]

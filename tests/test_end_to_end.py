@@ -1,0 +1,92 @@
+"""A whole chat across real sockets: WebChatService on a bus <-> server <-> agent client."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import msgspec
+
+from tests.conftest import SERVICE
+
+
+async def test_full_chat_customer_and_agent(server, customer_factory, agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    customer = await customer_factory(server.data_url)
+
+    started = await customer.command("startChat", {
+        "firstname": "Ada", "lastname": "Byron", "email": "ada@example.org",
+        "subject": "Invoice question", "userData": {"orderId": "A-1009", "vip": True}})
+    assert started["statusCode"] == 0
+    chat_id = started["chatId"]
+    assert started["secureKey"] and started["userId"] and started["alias"]
+    await customer.wait_event("clientConnected")
+
+    # The chat waits in the queue with its userData visible to agents.
+    agent = await agent_factory(server.url, "grace", ready=False)
+    queue = await agent.client.queue()
+    assert [c["chatId"] for c in queue] == [chat_id]
+    assert queue[0]["userData"] == {"orderId": "A-1009", "vip": "true"}
+    assert queue[0]["customer"]["emailAddress"] == "ada@example.org"
+    notices = [m for e in customer.events if e.event == "WebChatService.messageReceived"
+               for m in e.data["messages"] if m["type"] == "Notice"]
+    assert "number 1 in the queue" in notices[0]["text"]
+
+    # Ready: the agent is offered the chat and accepts it.
+    await agent.client.set_state(True, 2)
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    offer = next(e for e in agent.events if e["type"] == "offer")
+    assert offer["chat"]["chatId"] == chat_id
+    accepted = await agent.client.accept(chat_id)
+    agent.client.track(chat_id, accepted["nextPosition"])
+    connected = await customer.wait_event("agentConnected")
+    assert connected.data["message"]["from"] == {"nickname": "Grace", "participantId": 3,
+                                                  "type": "Agent"}
+    assert connected.data["numAgentsConnected"] == 1
+    assert connected.data["agents"]["3"]["name"] == "Grace"
+
+    # Typing and messages both ways.
+    await agent.client.typing(chat_id, True)
+    await customer.wait_event("agentTypingStarted")
+    await agent.client.send(chat_id, "Hello Ada, how can I help?")
+    await agent.client.typing(chat_id, False)
+    await customer.wait_event("agentTypingStopped")
+    await customer.command("sendTyping", {"message": "My inv"})
+    await customer.command("sendMessage", {"message": "My invoice is wrong"})
+    await agent.wait_for(lambda ev: any(
+        e["type"] == "message" and e["message"].get("text") == "My invoice is wrong" for e in ev))
+    typed = [m for m in agent.messages(chat_id)
+             if m["type"] == "TypingStarted" and m["from"]["type"] == "Client"]
+    assert [m["text"] for m in typed] == ["My inv"]
+
+    agents = await customer.command("getAgents")
+    assert agents["agents"]["3"]["name"] == "Grace"
+
+    await agent.client.send(chat_id, "Fixed, sorry!")
+    await customer.wait_for(lambda c: ("Agent", "Fixed, sorry!") in c.texts())
+    await agent.client.end(chat_id)
+    await customer.wait_event("ended")
+
+    # Everything the customer saw, in order, exactly once.
+    assert customer.texts() == [("Agent", "Hello Ada, how can I help?"),
+                                ("Client", "My invoice is wrong"), ("Agent", "Fixed, sorry!")]
+    indexes = customer.indexes()
+    assert indexes == list(range(1, len(indexes) + 1))
+    names = customer.names()
+    assert names[:2] == ["ready", "pollingStarted"] or names[0] == "ready"
+    order = [n for n in names if n in ("started", "clientConnected", "agentConnected",
+                                       "agentDisconnected", "pollingStopped", "ended")]
+    assert order == ["started", "clientConnected", "agentConnected", "agentDisconnected",
+                     "pollingStopped", "ended"]
+
+    # The transcript the customer saw is the one stored in SQLite.
+    transcript = await customer.command("getTranscript")
+    db = sqlite3.connect(Path(server.config.data_dir) / "webchat.sqlite3")
+    stored = [msgspec.json.decode(row[0]) for row in db.execute(
+        "SELECT message_json FROM events WHERE chat_id = ? ORDER BY idx", (chat_id,))]
+    service, status = db.execute("SELECT service, status FROM chats WHERE chat_id = ?",
+                                 (chat_id,)).fetchone()
+    db.close()
+    assert transcript["messages"] == stored
+    assert (service, status) == (SERVICE, "ended")
+    assert stored[-1]["type"] == "ParticipantLeft" and stored[-1]["from"]["type"] == "Agent"
