@@ -92,15 +92,15 @@ class Customer:
     def names(self) -> list[str]:
         return [e.event.split(".", 1)[1] for e in self.events]
 
-    async def wait_for(self, predicate: Callable[[Customer], bool], timeout: float = 5.0
+    async def wait_for(self, predicate: Callable[[Customer], bool], within: float = 5.0
                        ) -> None:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while not predicate(self):
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_event(self, name: str, count: int = 1, timeout: float = 5.0) -> BusEvent:
-        await self.wait_for(lambda c: c.names().count(name) >= count, timeout)
+    async def wait_event(self, name: str, count: int = 1, within: float = 5.0) -> BusEvent:
+        await self.wait_for(lambda c: c.names().count(name) >= count, within)
         return [e for e in self.events if e.event == f"WebChatService.{name}"][count - 1]
 
     def texts(self) -> list[tuple[str, str]]:
@@ -151,8 +151,8 @@ class AgentRecorder:
         self._changed.set()
 
     async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
-                       timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
+                       within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
             while not predicate(self.events):
                 self._changed.clear()
                 await self._changed.wait()

@@ -41,7 +41,7 @@ class State(msgspec.Struct, forbid_unknown_fields=True):
 
 class SendText(msgspec.Struct, forbid_unknown_fields=True):
     text: str
-    messageType: str | None = None  # noqa: N815
+    messageType: str | None = None
 
 
 class Typing(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +50,7 @@ class Typing(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Transfer(msgspec.Struct, forbid_unknown_fields=True):
-    toAgent: str | None = None  # noqa: N815
+    toAgent: str | None = None
 
 
 class PushUrl(msgspec.Struct, forbid_unknown_fields=True):

@@ -11,7 +11,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
 from webchat.protocol.gms.forms import FormError, collect, parse_form
@@ -101,7 +101,7 @@ class ChatApi:
         try:
             reader = await request.multipart()
             async for part in reader:
-                if not isinstance(part, web.BodyPartReader) or not part.name:
+                if not isinstance(part, BodyPartReader) or not part.name:
                     raise ChatError(ErrorCode.MALFORMED_REQUEST, "unnamed or nested form part")
                 if part.filename is not None:
                     raise ChatError(ErrorCode.MALFORMED_REQUEST,

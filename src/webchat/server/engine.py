@@ -13,10 +13,9 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 
@@ -155,7 +154,7 @@ class ChatEngine:
         return lock
 
     @asynccontextmanager
-    async def _change(self, chat: ChatRecord) -> Any:
+    async def _change(self, chat: ChatRecord) -> AsyncIterator[Change]:
         """Make a change under the chat's lock and commit it; see the module docstring."""
         async with self._lock(chat.chat_id):
             # Another request may have replaced the cached copy while we waited.

@@ -21,26 +21,26 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class CometDConfig:
     enabled: bool = False
-    cometURL: str = ""  # noqa: N815
+    cometURL: str = ""
     channel: str = ""
-    apiURL: str = ""  # noqa: N815
-    websocketEnabled: bool = True  # noqa: N815
-    logLevel: str = "info"  # noqa: N815
+    apiURL: str = ""
+    websocketEnabled: bool = True
+    logLevel: str = "info"
 
 
 @dataclass(frozen=True)
 class WebChatConfig:
-    dataURL: str = ""  # noqa: N815
+    dataURL: str = ""
     apikey: str = ""
-    enableCustomHeader: bool = False  # noqa: N815
-    userData: dict[str, str] = field(default_factory=dict)  # noqa: N815
-    pollExceptionLimit: int = 5  # noqa: N815
-    ajaxTimeout: int = 3000  # noqa: N815
-    pollInterval: int = 1000  # noqa: N815
+    enableCustomHeader: bool = False
+    userData: dict[str, str] = field(default_factory=dict)
+    pollExceptionLimit: int = 5
+    ajaxTimeout: int = 3000
+    pollInterval: int = 1000
     """Ours: ms between refreshes in REST mode (the original's cadence is not documented)."""
-    typingStopDelay: int = 5000  # noqa: N815
+    typingStopDelay: int = 5000
     """Ours: ms of silence after ``sendTyping`` before ``stopTyping`` is sent."""
-    cometD: CometDConfig = field(default_factory=CometDConfig)  # noqa: N815
+    cometD: CometDConfig = field(default_factory=CometDConfig)
     headers: dict[str, str] = field(default_factory=dict)
     """The ``_genesys.widgets.main.header`` object, sent when ``enableCustomHeader`` is on."""
     extra: dict[str, Any] = field(default_factory=dict)

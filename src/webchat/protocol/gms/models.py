@@ -39,7 +39,7 @@ class Participant(msgspec.Struct, frozen=True):
     """The ``from`` object of a transcript event."""
 
     nickname: str
-    participantId: int  # noqa: N815 - wire name
+    participantId: int
     type: str
 
 
@@ -49,11 +49,11 @@ class Message(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
 
     from_: Participant = msgspec.field(name="from")
     type: str
-    utcTime: int  # noqa: N815 - epoch milliseconds on the wire
+    utcTime: int
     index: int = 0
     text: str | None = None
-    messageType: str | None = None  # noqa: N815
-    userData: dict[str, str] | None = None  # noqa: N815
+    messageType: str | None = None
+    userData: dict[str, str] | None = None
 
 
 class ErrorEntry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -64,15 +64,15 @@ class ErrorEntry(msgspec.Struct, frozen=True, omit_defaults=True):
 class ChatResponse(msgspec.Struct, omit_defaults=True):
     """Every JSON reply of the chat API. ``statusCode`` 0 is success; anything else an error."""
 
-    statusCode: int  # noqa: N815 - always present, so never omitted
-    chatId: str | None = None  # noqa: N815
+    statusCode: int
+    chatId: str | None = None
     alias: str | None = None
-    userId: str | None = None  # noqa: N815
-    secureKey: str | None = None  # noqa: N815
-    chatEnded: bool | None = None  # noqa: N815
-    nextPosition: int | None = None  # noqa: N815
+    userId: str | None = None
+    secureKey: str | None = None
+    chatEnded: bool | None = None
+    nextPosition: int | None = None
     messages: list[Message] | None = None
-    userData: dict[str, str] | None = None  # noqa: N815
+    userData: dict[str, str] | None = None
     errors: list[ErrorEntry] | None = None
 
     @property

@@ -1,0 +1,3 @@
+from webchat.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command line: ``webchat serve | chat | agent | bot``."""

@@ -1,0 +1,105 @@
+"""``webchat chat``: a terminal customer, built only on the bus and WebChatService."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import click
+
+from webchat.bus import Bus, BusEvent, CommandError
+from webchat.cli.terminal import lines, note, say
+from webchat.service import WebChatConfig, WebChatService
+
+HELP = "commands: /end  /agents  /transcript  /quit   (anything else is sent as a message)"
+
+
+def _show(event: BusEvent) -> None:
+    name = event.event.split(".", 1)[1]
+    data: Any = event.data
+    if name == "messageReceived":
+        for msg in data["messages"]:
+            sender = msg["from"]
+            if msg["type"] == "Message" and sender["type"] != "Client":
+                say(sender["nickname"], msg.get("text", ""), "bold cyan")
+            elif msg["type"] in ("Notice", "CustomNotice", "PushUrl"):
+                note(msg.get("text", ""))
+            elif msg["type"] in ("ParticipantJoined", "ParticipantLeft") \
+                    and sender["type"] != "Client":
+                verb = "joined" if msg["type"] == "ParticipantJoined" else "left"
+                note(f"{sender['nickname']} {verb} the chat")
+    elif name == "agentTypingStarted":
+        note(f"{data['message']['from']['nickname']} is typing…")
+    elif name == "ended":
+        note("the chat has ended (press Enter to quit)")
+    elif name == "error":
+        note(f"error: {data.get('text') if isinstance(data, dict) else data}")
+
+
+async def _chat(config: WebChatConfig, form: dict[str, Any]) -> None:
+    bus = Bus()
+    service = WebChatService(bus, config)
+    bus.subscribe("WebChatService.*", _show)
+    await service.start()
+    ended = False
+
+    def on_end(_: BusEvent) -> None:
+        nonlocal ended
+        ended = True
+
+    bus.subscribe("WebChatService.ended", on_end)
+    try:
+        await bus.command("WebChatService.startChat", form)
+        note(HELP)
+        async for line in lines():
+            if ended or line == "/quit":
+                break
+            try:
+                if line == "/end":
+                    await bus.command("WebChatService.endChat")
+                elif line == "/agents":
+                    agents = await bus.command("WebChatService.getAgents")
+                    for agent in agents["agents"].values():
+                        note(f"{agent['name']} ({'connected' if agent['connected'] else 'left'})")
+                elif line == "/transcript":
+                    for msg in (await bus.command("WebChatService.getTranscript"))["messages"]:
+                        if msg["type"] == "Message":
+                            say(msg["from"]["nickname"], msg.get("text", ""))
+                elif line.strip():
+                    await bus.command("WebChatService.sendMessage", {"message": line})
+            except CommandError as exc:
+                note(f"refused: {exc.reason}")
+    finally:
+        with contextlib.suppress(CommandError):
+            if service.session.active:
+                await bus.command("WebChatService.endChat")
+        await service.close()
+
+
+@click.command("chat")
+@click.option("--url", "data_url", default="http://127.0.0.1:8080/genesys/2/chat/customer-support",
+              show_default=True, help="webchat.dataURL")
+@click.option("--name", required=True, help="Your nickname.")
+@click.option("--email", default="")
+@click.option("--subject", default="")
+@click.option("--user-data", "user_data", multiple=True, metavar="KEY=VALUE")
+@click.option("--apikey", default="")
+def chat_command(data_url: str, name: str, email: str, subject: str,
+                 user_data: tuple[str, ...], apikey: str) -> None:
+    """Chat as a customer from the terminal."""
+    from webchat.cli.main import run
+
+    data = {}
+    for item in user_data:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        data[key] = value
+    config = WebChatConfig.from_dict({"dataURL": data_url, "apikey": apikey})
+    form: dict[str, Any] = {"nickname": name, "userData": data}
+    if email:
+        form["email"] = email
+    if subject:
+        form["subject"] = subject
+    with contextlib.suppress(KeyboardInterrupt):
+        run(_chat(config, form))

@@ -1,0 +1,99 @@
+"""``webchat serve``: the chat server with its embedded SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+
+import click
+from aiohttp import web
+from rich.console import Console
+
+from webchat.server import ServerConfig, build_app
+from webchat.server.app import ACCOUNTS, ENGINE
+from webchat.server.config import HttpErrorMode, Limits
+
+
+def _agent_pair(value: str) -> tuple[str, str]:
+    name, sep, password = value.partition(":")
+    if not sep or not name or not password:
+        raise click.BadParameter(f"expected NAME:PASSWORD, got {value!r}")
+    return name, password
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--data-dir", default="./data", show_default=True,
+              help="Where the SQLite database lives.")
+@click.option("--service", "services", multiple=True, default=["customer-support"],
+              show_default=True, help="Chat service names (repeatable).")
+@click.option("--agent", "agents", multiple=True, metavar="NAME:PASSWORD",
+              help="Create or update an agent account (repeatable).")
+@click.option("--api-key", "api_keys", multiple=True,
+              help="Require this apikey on chat API calls (repeatable).")
+@click.option("--cors-origin", "cors_origins", multiple=True, default=["*"], show_default=True)
+@click.option("--http-errors", type=click.Choice([m.value for m in HttpErrorMode]),
+              default="strict", show_default=True)
+@click.option("--max-message-chars", default=4096, show_default=True, type=int)
+@click.option("--offer-timeout", default=30.0, show_default=True, type=float,
+              help="Seconds an agent has to accept an offered chat.")
+@click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
+def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
+                  agents: tuple[str, ...], api_keys: tuple[str, ...],
+                  cors_origins: tuple[str, ...], http_errors: str, max_message_chars: int,
+                  offer_timeout: float, with_bot: bool) -> None:
+    """Run the chat server."""
+    from webchat.cli.main import run
+
+    config = ServerConfig(
+        data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
+        http_errors=HttpErrorMode(http_errors), offer_timeout_s=offer_timeout,
+        limits=Limits(max_message_chars=max_message_chars))
+    run(_serve(config, host, port, [_agent_pair(a) for a in agents], with_bot))
+
+
+async def _serve(config: ServerConfig, host: str, port: int,
+                 agents: list[tuple[str, str]], with_bot: bool) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    app = build_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    accounts = app[ACCOUNTS]
+    for name, password in agents:
+        await accounts.upsert(name, password)
+    engine = app[ENGINE]
+    if not engine.agents:
+        password = secrets.token_urlsafe(9)
+        await accounts.upsert("agent", password, "Agent")
+        console.print(f"created agent account [bold]agent[/] with password [bold]{password}[/]")
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    base = f"http://{host}:{port}"
+    for service in config.services:
+        console.print(f"chat API    {base}{config.api_prefix}/2/chat/{service}")
+    console.print(f"agent API   {base}/agent/v1   (OpenAPI: {base}/openapi.json)")
+    console.print(f"data        {config.data_dir}")
+    bot_task = None
+    if with_bot:
+        from webchat.cli.bot import Bot
+
+        bot_password = secrets.token_urlsafe(12)
+        await accounts.upsert("echo-bot", bot_password, "Echo bot")
+        bot = Bot(base, "echo-bot", bot_password, capacity=1000)
+        bot_task = asyncio.create_task(bot.run())
+        console.print("echo bot    logged in as echo-bot")
+    console.print(f"chat with it: webchat chat --url {base}{config.api_prefix}/2/chat/"
+                  f"{config.services[0]} --name 'Your Name'")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        if bot_task is not None:
+            bot_task.cancel()
+        await runner.cleanup()
