@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
 from webchat.protocol.gms.forms import FormError, collect, parse_form
@@ -114,7 +115,7 @@ class ChatApi:
                     raise ChatError(ErrorCode.TOO_LARGE, "too many form fields")
                 pairs.append((part.name, raw.decode(part.get_charset("utf-8"))))
             return collect(pairs)
-        except (ValueError, LookupError, AssertionError) as exc:
+        except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
             raise ChatError(ErrorCode.MALFORMED_REQUEST, f"malformed multipart body: {exc}"
                             ) from None
 
@@ -155,6 +156,8 @@ class ChatApi:
                 form.get("alias", ""))
             if not self.op_limiter.allow(chat.chat_id):
                 raise ChatError(ErrorCode.RATE_LIMITED, "too many requests for this chat")
+            # Validate the position before acting, so a bad request changes nothing.
+            self.engine.check_position(chat, v.position(form))
             messages = await handler(chat, form)
             chat = self.engine.chats.get(chat.chat_id, chat)
         except ChatError as exc:
@@ -183,7 +186,6 @@ class ChatApi:
         text = v.text(form, "message", self.limits.max_message_chars, required=True,
                       code=ErrorCode.MESSAGE_TOO_LONG)
         message_type = v.text(form, "messageType", 64) or None
-        v.position(form)  # validate before acting, so a bad request changes nothing
         await self.engine.customer_event(chat, EventType.MESSAGE, text, message_type)
         return self._since(chat, form)
 
@@ -191,19 +193,16 @@ class ChatApi:
         async def handler(chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
             preview = v.text(form, "message", self.limits.max_message_chars,
                              code=ErrorCode.MESSAGE_TOO_LONG) or None
-            v.position(form)
             await self.engine.customer_event(chat, type_, preview)
             return self._since(chat, form)
         return handler
 
     async def _disconnect(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
-        v.position(form)
         await self.engine.customer_disconnect(chat)
         return self._since(chat, form)
 
     async def _push_url(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
         url = v.push_url(form, self.limits)
-        v.position(form)
         await self.engine.customer_event(chat, EventType.PUSH_URL, url)
         return self._since(chat, form)
 
@@ -211,19 +210,16 @@ class ChatApi:
                              ) -> list[Message] | None:
         text = v.text(form, "message", self.limits.max_message_chars,
                       code=ErrorCode.MESSAGE_TOO_LONG) or None
-        v.position(form)
         await self.engine.customer_event(chat, EventType.CUSTOM_NOTICE, text)
         return self._since(chat, form)
 
     async def _update_nickname(self, chat: ChatRecord, form: dict[str, str]
                                ) -> list[Message] | None:
         nickname = v.text(form, "nickname", self.limits.max_name_chars, required=True).strip()
-        v.position(form)
         await self.engine.customer_nickname(chat, nickname)
         return self._since(chat, form)
 
     async def _update_data(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
         data = v.user_data(form, self.limits)
-        v.position(form)
         await self.engine.customer_update_data(chat, data)
         return self._since(chat, form)

@@ -199,14 +199,19 @@ class ChatEngine:
         self._route()
         return chat
 
-    def transcript(self, chat: ChatRecord, position: int | None) -> list[Message]:
-        """Events with ``index >= position``; ``None`` or 0 means all of them."""
-        if position is None or position <= 0:
-            return list(chat.events)
-        if position > chat.next_index:
+    @staticmethod
+    def check_position(chat: ChatRecord, position: int | None) -> None:
+        """A client cannot have seen past the end: such a position is a bug or a replay."""
+        if position is not None and position > chat.next_index:
             raise ChatError(ErrorCode.INVALID_POSITION,
                             f"transcriptPosition {position} is beyond the transcript "
                             f"(next position is {chat.next_index})")
+
+    def transcript(self, chat: ChatRecord, position: int | None) -> list[Message]:
+        """Events with ``index >= position``; ``None`` or 0 means all of them."""
+        self.check_position(chat, position)
+        if position is None or position <= 0:
+            return list(chat.events)
         return chat.events[position - 1:]
 
     def _require_open(self, chat: ChatRecord) -> None:

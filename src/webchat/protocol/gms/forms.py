@@ -45,7 +45,7 @@ def parse_form(body: bytes | str, *, max_fields: int = 200) -> dict[str, str]:
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text),
-                          max_num_fields=max_fields)
+                          max_num_fields=max_fields, errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormError(f"malformed form body: {exc}") from None
     return collect(pairs)
