@@ -121,7 +121,7 @@ async def test_message_limits(server, http):
     error_of(*(await post(http, url, ident(chat))), 400, 1003)
     error_of(*(await post(http, url, {**ident(chat), "message": "  "})), 400, 1003)
     error_of(*(await post(http, url, {**ident(chat), "message": "x" * 4097})), 400, 204)
-    status, payload = await post(http, url, {**ident(chat), "message": "x" * 4096})
+    status, _payload = await post(http, url, {**ident(chat), "message": "x" * 4096})
     assert status == 200
     assert len(server.engine.chats[chat["chatId"]].events) == 3
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import SERVICE
-from webchat.transport.agent import AgentClient
 
 
 def free_port() -> int:
@@ -23,7 +22,7 @@ def free_port() -> int:
 
 
 async def launch(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a short-lived launch in a test
         [sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
          str(data_dir), "--agent", "grace:pw", "--offer-timeout", "60"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
