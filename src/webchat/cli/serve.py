@@ -39,18 +39,25 @@ def _agent_pair(value: str) -> tuple[str, str]:
 @click.option("--max-message-chars", default=4096, show_default=True, type=int)
 @click.option("--offer-timeout", default=30.0, show_default=True, type=float,
               help="Seconds an agent has to accept an offered chat.")
+@click.option("--chat-start-rate", default="1:20", show_default=True, metavar="PER_S:BURST",
+              help="Chats one client address may request: sustained per second and burst.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
                   cors_origins: tuple[str, ...], http_errors: str, max_message_chars: int,
-                  offer_timeout: float, with_bot: bool) -> None:
+                  offer_timeout: float, chat_start_rate: str, with_bot: bool) -> None:
     """Run the chat server."""
     from webchat.cli.main import run
 
+    try:
+        rate, burst = chat_start_rate.split(":")
+        start_rate = (float(rate), int(burst))
+    except ValueError:
+        raise click.BadParameter(f"expected PER_S:BURST, got {chat_start_rate!r}") from None
     config = ServerConfig(
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
         http_errors=HttpErrorMode(http_errors), offer_timeout_s=offer_timeout,
-        limits=Limits(max_message_chars=max_message_chars))
+        limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate))
     run(_serve(config, host, port, [_agent_pair(a) for a in agents], with_bot))
 
 
