@@ -58,7 +58,7 @@ class ServerProcess:
 async def start_server(*args: str) -> ServerProcess:
     port = free_port()
     data = tempfile.TemporaryDirectory(prefix="webchat-bench-")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - one launch before measuring
         [sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
          data.name, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

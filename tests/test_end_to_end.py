@@ -60,6 +60,7 @@ async def test_full_chat_customer_and_agent(server, customer_factory, agent_fact
     assert [m["text"] for m in typed] == ["My inv"]
 
     agents = await customer.command("getAgents")
+    assert list(agents["agents"]) == ["3"]  # the system sender is not an agent
     assert agents["agents"]["3"]["name"] == "Grace"
 
     await agent.client.send(chat_id, "Fixed, sorry!")

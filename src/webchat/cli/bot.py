@@ -71,6 +71,10 @@ class Bot:
         self.client.track(chat_id, chat["nextPosition"])
         if self.greeting:
             await self.client.send(chat_id, self.greeting)
+        # Answer what the customer wrote while waiting in the queue.
+        for msg in chat["messages"]:
+            if msg["type"] == "Message" and msg["from"]["type"] == "Client":
+                await self._reply(chat_id, msg.get("text", ""))
 
     async def _reply(self, chat_id: str, text: str) -> None:
         n = self.counts.get(chat_id, 0)

@@ -44,6 +44,8 @@ class ParticipantInfo:
     name: str
     type: str
     connected: bool = True
+    joined: bool = False
+    """Seen a ParticipantJoined: system senders that never join are not agents."""
 
     def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "type": self.type, "connected": self.connected,
@@ -133,7 +135,7 @@ class ChatSession:
     def agents(self) -> dict[str, dict[str, object]]:
         """Non-client participants keyed by participantId, as ``getAgents`` returns them."""
         return {str(pid): p.as_dict() for pid, p in self.participants.items()
-                if p.type != ParticipantType.CLIENT}
+                if p.type != ParticipantType.CLIENT and p.joined}
 
     def connected_agents(self) -> int:
         return sum(1 for p in self.participants.values()
@@ -259,7 +261,7 @@ class ChatSession:
             self.self_participant_id = sender.participantId
         is_self = sender.participantId == self.self_participant_id
         if msg.type == EventType.PARTICIPANT_JOINED:
-            info.connected = True
+            info.connected = info.joined = True
             return [ParticipantJoined(msg, info, is_self)]
         if msg.type == EventType.PARTICIPANT_LEFT:
             info.connected = False
