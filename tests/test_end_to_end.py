@@ -91,3 +91,31 @@ async def test_full_chat_customer_and_agent(server, customer_factory, agent_fact
     assert transcript["messages"] == stored
     assert (service, status) == (SERVICE, "ended")
     assert stored[-1]["type"] == "ParticipantLeft" and stored[-1]["from"]["type"] == "Agent"
+
+
+async def test_custom_notice_push_url_nickname_and_user_data_reach_the_agent(
+        server, http, agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    async with http.post(server.data_url, data={"nickname": "Ada",
+                                                "userData[a]": "1"}) as resp:
+        chat = await resp.json()
+    agent = await agent_factory(server.url, "grace")
+    accepted = await agent.client.accept(chat["chatId"])
+    agent.client.track(chat["chatId"], accepted["nextPosition"])
+    ident = {"userId": chat["userId"], "secureKey": chat["secureKey"], "alias": chat["alias"]}
+    base = f"{server.data_url}/{chat['chatId']}"
+    for op, extra in [("customNotice", {"message": "scanning file"}),
+                      ("pushUrl", {"pushUrl": "https://example.org/order/1"}),
+                      ("updateNickname", {"nickname": "Ada B."}),
+                      ("updateData", {"userData[b]": "2", "userData[a]": "9"})]:
+        async with http.post(f"{base}/{op}", data={**ident, **extra}) as resp:
+            assert (resp.status, (await resp.json())["statusCode"]) == (200, 0), op
+    await agent.wait_for(lambda ev: any(
+        e.get("message", {}).get("type") == "NicknameUpdated" for e in ev))
+    seen = {m["type"]: m for m in agent.messages(chat["chatId"])}
+    assert seen["CustomNotice"]["text"] == "scanning file"
+    assert seen["PushUrl"]["text"] == "https://example.org/order/1"
+    assert seen["NicknameUpdated"]["from"]["nickname"] == "Ada B."
+    detail = await agent.client.chat(chat["chatId"])
+    assert detail["userData"] == {"a": "9", "b": "2"}
+    assert detail["customer"]["nickname"] == "Ada B."
