@@ -66,7 +66,8 @@ async def server(server_config: ServerConfig) -> AsyncIterator[RunningServer]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    # unsafe=True: keep cookies for IP hosts such as 127.0.0.1 (protocols.md §3.8).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         yield session
 
 

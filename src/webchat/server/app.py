@@ -15,6 +15,8 @@ from webchat.server.accounts import Accounts
 from webchat.server.agent_api import PREFIX as AGENT_PREFIX
 from webchat.server.agent_api import AgentApi, error_body
 from webchat.server.chat_api import ChatApi
+from webchat.server.cometd import CometdEndpoint
+from webchat.server.cometd_chat import ChatChannel
 from webchat.server.config import ServerConfig
 from webchat.server.cors import cors_middleware
 from webchat.server.engine import ChatEngine
@@ -29,6 +31,7 @@ ENGINE: web.AppKey[ChatEngine] = web.AppKey("engine", ChatEngine)
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts", Accounts)
 CHAT_API: web.AppKey[ChatApi] = web.AppKey("chat_api", ChatApi)
 AGENT_API: web.AppKey[AgentApi] = web.AppKey("agent_api", AgentApi)
+COMETD: web.AppKey[CometdEndpoint] = web.AppKey("cometd", CometdEndpoint)
 
 
 def _error_middleware(chat_api: ChatApi) -> Middleware:
@@ -73,6 +76,9 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     accounts = Accounts(engine)
     chat_api = ChatApi(engine, config)
     agent_api = AgentApi(engine, accounts)
+    cometd = CometdEndpoint(f"{config.api_prefix}/cometd", config.cometd,
+                            max_body_bytes=config.limits.max_body_bytes)
+    ChatChannel(engine, cometd)
 
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
@@ -82,7 +88,9 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     app[ACCOUNTS] = accounts
     app[CHAT_API] = chat_api
     app[AGENT_API] = agent_api
+    app[COMETD] = cometd
     chat_api.add_routes(app)
+    cometd.add_routes(app)
     agent_api.add_routes(app)
 
     document = openapi_document(config)
@@ -101,14 +109,17 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
         await store.open()
         await broker.start()
         await engine.start()
+        await cometd.start()
 
     async def cleanup(_: web.Application) -> None:
         await agent_api.close()
+        await cometd.stop()
         await engine.stop()
         await broker.stop()
         await store.close()
 
     app.on_startup.append(startup)
     app.on_shutdown.append(lambda _: agent_api.close())
+    app.on_shutdown.append(lambda _: cometd.stop())
     app.on_cleanup.append(cleanup)
     return app

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
+
 
 class HttpErrorMode(enum.StrEnum):
     """How errors map to HTTP statuses (protocols.md §1.9 leaves GMS's own choice unknown)."""
@@ -53,3 +55,5 @@ class ServerConfig:
     system_nickname: str = "system"
     default_agent_capacity: int = 3
     trust_forwarded_for: bool = False
+    cometd: CometdOptions = field(default_factory=CometdOptions)
+    """Bayeux settings (timeouts, queue bound, ack extension, error spelling)."""

@@ -103,12 +103,14 @@ class ChatEngine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._evictions: dict[str, asyncio.TimerHandle] = {}
+        self._by_key: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         for chat in await self.store.load_open_chats():
             self.chats[chat.chat_id] = chat
+            self._by_key[chat.secure_key] = chat.chat_id
         for agent in await self.store.list_agents():
             self.agents[agent.agent_id] = agent
             self.router.set_ready(agent.agent_id, agent.ready, agent.capacity)
@@ -129,9 +131,22 @@ class ChatEngine:
             chat = await self.store.load_chat(chat_id)
             if chat is not None:
                 self.chats[chat_id] = chat
+                self._by_key[chat.secure_key] = chat_id
                 if chat.ended:
                     self._schedule_eviction(chat_id)
         return chat
+
+    async def chat_by_key(self, service: str, secure_key: str, user_id: str | None = None,
+                          alias: str | None = None) -> ChatRecord:
+        """CometD operations carry the secureKey but no chatId (protocols.md §2.3)."""
+        chat_id = None
+        if 0 < len(secure_key) <= 256:
+            chat_id = self._by_key.get(secure_key) or await self.store.chat_id_for_key(secure_key)
+        chat = await self.get_chat(chat_id) if chat_id else None
+        return await self.customer_chat(
+            service, chat_id or "", user_id if user_id is not None else
+            (chat.user_id if chat else ""), secure_key,
+            alias if alias is not None else (chat.alias if chat else ""))
 
     async def customer_chat(self, service: str, chat_id: str, user_id: str, secure_key: str,
                             alias: str) -> ChatRecord:
@@ -195,6 +210,7 @@ class ChatEngine:
             change.add(CUSTOMER_ID, EventType.PARTICIPANT_JOINED)
             position = len(self.router.waiting(service)) + 1
             change.add(SYSTEM_ID, EventType.NOTICE, NOTICES["queued"].format(position=position))
+        self._by_key[chat.secure_key] = chat.chat_id
         self.router.enqueue(chat)
         self._route()
         return chat
@@ -428,6 +444,7 @@ class ChatEngine:
             if chat is not None and chat.ended:
                 self.chats.pop(chat_id, None)
                 self._locks.pop(chat_id, None)
+                self._by_key.pop(chat.secure_key, None)
 
         self._evictions[chat_id] = asyncio.get_running_loop().call_later(
             self.config.ended_cache_s, evict)

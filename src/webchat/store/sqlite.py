@@ -200,6 +200,14 @@ class SqliteStore:
     async def load_open_chats(self) -> list[ChatRecord]:
         return await self._run(lambda conn: _read_chats(conn, "WHERE status <> 'ended'", ()))
 
+    async def chat_id_for_key(self, secure_key: str) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT chat_id FROM chats WHERE secure_key = ?",
+                               (secure_key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(read)
+
     # ---- agents ----------------------------------------------------------------------------
 
     async def put_agent(self, agent: AgentRecord) -> None:

@@ -253,6 +253,12 @@ class BayeuxServer:
             return [reply]
         return self._connect_reply(session, now_ms, advice=False)
 
+    def abandon(self, session: ServerSession, now_ms: int) -> None:
+        """The connection of a held connect went away: start the expiry clock (§3.7)."""
+        if session.holding:
+            session.holding = False
+            session.expires_at = now_ms + self.options.interval_ms + self.options.max_interval_ms
+
     def _acknowledge(self, session: ServerSession, acked: int) -> None:
         session.unacked = [(b, m) for b, m in session.unacked if b > acked]
 

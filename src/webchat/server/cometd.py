@@ -1,0 +1,248 @@
+"""CometD transports on the aiohttp app: long-polling and WebSocket at ``/genesys/cometd``.
+
+All protocol decisions are the sans-I/O :class:`BayeuxServer`'s; this module only holds
+connects, wakes them, sets the ``BAYEUX_BROWSER`` cookie, sweeps expired sessions, and hands
+service-channel publishes to the application (:class:`ChatChannel`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSMsgType, web
+
+from webchat.protocol.bayeux.messages import (
+    BayeuxMessage,
+    DecodeError,
+    decode_messages,
+    encode_messages,
+)
+from webchat.protocol.bayeux.server import BayeuxServer, Outcome, ServerOptions, ServerSession
+from webchat.protocol.gms.forms import FormError, parse_form
+from webchat.server.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+COOKIE = "BAYEUX_BROWSER"
+ServiceHandler = Callable[[ServerSession, BayeuxMessage], Awaitable[None]]
+EndHandler = Callable[[ServerSession], None]
+
+
+def _now() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class CometdEndpoint:
+    def __init__(self, path: str, options: ServerOptions | None = None, *,
+                 max_body_bytes: int = 256 * 1024, handshake_rate: tuple[float, int] = (5, 50),
+                 duplicate_connect_status: int = 500) -> None:
+        self.path = path
+        self.bayeux = BayeuxServer(options)
+        self.max_body = max_body_bytes
+        self.handshakes = RateLimiter(*handshake_rate)
+        self.duplicate_status = duplicate_connect_status
+        self.on_service: ServiceHandler | None = None
+        self.on_end: EndHandler | None = None
+        self._waiters: dict[str, asyncio.Future[bool]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", self.path, self.handle)
+        app.router.add_route("*", self.path + "/{suffix:.*}", self.handle)
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for ws in list(self.sockets):
+            await ws.close(code=1001, message=b"server shutting down")
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_result(False)
+
+    # ---- application side ------------------------------------------------------------------
+
+    def deliver(self, session: ServerSession, message: BayeuxMessage) -> None:
+        if self.bayeux.deliver(session, message):
+            self._wake(session)
+        if session.closed and self.on_end is not None:
+            self.on_end(session)
+
+    def _wake(self, session: ServerSession) -> None:
+        fut = self._waiters.get(session.client_id)
+        if fut is not None and not fut.done():
+            fut.set_result(True)
+
+    def _apply(self, out: Outcome) -> None:
+        for session in out.woken:
+            self._wake(session)
+        for session in out.ended:
+            if self.on_end is not None:
+                self.on_end(session)
+        for session, msg in out.published:
+            if self.on_service is not None:
+                task = asyncio.create_task(self._serve(session, msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, session: ServerSession, msg: BayeuxMessage) -> None:
+        assert self.on_service is not None
+        try:
+            await self.on_service(session, msg)
+        except Exception:
+            log.exception("service handler failed on %s", msg.channel)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for session in self.bayeux.expire(_now()):
+                if self.on_end is not None:
+                    self.on_end(session)
+
+    async def _hold(self, session: ServerSession, timeout_ms: int) -> list[BayeuxMessage]:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters[session.client_id] = fut
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), timeout_ms / 1000)
+        except asyncio.CancelledError:
+            self.bayeux.abandon(session, _now())
+            raise
+        finally:
+            if self._waiters.get(session.client_id) is fut:
+                del self._waiters[session.client_id]
+        if fut.done() and fut.result() is False and not session.closed:
+            raise _Superseded
+        return self.bayeux.release(session, _now())
+
+    def _supersede(self, session: ServerSession) -> None:
+        fut = self._waiters.pop(session.client_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(False)
+
+    # ---- HTTP ------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
+        if request.method != "POST":
+            return web.Response(status=405, text="Bayeux expects POST or a WebSocket upgrade")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413, text="message too large")
+        try:
+            messages = self._decode_http(body, request.content_type)
+        except DecodeError as exc:
+            return web.Response(status=400, text=f"malformed Bayeux message: {exc}")
+        browser = request.cookies.get(COOKIE)
+        remote = request.remote or "?"
+        if any(m.channel == "/meta/handshake" for m in messages) \
+                and not self.handshakes.allow(remote):
+            return _json([BayeuxMessage(channel="/meta/handshake", successful=False,
+                                        error="403::handshake_denied",
+                                        advice={"reconnect": "handshake", "interval": 2000})])
+        out = self.bayeux.receive(messages, _now(), browser_id=browser)
+        if out.superseded and out.hold is not None:
+            self._supersede(out.hold)
+        self._apply(out)
+        replies = list(out.replies)
+        if out.hold is not None:
+            try:
+                replies.extend(await self._hold(out.hold, out.hold_timeout_ms))
+            except _Superseded:
+                return web.Response(status=self.duplicate_status,
+                                    text="superseded by a newer /meta/connect")
+        response = _json(replies)
+        if out.set_cookie:
+            response.set_cookie(COOKIE, out.set_cookie, path="/", httponly=True)
+        return response
+
+    def _decode_http(self, body: bytes, content_type: str) -> list[BayeuxMessage]:
+        if content_type == "application/x-www-form-urlencoded":
+            try:
+                form = parse_form(body)
+            except FormError as exc:
+                raise DecodeError(str(exc)) from None
+            if "message" not in form:
+                raise DecodeError("form body without a 'message' parameter")
+            return decode_messages(form["message"])
+        return decode_messages(body)
+
+    # ---- WebSocket -------------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=60.0)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        bound: ServerSession | None = None
+        held: asyncio.Task[None] | None = None
+        send_lock = asyncio.Lock()
+        remote = request.remote or "?"
+
+        async def send(messages: list[BayeuxMessage]) -> None:
+            if messages and not ws.closed:
+                async with send_lock:
+                    await ws.send_str(encode_messages(messages).decode())
+
+        async def hold(session: ServerSession, timeout_ms: int) -> None:
+            with contextlib.suppress(_Superseded, ConnectionError):
+                await send(await self._hold(session, timeout_ms))
+
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    if frame.type == WSMsgType.BINARY:
+                        await ws.close(code=1003, message=b"text frames only")
+                    break
+                try:
+                    messages = decode_messages(frame.data)
+                except DecodeError:
+                    await ws.close(code=1011, message=b"malformed Bayeux message")
+                    break
+                if any(m.channel == "/meta/handshake" for m in messages) \
+                        and not self.handshakes.allow(remote):
+                    await send([BayeuxMessage(channel="/meta/handshake", successful=False,
+                                              error="403::handshake_denied",
+                                              advice={"reconnect": "none"})])
+                    continue
+                out = self.bayeux.receive(messages, _now(), bound=bound, transport="websocket")
+                if out.close:
+                    await ws.close(code=1011, message=b"protocol violation")
+                    break
+                if out.handshaken is not None:
+                    bound = out.handshaken
+                elif bound is None and out.hold is not None:
+                    bound = out.hold  # a new socket resuming an existing session
+                if out.hold is not None and held is not None and not held.done():
+                    self._supersede(out.hold)
+                self._apply(out)
+                await send(out.replies)
+                if out.hold is not None:
+                    held = asyncio.create_task(hold(out.hold, out.hold_timeout_ms))
+        finally:
+            self.sockets.discard(ws)
+            if held is not None:
+                held.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await held
+        return ws
+
+
+class _Superseded(Exception):
+    pass
+
+
+def _json(messages: list[BayeuxMessage]) -> web.Response:
+    return web.Response(body=encode_messages(messages),
+                        content_type="application/json", charset="utf-8")

@@ -1,0 +1,172 @@
+"""The CometD endpoint over real sockets, driven with raw Bayeux frames (protocols.md §2, §3)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import msgspec
+import pytest
+
+from tests.conftest import SERVICE
+
+CHANNEL = f"/service/chatV2/{SERVICE}"
+HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "minimumVersion": "1.0",
+             "supportedConnectionTypes": ["websocket", "long-polling"],
+             "advice": {"timeout": 60000, "interval": 0}, "ext": {"ack": True}}
+
+
+class LongPoll:
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http = http
+        self.url = url
+        self.ids = 0
+        self.client_id = ""
+        self.ack = 0
+
+    async def post(self, suffix: str, *messages: dict) -> tuple[int, list[dict]]:
+        batch = []
+        for m in messages:
+            self.ids += 1
+            batch.append({"id": str(self.ids), **({"clientId": self.client_id}
+                                                  if self.client_id else {}), **m})
+        async with self.http.post(self.url + suffix, data=msgspec.json.encode(batch),
+                                  headers={"Content-Type": "application/json"}) as resp:
+            body = await resp.read()
+            return resp.status, (msgspec.json.decode(body) if resp.status == 200 else [])
+
+    async def handshake(self) -> dict:
+        status, [reply] = await self.post("/handshake", HANDSHAKE)
+        assert status == 200 and reply["successful"], reply
+        self.client_id = reply["clientId"]
+        return reply
+
+    async def connect(self, timeout: int | None = None) -> list[dict]:
+        msg: dict = {"channel": "/meta/connect", "connectionType": "long-polling",
+                     "ext": {"ack": self.ack}}
+        if timeout is not None:
+            msg["advice"] = {"timeout": timeout}
+        _, replies = await self.post("/connect", msg)
+        if replies and isinstance(replies[0].get("ext", {}).get("ack"), int):
+            self.ack = replies[0]["ext"]["ack"]
+        return replies
+
+
+@pytest.fixture
+def cometd_url(server):
+    return f"{server.url}/genesys/cometd"
+
+
+async def test_long_polling_chat_flow_matches_spec(server, http, cometd_url, agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    lp = LongPoll(http, cometd_url)
+    hs = await lp.handshake()
+    assert hs["version"] == "1.0"
+    assert hs["advice"]["reconnect"] == "retry"
+    assert hs["ext"] == {"ack": True}
+    assert "BAYEUX_BROWSER" in {c.key for c in http.cookie_jar}
+    first = await lp.connect(timeout=0)
+    assert first[0]["successful"] is True and "advice" in first[0]
+    _, [sub] = await lp.post("", {"channel": "/meta/subscribe", "subscription": CHANNEL})
+    assert sub["successful"] is True
+    _, [ack] = await lp.post("", {"channel": CHANNEL, "data": {
+        "operation": "requestChat", "nickname": "Ada", "userData": {"orderId": "A-1"}}})
+    assert ack == {"id": ack["id"], "channel": CHANNEL, "successful": True}  # no data in acks
+    replies = await lp.connect()
+    delivery = replies[1]
+    assert delivery["channel"] == CHANNEL and "successful" not in delivery
+    chat = delivery["data"]
+    assert chat["statusCode"] == 0 and chat["secureKey"]
+    assert chat["messages"][0]["type"] == "ParticipantJoined"
+    assert server.engine.chats[chat["chatId"]].user_data == {"orderId": "A-1"}
+
+    # An agent's message is pushed on the held connect.
+    agent = await agent_factory(server.url, "grace")
+    held = asyncio.create_task(lp.connect())
+    await asyncio.sleep(0.05)
+    await agent.client.accept(chat["chatId"])
+    pushed = await asyncio.wait_for(held, 5)
+    assert pushed[0]["channel"] == "/meta/connect"
+    assert pushed[1]["data"]["messages"][0]["type"] == "ParticipantJoined"
+    assert pushed[1]["data"]["messages"][0]["from"]["nickname"] == "Grace"
+
+    # Operations by secureKey alone, as a server-side integration posts them (bare object).
+    _, [ok] = await lp.post("", {"channel": CHANNEL, "data": {
+        "operation": "sendMessage", "message": "hello", "secureKey": chat["secureKey"]}})
+    assert ok["successful"] is True
+    await agent.wait_for(lambda ev: any(e.get("message", {}).get("text") == "hello"
+                                        for e in ev))
+
+
+async def test_unknown_session_and_missing_cookie_get_402(server, http, cometd_url):
+    lp = LongPoll(http, cometd_url)
+    lp.client_id = "forged"
+    [reply] = await lp.connect()
+    assert reply["successful"] is False
+    assert reply["error"].startswith("402::")
+    assert reply["advice"]["reconnect"] == "handshake"
+    await lp.handshake()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        thief = LongPoll(other, cometd_url)
+        thief.client_id = lp.client_id
+        [stolen] = await thief.connect()
+        assert stolen["error"].startswith("402::")
+
+
+async def test_bad_frames(server, http, cometd_url):
+    async with http.post(cometd_url, data=b"{not json",
+                         headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+    lp = LongPoll(http, cometd_url)
+    await lp.handshake()
+    _, replies = await lp.post("", {"data": {}}, {"channel": "/bad channel!", "data": 1},
+                               {"channel": "/meta/subscribe", "subscription": "/meta/connect"},
+                               {"channel": "/foo/*", "data": 1})
+    assert [r["successful"] for r in replies] == [False] * 4
+    assert [r["error"].split(":")[0] for r in replies] == ["400", "405", "403", "405"]
+
+
+async def test_cannot_drive_another_chat(server, http, cometd_url):
+    lp = LongPoll(http, cometd_url)
+    await lp.handshake()
+    await lp.connect(timeout=0)
+    await lp.post("", {"channel": CHANNEL, "data": {"operation": "sendMessage",
+                                                    "message": "hi", "secureKey": "guess"}})
+    replies = await lp.connect()
+    error = replies[1]["data"]
+    assert error["statusCode"] != 0 and error["errors"][0]["code"] == 1001
+    assert "chatId" not in error
+
+
+async def test_websocket_chat_and_ack(server, http, cometd_url):
+    async with http.ws_connect(cometd_url.replace("http", "ws")) as ws:
+        await ws.send_str(msgspec.json.encode([{"id": "1", **HANDSHAKE}]).decode())
+        [hs] = msgspec.json.decode((await ws.receive()).data)
+        assert hs["successful"] and hs["ext"] == {"ack": True}
+        cid = hs["clientId"]
+        await ws.send_str(msgspec.json.encode([
+            {"id": "2", "channel": "/meta/connect", "clientId": cid,
+             "connectionType": "websocket", "advice": {"timeout": 0}, "ext": {"ack": 0}}]
+        ).decode())
+        [connected] = msgspec.json.decode((await ws.receive()).data)
+        assert connected["ext"]["ack"] == 1
+        await ws.send_str(msgspec.json.encode([
+            {"id": "3", "channel": CHANNEL, "clientId": cid,
+             "data": {"operation": "requestChat", "nickname": "Ada"}},
+            {"id": "4", "channel": "/meta/connect", "clientId": cid,
+             "connectionType": "websocket", "ext": {"ack": 1}}]).decode())
+        frames = []
+        while not any(m.get("data") for f in frames for m in f):
+            frames.append(msgspec.json.decode((await ws.receive()).data))
+        flat = [m for f in frames for m in f]
+        assert flat[0] == {"id": "3", "channel": CHANNEL, "successful": True}
+        delivery = next(m for m in flat if m.get("data"))
+        assert delivery["data"]["messages"][0]["type"] == "ParticipantJoined"
+        batch = next(m for m in flat if m["channel"] == "/meta/connect")["ext"]["ack"]
+        assert batch == 2
+    # A handshake batched with other messages is a protocol violation on WebSocket.
+    async with http.ws_connect(cometd_url.replace("http", "ws")) as ws:
+        await ws.send_str(msgspec.json.encode([HANDSHAKE, {"channel": "/meta/connect"}])
+                          .decode())
+        msg = await ws.receive()
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1011
