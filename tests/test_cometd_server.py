@@ -41,11 +41,11 @@ class LongPoll:
         self.client_id = reply["clientId"]
         return reply
 
-    async def connect(self, timeout: int | None = None) -> list[dict]:
+    async def connect(self, hold_ms: int | None = None) -> list[dict]:
         msg: dict = {"channel": "/meta/connect", "connectionType": "long-polling",
                      "ext": {"ack": self.ack}}
-        if timeout is not None:
-            msg["advice"] = {"timeout": timeout}
+        if hold_ms is not None:
+            msg["advice"] = {"timeout": hold_ms}
         _, replies = await self.post("/connect", msg)
         if replies and isinstance(replies[0].get("ext", {}).get("ack"), int):
             self.ack = replies[0]["ext"]["ack"]
@@ -65,7 +65,7 @@ async def test_long_polling_chat_flow_matches_spec(server, http, cometd_url, age
     assert hs["advice"]["reconnect"] == "retry"
     assert hs["ext"] == {"ack": True}
     assert "BAYEUX_BROWSER" in {c.key for c in http.cookie_jar}
-    first = await lp.connect(timeout=0)
+    first = await lp.connect(hold_ms=0)
     assert first[0]["successful"] is True and "advice" in first[0]
     _, [sub] = await lp.post("", {"channel": "/meta/subscribe", "subscription": CHANNEL})
     assert sub["successful"] is True
@@ -129,7 +129,7 @@ async def test_bad_frames(server, http, cometd_url):
 async def test_cannot_drive_another_chat(server, http, cometd_url):
     lp = LongPoll(http, cometd_url)
     await lp.handshake()
-    await lp.connect(timeout=0)
+    await lp.connect(hold_ms=0)
     await lp.post("", {"channel": CHANNEL, "data": {"operation": "sendMessage",
                                                     "message": "hi", "secureKey": "guess"}})
     replies = await lp.connect()
