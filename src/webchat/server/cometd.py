@@ -28,7 +28,8 @@ from webchat.server.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 COOKIE = "BAYEUX_BROWSER"
-ServiceHandler = Callable[[ServerSession, BayeuxMessage], Awaitable[None]]
+ServiceHandler = Callable[[ServerSession, BayeuxMessage], Awaitable[str | None]]
+"""Handles a service-channel publish; returns a Bayeux error string to fail its reply."""
 EndHandler = Callable[[ServerSession], None]
 
 
@@ -49,7 +50,6 @@ class CometdEndpoint:
         self.on_end: EndHandler | None = None
         self._waiters: dict[str, asyncio.Future[bool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self.sockets: set[web.WebSocketResponse] = set()
 
     def add_routes(self, app: web.Application) -> None:
@@ -83,24 +83,27 @@ class CometdEndpoint:
         if fut is not None and not fut.done():
             fut.set_result(True)
 
-    def _apply(self, out: Outcome) -> None:
+    async def _apply(self, out: Outcome) -> None:
+        """Run the application's side of an outcome. Service publishes are handled before the
+        replies go out, in order, so a publish's reply says whether the operation worked."""
         for session in out.woken:
             self._wake(session)
         for session in out.ended:
             if self.on_end is not None:
                 self.on_end(session)
         for session, msg in out.published:
-            if self.on_service is not None:
-                task = asyncio.create_task(self._serve(session, msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, session: ServerSession, msg: BayeuxMessage) -> None:
-        assert self.on_service is not None
-        try:
-            await self.on_service(session, msg)
-        except Exception:
-            log.exception("service handler failed on %s", msg.channel)
+            if self.on_service is None:
+                continue
+            try:
+                error = await self.on_service(session, msg)
+            except Exception:
+                log.exception("service handler failed on %s", msg.channel)
+                error = "500::internal_error"
+            if error is not None:
+                for reply in out.replies:
+                    if reply.channel == msg.channel and reply.id == msg.id:
+                        reply.successful, reply.error = False, error
+                        break
 
     async def _sweep(self) -> None:
         while True:
@@ -112,6 +115,8 @@ class CometdEndpoint:
     async def _hold(self, session: ServerSession, timeout_ms: int) -> list[BayeuxMessage]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters[session.client_id] = fut
+        if session.queue or session.closed:
+            fut.set_result(True)  # delivered while the request was being processed
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fut), timeout_ms / 1000)
@@ -155,7 +160,7 @@ class CometdEndpoint:
         out = self.bayeux.receive(messages, _now(), browser_id=browser)
         if out.superseded and out.hold is not None:
             self._supersede(out.hold)
-        self._apply(out)
+        await self._apply(out)
         replies = list(out.replies)
         if out.hold is not None:
             try:
@@ -226,7 +231,7 @@ class CometdEndpoint:
                     bound = out.hold  # a new socket resuming an existing session
                 if out.hold is not None and held is not None and not held.done():
                     self._supersede(out.hold)
-                self._apply(out)
+                await self._apply(out)
                 await send(out.replies)
                 if out.hold is not None:
                     held = asyncio.create_task(hold(out.hold, out.hold_timeout_ms))

@@ -114,15 +114,19 @@ class ChatChannel:
 
     # ---- operations ------------------------------------------------------------------------
 
-    async def handle(self, session: ServerSession, msg: BayeuxMessage) -> None:
+    async def handle(self, session: ServerSession, msg: BayeuxMessage) -> str | None:
+        """Run one operation. A refusal is both delivered as a GMS error response (what GMS
+        clients read) and returned as the publish reply's error ``400:<code>:<advice>``."""
         channel = str(msg.channel)
         if not channel.startswith(CHANNEL_PREFIX):
-            return  # other service channels have no application behind them
+            return None  # other service channels have no application behind them
         try:
             await self._operate(session, channel, msg.data)
         except ChatError as exc:
             self._reply(session, channel, ChatResponse(
                 statusCode=ERROR_STATUS_CODE, errors=[ErrorEntry(int(exc.code), exc.advice)]))
+            return f"400:{int(exc.code)}:{exc.advice}"
+        return None
 
     async def _operate(self, session: ServerSession, channel: str, data: Any) -> None:
         service = channel[len(CHANNEL_PREFIX):]
