@@ -75,6 +75,8 @@ class WebChatConfig:
         config = cls(**known, headers=_string_map("main.header", headers), extra=extra)
         if not config.dataURL and not (config.cometD.enabled and config.cometD.cometURL):
             raise ConfigError("dataURL is required (or cometD.enabled with cometURL)")
+        if config.cometD.enabled and not (config.cometD.cometURL and config.cometD.channel):
+            raise ConfigError("cometD.enabled needs cometD.cometURL and cometD.channel")
         return config
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import msgspec
@@ -31,6 +31,7 @@ from webchat.protocol.gms.session import (
     TypingChanged,
 )
 from webchat.service.config import WebChatConfig
+from webchat.transport.chat_cometd import CometdChatTransport
 from webchat.transport.rest import RestTransport, TransportError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ NO_SESSION = "There is no active chat session"
 ALREADY_ACTIVE = "There is already an active chat session"
 BAD_USER_DATA = "malformed JSON provided in userData property"
 NO_MESSAGE = "No message text provided"
+_PUSH = HttpRequest("push", "", {})
 
 Command = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -69,19 +71,20 @@ def _options(options: Mapping[str, Any], allowed: Mapping[str, type | tuple[type
 
 class WebChatService:
     def __init__(self, bus: Bus, config: WebChatConfig, *,
-                 transport: RestTransport | None = None) -> None:
+                 transport: RestTransport | CometdChatTransport | None = None) -> None:
         self.bus = bus
         self.config = config
-        headers = config.headers if config.enableCustomHeader else {}
-        self.transport = transport or RestTransport(
-            config.dataURL, apikey=config.apikey or None, headers=headers,
-            timeout_ms=config.ajaxTimeout)
+        self.transport = transport or self._transport(config)
+        if isinstance(self.transport, CometdChatTransport):
+            self.transport.on_push = self._on_push
+            self.transport.on_resync = self._resync
         self.session = ChatSession()
         self.plugin: Plugin = bus.register_plugin(NAMESPACE)
         self.poll_exceptions = 0
         self._poller: asyncio.Task[None] | None = None
         self._typing_timer: asyncio.TimerHandle | None = None
         self._typing = False
+        self._background: set[asyncio.Task[None]] = set()
         commands: dict[str, Command] = {
             "startChat": self.start_chat,
             "sendMessage": self.send_message,
@@ -94,6 +97,19 @@ class WebChatService:
         }
         for name, handler in commands.items():
             self.plugin.register_command(name, handler)
+
+    @staticmethod
+    def _transport(config: WebChatConfig) -> RestTransport | CometdChatTransport:
+        """CometD when enabled (WebSocket first unless ``websocketEnabled`` is off, falling
+        back to long-polling), REST polling otherwise."""
+        comet = config.cometD
+        if comet.enabled:
+            return CometdChatTransport(comet.cometURL, comet.channel,
+                                       websocket=comet.websocketEnabled,
+                                       timeout_ms=max(config.ajaxTimeout, 10_000))
+        headers = config.headers if config.enableCustomHeader else {}
+        return RestTransport(config.dataURL, apikey=config.apikey or None, headers=headers,
+                             timeout_ms=config.ajaxTimeout)
 
     async def start(self) -> None:
         self.plugin.ready()
@@ -152,7 +168,7 @@ class WebChatService:
         self._cancel_typing_timer()
         loop = asyncio.get_running_loop()
         self._typing_timer = loop.call_later(self.config.typingStopDelay / 1000,
-                                             lambda: asyncio.ensure_future(self._stop_typing()))
+                                             lambda: self._spawn(self._stop_typing()))
         if self._typing:
             return None
         self._typing = True
@@ -266,7 +282,26 @@ class WebChatService:
 
     # ---- polling ---------------------------------------------------------------------------
 
+    # ---- pushes (CometD) --------------------------------------------------------------------
+
+    def _on_push(self, response: ChatResponse) -> None:
+        indexes = [m.index for m in response.messages or () if m.index]
+        if indexes and min(indexes) > self.session.next_position:
+            # A gap (events we never received): ask for them rather than skip them.
+            self._spawn(self._resync())
+            return
+        self._apply(_PUSH, response)
+
+    async def _resync(self) -> None:
+        if self.session.active and self.session.chat_id is not None:
+            try:
+                await self._operation(self.session.refresh)
+            except CommandError as exc:
+                log.warning("could not resume the chat after reconnecting: %s", exc)
+
     def _start_polling(self) -> None:
+        if self.transport.pushes:
+            return
         if self._poller is None and self.session.active:
             self._poller = asyncio.create_task(self._poll())
             self.plugin.publish("pollingStarted", None)
@@ -312,6 +347,11 @@ class WebChatService:
                 "type": "error", "text": "poll exception limit reached",
                 "pollExceptions": self.poll_exceptions})
             self._stop_polling(publish=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _cancel_typing_timer(self) -> None:
         if self._typing_timer is not None:

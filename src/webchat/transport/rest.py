@@ -28,6 +28,9 @@ class TransportError(Exception):
 
 
 class RestTransport:
+    pushes = False
+    """REST has no server push: the service polls."""
+
     def __init__(self, data_url: str, *, apikey: str | None = None,
                  headers: Mapping[str, str] | None = None, timeout_ms: int = 3000,
                  session: aiohttp.ClientSession | None = None) -> None:
