@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import msgspec
 
 from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
@@ -81,7 +82,7 @@ class CometdChatTransport:
             if self._started is not None and request.operation == "requestChat":
                 return await asyncio.wait_for(self._started, self.timeout)
             return ChatResponse(statusCode=0)
-        except (CometdError, TimeoutError, OSError) as exc:
+        except (CometdError, TimeoutError, OSError, aiohttp.ClientError) as exc:
             raise TransportError(f"{request.operation} over CometD: {exc or 'timed out'}"
                                  ) from None
         finally:
