@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import msgspec
-
 import pytest
 
 from tests.conftest import SERVICE
