@@ -39,10 +39,16 @@ async def faye_url():
 @pytest.mark.parametrize("websocket", [True, False])
 async def test_python_client_publishes_and_receives_through_faye(faye_url, websocket):
     got: dict[str, list] = {"a": [], "b": []}
-    a = CometdClient(faye_url, websocket=websocket,
-                     on_delivery=lambda ch, data: got["a"].append((ch, data)))
-    b = CometdClient(faye_url, websocket=websocket,
-                     on_delivery=lambda ch, data: got["b"].append((ch, data)))
+    arrived = asyncio.Event()
+
+    def recorder(name: str):
+        def record(channel: str, data: dict) -> None:
+            got[name].append((channel, data))
+            arrived.set()
+        return record
+
+    a = CometdClient(faye_url, websocket=websocket, on_delivery=recorder("a"))
+    b = CometdClient(faye_url, websocket=websocket, on_delivery=recorder("b"))
     try:
         await a.start(["/rooms/lobby"])
         await b.start(["/rooms/*"])
@@ -52,7 +58,8 @@ async def test_python_client_publishes_and_receives_through_faye(faye_url, webso
             assert reply.successful is True
         async with asyncio.timeout(10):
             while len(got["a"]) < 5 or len(got["b"]) < 5:
-                await asyncio.sleep(0.02)
+                arrived.clear()
+                await arrived.wait()
         for name in ("a", "b"):
             assert [d["n"] for _, d in got[name]] == [0, 1, 2, 3, 4]
             assert {ch for ch, _ in got[name]} == {"/rooms/lobby"}
