@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from tests.conftest import SERVICE
+from webchat.server.app import COMETD
 
 CHANNEL = f"/service/chatV2/{SERVICE}"
 HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "minimumVersion": "1.0",
@@ -170,3 +171,82 @@ async def test_websocket_chat_and_ack(server, http, cometd_url):
                           .decode())
         msg = await ws.receive()
         assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1011
+
+
+async def test_more_bad_input(server, http, cometd_url):
+    lp = LongPoll(http, cometd_url)
+    # No clientId at all.
+    _, [reply] = await lp.post("", {"channel": "/meta/connect", "connectionType": "long-polling"})
+    assert reply["error"].startswith("402::")
+    # Oversized body.
+    big = b"[" + b'{"channel":"/x","data":"' + b"a" * 300_000 + b'"}]'
+    async with http.post(cometd_url, data=big, headers={"Content-Type": "application/json"}
+                         ) as resp:
+        assert resp.status == 413
+    async with http.get(cometd_url) as resp:
+        assert resp.status == 405
+    # Form-encoded long-polling needs a message parameter.
+    async with http.post(cometd_url, data={"nothing": "here"}) as resp:
+        assert resp.status == 400
+    await lp.handshake()
+    await lp.connect(hold_ms=0)
+    # Another service's channel and a malformed operation are refused in the publish reply.
+    _, [other] = await lp.post("", {"channel": "/service/chatV2/other-service",
+                                    "data": {"operation": "requestChat", "nickname": "A"}})
+    assert other["successful"] is False and other["error"].startswith("400:1008:")
+    _, [bad] = await lp.post("", {"channel": CHANNEL, "data": ["not", "an", "object"]})
+    assert bad["successful"] is False and bad["error"].startswith("400:1005:")
+    _, [nodata] = await lp.post("", {"channel": CHANNEL})
+    assert nodata["successful"] is False
+
+
+async def test_websocket_bad_frames(server, http, cometd_url):
+    ws_url = cometd_url.replace("http", "ws")
+    for payload, code in [("{not json", 1011), (b"\x00binary", 1003),
+                          ("[" + '{"channel":"/x","data":"' + "a" * 300_000 + '"}]', 1009)]:
+        async with http.ws_connect(ws_url) as ws:
+            if isinstance(payload, bytes):
+                await ws.send_bytes(payload)
+            else:
+                await ws.send_str(payload)
+            msg = await ws.receive()
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == code, (payload[:20], msg)
+
+
+async def test_handshake_flood_is_refused(server, http, cometd_url):
+    replies = []
+    for _ in range(60):
+        _, [reply] = await LongPoll(http, cometd_url).post("/handshake", HANDSHAKE)
+        replies.append(reply)
+    refused = [r for r in replies if not r["successful"]]
+    assert refused and refused[-1]["error"] == "403::handshake_denied"
+    assert len(server.app[COMETD].bayeux.sessions) <= 50
+
+
+async def test_sessions_see_only_their_own_chat(server, http, cometd_url):
+    async def start(name: str) -> tuple[LongPoll, dict]:
+        import aiohttp as _a
+
+        session = _a.ClientSession(cookie_jar=_a.CookieJar(unsafe=True))
+        lp = LongPoll(session, cometd_url)
+        await lp.handshake()
+        await lp.connect(hold_ms=0)
+        await lp.post("", {"channel": CHANNEL, "data": {"operation": "requestChat",
+                                                        "nickname": name}})
+        chat = (await lp.connect())[1]["data"]
+        return lp, chat
+
+    a, chat_a = await start("Ada")
+    b, chat_b = await start("Bob")
+    try:
+        await a.post("", {"channel": CHANNEL, "data": {
+            "operation": "sendMessage", "message": "secret of Ada", "secureKey": chat_a["secureKey"]}})
+        got_a = await a.connect()
+        assert any(m.get("data", {}).get("messages", [{}])[0].get("text") == "secret of Ada"
+                   for m in got_a[1:])
+        got_b = await b.connect(hold_ms=0)
+        assert all("secret of Ada" not in str(m) for m in got_b)
+        assert chat_a["chatId"] != chat_b["chatId"]
+    finally:
+        await a.http.close()
+        await b.http.close()
