@@ -225,9 +225,7 @@ async def test_handshake_flood_is_refused(server, http, cometd_url):
 
 async def test_sessions_see_only_their_own_chat(server, http, cometd_url):
     async def start(name: str) -> tuple[LongPoll, dict]:
-        import aiohttp as _a
-
-        session = _a.ClientSession(cookie_jar=_a.CookieJar(unsafe=True))
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         lp = LongPoll(session, cometd_url)
         await lp.handshake()
         await lp.connect(hold_ms=0)
@@ -240,7 +238,8 @@ async def test_sessions_see_only_their_own_chat(server, http, cometd_url):
     b, chat_b = await start("Bob")
     try:
         await a.post("", {"channel": CHANNEL, "data": {
-            "operation": "sendMessage", "message": "secret of Ada", "secureKey": chat_a["secureKey"]}})
+            "operation": "sendMessage", "message": "secret of Ada",
+            "secureKey": chat_a["secureKey"]}})
         got_a = await a.connect()
         assert any(m.get("data", {}).get("messages", [{}])[0].get("text") == "secret of Ada"
                    for m in got_a[1:])
