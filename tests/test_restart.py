@@ -101,3 +101,32 @@ async def test_restart_mid_chat_loses_and_repeats_nothing(tmp_path, customer_fac
     agent_indexes = [m["index"] for m in agent.messages(chat_id)]
     assert agent_indexes == list(range(agent_indexes[0], agent_indexes[-1] + 1))
     assert agent_indexes[-1] == indexes[-1]
+
+
+async def test_server_closing_the_socket_mid_chat_loses_nothing(server, customer_factory,
+                                                                agent_factory):
+    from webchat.server.app import COMETD
+
+    await server.add_agent("grace")
+    customer = await customer_factory(server.data_url,
+                                      **transport_options(server, "websocket"))
+    chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
+    agent = await agent_factory(server.url, "grace")
+    await agent.client.accept(chat_id)
+    for n in range(3):
+        await agent.client.send(chat_id, f"before {n}")
+    await customer.wait_for(lambda c: ("Agent", "before 2") in c.texts())
+    for round_ in range(2):
+        for ws in list(server.app[COMETD].sockets):
+            await ws.close(code=1011)
+        for n in range(3):
+            await agent.client.send(chat_id, f"drop {round_} after {n}")
+    await customer.command("sendMessage", {"message": "still here"})
+    await customer.wait_for(lambda c: ("Agent", "drop 1 after 2") in c.texts(), within=15)
+    await agent.wait_for(lambda ev: any(e.get("message", {}).get("text") == "still here"
+                                        for e in ev))
+    agent_texts = [t for who, t in customer.texts() if who == "Agent"]
+    assert agent_texts == [f"before {n}" for n in range(3)] + [
+        f"drop {r} after {n}" for r in range(2) for n in range(3)]
+    indexes = customer.indexes()
+    assert indexes == list(range(1, len(indexes) + 1))

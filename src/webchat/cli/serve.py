@@ -22,6 +22,14 @@ def _agent_pair(value: str) -> tuple[str, str]:
     return name, password
 
 
+def _rate(value: str) -> tuple[float, int]:
+    try:
+        rate, burst = value.split(":")
+        return float(rate), int(burst)
+    except ValueError:
+        raise click.BadParameter(f"expected PER_S:BURST, got {value!r}") from None
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
@@ -41,23 +49,23 @@ def _agent_pair(value: str) -> tuple[str, str]:
               help="Seconds an agent has to accept an offered chat.")
 @click.option("--chat-start-rate", default="1:20", show_default=True, metavar="PER_S:BURST",
               help="Chats one client address may request: sustained per second and burst.")
+@click.option("--cometd-handshake-rate", default="5:50", show_default=True,
+              metavar="PER_S:BURST", help="Bayeux handshakes one client address may make.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
                   cors_origins: tuple[str, ...], http_errors: str, max_message_chars: int,
-                  offer_timeout: float, chat_start_rate: str, with_bot: bool) -> None:
+                  offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
+                  with_bot: bool) -> None:
     """Run the chat server."""
     from webchat.cli.main import run
 
-    try:
-        rate, burst = chat_start_rate.split(":")
-        start_rate = (float(rate), int(burst))
-    except ValueError:
-        raise click.BadParameter(f"expected PER_S:BURST, got {chat_start_rate!r}") from None
+    start_rate = _rate(chat_start_rate)
     config = ServerConfig(
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
         http_errors=HttpErrorMode(http_errors), offer_timeout_s=offer_timeout,
-        limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate))
+        limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate),
+        cometd_handshake_rate=_rate(cometd_handshake_rate))
     run(_serve(config, host, port, [_agent_pair(a) for a in agents], with_bot))
 
 

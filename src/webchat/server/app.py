@@ -77,7 +77,8 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     chat_api = ChatApi(engine, config)
     agent_api = AgentApi(engine, accounts)
     cometd = CometdEndpoint(f"{config.api_prefix}/cometd", config.cometd,
-                            max_body_bytes=config.limits.max_body_bytes)
+                            max_body_bytes=config.limits.max_body_bytes,
+                            handshake_rate=config.cometd_handshake_rate)
     ChatChannel(engine, cometd)
 
     app = web.Application(

@@ -55,5 +55,7 @@ class ServerConfig:
     system_nickname: str = "system"
     default_agent_capacity: int = 3
     trust_forwarded_for: bool = False
+    cometd_handshake_rate: tuple[float, int] = (5.0, 50)
+    """Bayeux handshakes one client address may make: per second and burst (flood guard)."""
     cometd: CometdOptions = field(default_factory=CometdOptions)
     """Bayeux settings (timeouts, queue bound, ack extension, error spelling)."""
