@@ -146,8 +146,9 @@ class CometdClient:
         self._pending[msg_id] = fut
         try:
             if self.websocket:
-                if self._ws is None or self._ws.closed:
-                    await self._open_socket()
+                if self._ws is None or self._ws.closed or \
+                        (self._reader is not None and self._reader.done()):
+                    await self._open_socket()  # a socket whose reader ended is dead
                 assert self._ws is not None
                 await self._ws.send_str(encode_messages([msg]).decode())
             else:
