@@ -58,6 +58,11 @@ async def run(args: argparse.Namespace, which: str) -> dict[str, float | str]:
     else:
         server = await start_server("--cometd-handshake-rate", f"{args.clients}:{args.clients}")
         url, ps, stop = f"{server.url}/genesys/cometd", server.ps, server.stop
+    if args.load == "node":
+        try:
+            return await run_node(args, which, url, ps)
+        finally:
+            stop()
     load = Load()
     try:
         rss0 = ps.memory_info().rss
@@ -111,6 +116,27 @@ async def run(args: argparse.Namespace, which: str) -> dict[str, float | str]:
     }
 
 
+async def run_node(args: argparse.Namespace, which: str, url: str, ps: psutil.Process
+                   ) -> dict[str, float | str]:
+    """The same load from the official CometD client in Node: a faster generator, for
+    finding where each server saturates."""
+    script = repo_root() / "benchmarks" / "cometd_load.mjs"
+    cpu0, t0 = sum(ps.cpu_times()[:2]), time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(script), url, str(args.clients), str(args.rooms), str(args.rate),
+        str(args.duration), stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    cpu = (sum(ps.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    return {"server": which, "load": "node", "clients": args.clients, "rooms": args.rooms,
+            "publish_per_s": args.rate,
+            "expected_deliveries_per_s": round(args.rate * args.clients / args.rooms, 1),
+            "delivered_per_s": round(result["delivered_per_s"], 1),
+            "latency_p50_ms": round(result["p50"], 2), "latency_p99_ms": round(result["p99"], 2),
+            "latency_max_ms": round(result["max"], 2),
+            "server_cpu_cores_incl_setup": round(cpu, 3)}
+
+
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=1000)
@@ -119,6 +145,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--server", choices=["webchat", "faye"], default="webchat")
     p.add_argument("--compare", action="store_true", help="run webchat, then faye")
+    p.add_argument("--load", choices=["python", "node"], default="python",
+                   help="load generator: our Python client, or the official CometD JS client")
     return p.parse_args()
 
 
