@@ -89,6 +89,8 @@ async def test_restart_mid_chat_loses_and_repeats_nothing(tmp_path, customer_fac
             for e in ev), within=10)
         await agent.client.end(chat_id)
         await customer.wait_event("ended", within=10)
+        await agent.wait_for(lambda ev: any(
+            e["type"] == "message" and e["chatEnded"] for e in ev), within=10)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)

@@ -113,20 +113,23 @@ class CometdEndpoint:
                     self.on_end(session)
 
     async def _hold(self, session: ServerSession, timeout_ms: int) -> list[BayeuxMessage]:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
         self._waiters[session.client_id] = fut
         if session.queue or session.closed:
             fut.set_result(True)  # delivered while the request was being processed
+        # A plain timer rather than wait_for: this runs once per delivery round trip.
+        timer = loop.call_later(timeout_ms / 1000, _settle_true, fut)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(fut), timeout_ms / 1000)
+            superseded = (await fut) is False
         except asyncio.CancelledError:
             self.bayeux.abandon(session, _now())
             raise
         finally:
+            timer.cancel()
             if self._waiters.get(session.client_id) is fut:
                 del self._waiters[session.client_id]
-        if fut.done() and fut.result() is False and not session.closed:
+        if superseded and not session.closed:
             raise _Superseded
         return self.bayeux.release(session, _now())
 
@@ -198,7 +201,8 @@ class CometdEndpoint:
         async def send(messages: list[BayeuxMessage]) -> None:
             if messages and not ws.closed:
                 async with send_lock:
-                    await ws.send_str(encode_messages(messages).decode())
+                    # Already UTF-8 JSON: send it as a text frame without a decode/encode trip.
+                    await ws.send_frame(encode_messages(messages), WSMsgType.TEXT)
 
         async def hold(session: ServerSession, timeout_ms: int) -> None:
             with contextlib.suppress(_Superseded, ConnectionError):
@@ -246,6 +250,11 @@ class CometdEndpoint:
 
 class _Superseded(Exception):
     pass
+
+
+def _settle_true(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(True)
 
 
 def _json(messages: list[BayeuxMessage]) -> web.Response:
