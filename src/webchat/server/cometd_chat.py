@@ -18,6 +18,7 @@ import msgspec
 from webchat.protocol.bayeux.messages import BayeuxMessage
 from webchat.protocol.bayeux.server import ServerSession
 from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
+from webchat.protocol.gms.forms import form_value
 from webchat.protocol.gms.models import ChatResponse, ErrorEntry, EventType, Message
 from webchat.server import validation as v
 from webchat.server.cometd import CometdEndpoint
@@ -51,18 +52,12 @@ def as_form(data: Mapping[str, Any]) -> dict[str, str]:
                 if isinstance(item, Mapping | list):
                     raise ChatError(ErrorCode.MALFORMED_REQUEST,
                                     f"userData[{str(sub)[:32]}] must be a string")
-                form[f"userData[{sub}]"] = _scalar(item)
+                form[f"userData[{sub}]"] = form_value(item)
         elif isinstance(value, Mapping | list):
             raise ChatError(ErrorCode.MALFORMED_REQUEST, f"{key[:32]} must be a string")
         else:
-            form[key] = _scalar(value)
+            form[key] = form_value(value)
     return form
-
-
-def _scalar(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
 
 
 class ChatChannel:

@@ -122,10 +122,14 @@ class BayeuxClient:
 
     def transport_failed(self) -> None:
         """The request or socket failed without a Bayeux reply: back off and retry."""
-        self.backoff_ms = min(self.max_backoff_ms, self.backoff_ms + self.backoff_increment_ms)
         step = Step.CONNECT if self.client_id else Step.HANDSHAKE
         if self.next_step.step is not Step.STOP:
-            self.next_step = NextStep(step, self.backoff_ms)
+            self.next_step = NextStep(step, self._back_off())
+
+    def _back_off(self) -> int:
+        """Each failure waits one increment longer, up to the maximum (CometD JS defaults)."""
+        self.backoff_ms = min(self.max_backoff_ms, self.backoff_ms + self.backoff_increment_ms)
+        return self.backoff_ms
 
     def receive(self, messages: list[BayeuxMessage]) -> list[ClientEvent]:
         events: list[ClientEvent] = []
@@ -172,9 +176,7 @@ class BayeuxClient:
         if reconnect == "none":
             self.next_step = NextStep(Step.STOP)
         else:
-            self.backoff_ms = min(self.max_backoff_ms,
-                                  self.backoff_ms + self.backoff_increment_ms)
-            self.next_step = NextStep(Step.HANDSHAKE, self.backoff_ms)
+            self.next_step = NextStep(Step.HANDSHAKE, self._back_off())
         return Failed("/meta/handshake", str(msg.error) if msg.error is not UNSET else "")
 
     def _on_connect(self, msg: BayeuxMessage) -> ClientEvent | None:
@@ -200,7 +202,5 @@ class BayeuxClient:
             self.client_id = None
             self.next_step = NextStep(Step.HANDSHAKE, 0)
         else:
-            self.backoff_ms = min(self.max_backoff_ms,
-                                  self.backoff_ms + self.backoff_increment_ms)
-            self.next_step = NextStep(Step.CONNECT, self.backoff_ms)
+            self.next_step = NextStep(Step.CONNECT, self._back_off())
         return Failed("/meta/connect", str(msg.error) if msg.error is not UNSET else "")

@@ -24,16 +24,17 @@ def flatten(fields: Mapping[str, object]) -> dict[str, str]:
         if isinstance(value, Mapping):
             for sub, sub_value in value.items():
                 if sub_value is not None:
-                    flat[f"{key}[{sub}]"] = _scalar(sub_value)
+                    flat[f"{key}[{sub}]"] = form_value(sub_value)
         else:
-            flat[key] = _scalar(value)
+            flat[key] = form_value(value)
     return flat
 
 
-def _scalar(value: object) -> str:
+def form_value(value: object) -> str:
+    """How a JSON scalar is written in a form: booleans as true/false, null as empty."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def encode_form(fields: Mapping[str, object]) -> str:
