@@ -124,11 +124,12 @@ async def run_node(args: argparse.Namespace, which: str, url: str, ps: psutil.Pr
     cpu0, t0 = sum(ps.cpu_times()[:2]), time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         "node", str(script), url, str(args.clients), str(args.rooms), str(args.rate),
-        str(args.duration), stdout=asyncio.subprocess.PIPE)
+        str(args.duration), *(["noack"] if args.no_ack else []), stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     cpu = (sum(ps.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
     result = json.loads(out.decode().strip().splitlines()[-1])
-    return {"server": which, "load": "node", "clients": args.clients, "rooms": args.rooms,
+    return {"server": which, "load": "node", "ack": not args.no_ack,
+            "clients": args.clients, "rooms": args.rooms,
             "publish_per_s": args.rate,
             "expected_deliveries_per_s": round(args.rate * args.clients / args.rooms, 1),
             "delivered_per_s": round(result["delivered_per_s"], 1),
@@ -147,6 +148,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--compare", action="store_true", help="run webchat, then faye")
     p.add_argument("--load", choices=["python", "node"], default="python",
                    help="load generator: our Python client, or the official CometD JS client")
+    p.add_argument("--no-ack", action="store_true",
+                   help="with --load node: clients without the ack extension, so the server "
+                        "may write deliveries straight to the socket")
     return p.parse_args()
 
 

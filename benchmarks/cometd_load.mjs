@@ -1,5 +1,5 @@
 // Load generator for benchmarks/cometd_chat.py built on the official CometD JavaScript client.
-// Usage: node cometd_load.mjs <url> <clients> <rooms> <publishesPerSecond> <seconds>
+// Usage: node cometd_load.mjs <url> <clients> <rooms> <publishesPerSecond> <seconds> [noack]
 // Prints one JSON object: deliveries, latency percentiles.
 import {createRequire} from "module";
 const require = createRequire(import.meta.url + "/../../tests/interop/");
@@ -7,7 +7,8 @@ const {adapt} = await import(require.resolve("cometd-nodejs-client"));
 const {CometD, AckExtension} = await import(require.resolve("cometd"));
 
 adapt();
-const [url, clientsArg, roomsArg, rateArg, secondsArg] = process.argv.slice(2);
+const [url, clientsArg, roomsArg, rateArg, secondsArg, ackArg] = process.argv.slice(2);
+const useAck = ackArg !== "noack";
 const clients = +clientsArg, rooms = +roomsArg, rate = +rateArg, seconds = +secondsArg;
 const latencies = [];
 let measuring = false;
@@ -16,7 +17,7 @@ let delivered = 0;
 function connect(n) {
     return new Promise((resolve, reject) => {
         const cometd = new CometD();
-        cometd.registerExtension("ack", new AckExtension());
+        if (useAck) cometd.registerExtension("ack", new AckExtension());
         cometd.configure({url, logLevel: "error"});
         cometd.handshake((reply) => {
             if (!reply.successful) return reject(new Error(reply.error));

@@ -249,3 +249,28 @@ async def test_sessions_see_only_their_own_chat(server, http, cometd_url):
     finally:
         await a.http.close()
         await b.http.close()
+
+
+async def test_websocket_without_ack_gets_deliveries_without_a_connect_round_trip(
+        server, http, cometd_url):
+    async with http.ws_connect(cometd_url.replace("http", "ws")) as ws:
+        no_ack = {k: v for k, v in HANDSHAKE.items() if k != "ext"}
+        await ws.send_str(msgspec.json.encode([{"id": "1", **no_ack}]).decode())
+        [hs] = msgspec.json.decode((await ws.receive()).data)
+        assert "ext" not in hs
+        cid = hs["clientId"]
+        connect = {"channel": "/meta/connect", "clientId": cid, "connectionType": "websocket"}
+        await ws.send_str(msgspec.json.encode([{"id": "2", **connect,
+                                                "advice": {"timeout": 0}}]).decode())
+        msgspec.json.decode((await ws.receive()).data)
+        # The next connect is held (30 s); the chat's first delivery must not wait for it.
+        await ws.send_str(msgspec.json.encode([
+            {"id": "3", **connect},
+            {"id": "4", "channel": CHANNEL, "clientId": cid,
+             "data": {"operation": "requestChat", "nickname": "Ada"}}]).decode())
+        seen: list[dict] = []
+        async with asyncio.timeout(5):
+            while not any(m.get("data") for m in seen):
+                seen.extend(msgspec.json.decode((await ws.receive()).data))
+        assert not any(m["channel"] == "/meta/connect" for m in seen)  # still held
+        assert next(m for m in seen if m.get("data"))["data"]["secureKey"]

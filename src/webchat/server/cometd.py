@@ -49,6 +49,7 @@ class CometdEndpoint:
         self.on_service: ServiceHandler | None = None
         self.on_end: EndHandler | None = None
         self._waiters: dict[str, asyncio.Future[bool]] = {}
+        self._pushers: dict[str, Callable[[list[BayeuxMessage]], None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.sockets: set[web.WebSocketResponse] = set()
 
@@ -73,10 +74,22 @@ class CometdEndpoint:
     # ---- application side ------------------------------------------------------------------
 
     def deliver(self, session: ServerSession, message: BayeuxMessage) -> None:
-        if self.bayeux.deliver(session, message):
+        holding = self.bayeux.deliver(session, message)
+        if not self._push(session) and holding:
             self._wake(session)
         if session.closed and self.on_end is not None:
             self.on_end(session)
+
+    def _push(self, session: ServerSession) -> bool:
+        """Write deliveries straight to a WebSocket when the session does not use acks
+        (CometD's default); acknowledged sessions get them in connect replies only."""
+        pusher = self._pushers.get(session.client_id)
+        if pusher is None or session.ack:
+            return False
+        messages = self.bayeux.take(session)
+        if messages:
+            pusher(messages)
+        return True
 
     def _wake(self, session: ServerSession) -> None:
         fut = self._waiters.get(session.client_id)
@@ -87,7 +100,10 @@ class CometdEndpoint:
         """Run the application's side of an outcome. Service publishes are handled before the
         replies go out, in order, so a publish's reply says whether the operation worked."""
         for session in out.woken:
-            self._wake(session)
+            if not self._push(session):
+                self._wake(session)
+        for session in out.queued:
+            self._push(session)
         for session in out.ended:
             if self.on_end is not None:
                 self.on_end(session)
@@ -204,6 +220,22 @@ class CometdEndpoint:
                     # Already UTF-8 JSON: send it as a text frame without a decode/encode trip.
                     await ws.send_frame(encode_messages(messages), WSMsgType.TEXT)
 
+        outbox: list[BayeuxMessage] = []
+        flusher: list[asyncio.Task[None]] = []
+
+        def push(messages: list[BayeuxMessage]) -> None:
+            # Coalesce: everything pushed while a frame is being written goes in the next one.
+            outbox.extend(messages)
+            if not flusher or flusher[0].done():
+                flusher[:] = [asyncio.create_task(flush())]
+
+        async def flush() -> None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                while outbox:
+                    batch = outbox[:]
+                    outbox.clear()
+                    await send(batch)
+
         async def hold(session: ServerSession, timeout_ms: int) -> None:
             with contextlib.suppress(_Superseded, ConnectionError):
                 await send(await self._hold(session, timeout_ms))
@@ -233,6 +265,8 @@ class CometdEndpoint:
                     bound = out.handshaken
                 elif bound is None and out.hold is not None:
                     bound = out.hold  # a new socket resuming an existing session
+                if bound is not None and not bound.ack:
+                    self._pushers[bound.client_id] = push
                 if out.hold is not None and held is not None and not held.done():
                     self._supersede(out.hold)
                 await self._apply(out)
@@ -241,6 +275,8 @@ class CometdEndpoint:
                     held = asyncio.create_task(hold(out.hold, out.hold_timeout_ms))
         finally:
             self.sockets.discard(ws)
+            if bound is not None and self._pushers.get(bound.client_id) is push:
+                del self._pushers[bound.client_id]
             if held is not None:
                 held.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -80,6 +80,8 @@ class Outcome:
     """Service-channel publishes for the application (already acknowledged)."""
     woken: list[ServerSession] = field(default_factory=list)
     """Sessions with a held connect that now have something to deliver."""
+    queued: list[ServerSession] = field(default_factory=list)
+    """Sessions that got deliveries (a WebSocket without acks may write them at once)."""
     ended: list[ServerSession] = field(default_factory=list)
     """Sessions that disconnected, for the application to forget."""
     handshaken: ServerSession | None = None
@@ -328,22 +330,36 @@ class BayeuxServer:
         if channels.is_service(channel):
             out.published.append((session, msg))
         else:
-            out.woken.extend(self.broadcast(channel, msg.data))
+            out.queued.extend(self.broadcast(channel, msg.data, woken=out.woken))
 
     # ---- output ----------------------------------------------------------------------------
 
-    def broadcast(self, channel: str, data: Any) -> list[ServerSession]:
-        """Deliver to every subscriber of ``channel`` (never the publisher's id/clientId)."""
+    def broadcast(self, channel: str, data: Any, woken: list[ServerSession] | None = None
+                  ) -> list[ServerSession]:
+        """Deliver to every subscriber of ``channel`` (never the publisher's id/clientId).
+        Returns the sessions delivered to; those with a held connect are added to ``woken``."""
         targets: set[str] = set()
         for pattern in channels.patterns_for(channel):
             targets |= self.subscribers.get(pattern, set())
-        woken = []
+        delivered = []
+        message = BayeuxMessage(channel=channel, data=data)  # shared: messages are not mutated
         for client_id in targets:
             session = self.sessions.get(client_id)
-            if session is not None and self.deliver(session, BayeuxMessage(channel=channel,
-                                                                           data=data)):
+            if session is None:
+                continue
+            if self.deliver(session, message) and woken is not None:
                 woken.append(session)
-        return woken
+            delivered.append(session)
+        return delivered
+
+    def take(self, session: ServerSession) -> list[BayeuxMessage]:
+        """Hand over a session's queue to be written now, outside any connect reply. Only for
+        sessions without the ack extension, whose deliveries need no batch accounting."""
+        if session.ack:
+            return []
+        taken = list(session.queue)
+        session.queue.clear()
+        return taken
 
     def deliver(self, session: ServerSession, message: BayeuxMessage) -> bool:
         """Queue a delivery; returns True when a held connect should be released now."""
