@@ -133,4 +133,8 @@ async def test_custom_notice_push_url_nickname_and_user_data_reach_the_agent(
     assert seen["NicknameUpdated"]["from"]["nickname"] == "Ada B."
     detail = await agent.client.chat(chat["chatId"])
     assert detail["userData"] == {"a": "9", "b": "2"}
+    await agent.wait_for(lambda ev: any(e["type"] == "userData" for e in ev))
+    pushed = next(e for e in agent.events if e["type"] == "userData")
+    assert pushed == {"type": "userData", "chatId": chat["chatId"],
+                      "userData": {"a": "9", "b": "2"}}
     assert detail["customer"]["nickname"] == "Ada B."

@@ -251,6 +251,9 @@ class ChatEngine:
                 raise ChatError(ErrorCode.TOO_LARGE, "too many userData keys for this chat")
             change.chat.user_data = merged
             change.touch(change.chat.participants[CUSTOMER_ID])
+        for agent_id in self._connected_agents(chat):
+            self._notify_agent(agent_id, {"type": "userData", "chatId": chat.chat_id,
+                                          "userData": chat.user_data})
 
     async def customer_nickname(self, chat: ChatRecord, nickname: str) -> None:
         self._require_open(chat)
@@ -462,6 +465,10 @@ class ChatEngine:
             for msg in events:
                 self._notify_agent(agent_id, {"type": "message", "chatId": chat.chat_id,
                                               "chatEnded": chat.ended, "message": msg})
+
+    @staticmethod
+    def _connected_agents(chat: ChatRecord) -> set[str]:
+        return {p.agent_id for p in chat.participants.values() if p.agent_id and p.connected}
 
     def _notify_agent(self, agent_id: str, payload: dict[str, object]) -> None:
         self.broker.publish(f"agent.{agent_id}", msgspec.json.encode(payload))

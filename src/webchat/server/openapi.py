@@ -126,7 +126,8 @@ def _agent_paths() -> dict[str, Any]:
         f"{c}/transfer": _agent_op("Transfer to another agent, or back to the queue", {
             "properties": {"toAgent": {"type": ["string", "null"]}}}),
         f"{PREFIX}/events": _agent_op(
-            "WebSocket event stream (?token=...): hello, offer, offerRevoked, message, queue",
+            "WebSocket event stream (?token=...): hello, offer, offerRevoked, message, "
+            "userData, queue",
             chat=False, method="get"),
     }
 
