@@ -88,6 +88,8 @@ async def _serve(config: ServerConfig, host: str, port: int,
     base = f"http://{host}:{port}"
     for service in config.services:
         console.print(f"chat API    {base}{config.api_prefix}/2/chat/{service}")
+    console.print(f"CometD      {base}{config.api_prefix}/cometd   (channel /service/chatV2/"
+                  f"{config.services[0]})")
     console.print(f"agent API   {base}/agent/v1   (OpenAPI: {base}/openapi.json)")
     console.print(f"data        {config.data_dir}")
     bot_task = None
