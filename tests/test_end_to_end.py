@@ -138,3 +138,21 @@ async def test_custom_notice_push_url_nickname_and_user_data_reach_the_agent(
     assert pushed == {"type": "userData", "chatId": chat["chatId"],
                       "userData": {"a": "9", "b": "2"}}
     assert detail["customer"]["nickname"] == "Ada B."
+
+
+@pytest.mark.parametrize("transport", ["rest", "websocket", "long-polling"])
+async def test_customer_ending_the_chat_sees_every_final_event(server, customer_factory,
+                                                                agent_factory, transport):
+    await server.add_agent("grace", nickname="Grace")
+    customer = await customer_factory(server.data_url, **transport_options(server, transport))
+    chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
+    agent = await agent_factory(server.url, "grace")
+    await agent.client.accept(chat_id)
+    await customer.wait_event("agentConnected")
+    await customer.command("endChat")
+    await customer.wait_event("ended")
+    await customer.wait_event("agentDisconnected")
+    stored = server.engine.chats[chat_id].events
+    assert customer.indexes() == [m.index for m in stored]
+    assert [m["type"] for m in (await customer.command("getTranscript"))["messages"]][-2:] == [
+        "ParticipantLeft", "ParticipantLeft"]

@@ -11,8 +11,10 @@ from webchat.protocol.gms.models import ChatResponse, ErrorEntry, Message, Parti
 from webchat.protocol.gms.session import (
     ChatSession,
     Ended,
+    HttpRequest,
     MessagesReceived,
     ParticipantJoined,
+    ParticipantLeft,
     ServerError,
     SessionError,
     Started,
@@ -101,14 +103,14 @@ def test_typing_and_end():
     assert typing[0].participant.name == "Grace"
     assert isinstance(events[-1], Ended)
     assert not s.active
-    assert s.receive(s.refresh() if s.active else typing_req(), ChatResponse(
-        statusCode=0, chatId="C1", messages=[msg(5)])) == []
-
-
-def typing_req():
-    from webchat.protocol.gms.session import HttpRequest
-
-    return HttpRequest("refresh", "/C1/refresh", {"transcriptPosition": "5"})
+    # An event that arrives after the end flag (another push) is still shown, once, and the
+    # end is not reported twice.
+    late = HttpRequest("push", "", {})
+    reply = ChatResponse(statusCode=0, chatId="C1", chatEnded=True,
+                         messages=[msg(5, "ParticipantLeft", CLIENT)])
+    events = s.receive(late, reply)
+    assert [type(e) for e in events] == [MessagesReceived, ParticipantLeft]
+    assert s.receive(late, reply) == []
 
 
 def test_messages_without_index_are_deduplicated_by_content():

@@ -84,8 +84,13 @@ async def _chat(config: WebChatConfig, form: dict[str, Any]) -> None:
 @click.option("--subject", default="")
 @click.option("--user-data", "user_data", multiple=True, metavar="KEY=VALUE")
 @click.option("--apikey", default="")
+@click.option("--cometd-url", default="", help="webchat.cometD.cometURL: use CometD, not polling")
+@click.option("--channel", default="/service/chatV2/customer-support", show_default=True,
+              help="webchat.cometD.channel")
+@click.option("--long-polling", is_flag=True, help="CometD without trying a WebSocket first.")
 def chat_command(data_url: str, name: str, email: str, subject: str,
-                 user_data: tuple[str, ...], apikey: str) -> None:
+                 user_data: tuple[str, ...], apikey: str, cometd_url: str, channel: str,
+                 long_polling: bool) -> None:
     """Chat as a customer from the terminal."""
     from webchat.cli.main import run
 
@@ -95,7 +100,11 @@ def chat_command(data_url: str, name: str, email: str, subject: str,
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
         data[key] = value
-    config = WebChatConfig.from_dict({"dataURL": data_url, "apikey": apikey})
+    options: dict[str, Any] = {"dataURL": data_url, "apikey": apikey}
+    if cometd_url:
+        options["cometD"] = {"enabled": True, "cometURL": cometd_url, "channel": channel,
+                             "websocketEnabled": not long_polling}
+    config = WebChatConfig.from_dict(options)
     form: dict[str, Any] = {"nickname": name, "userData": data}
     if email:
         form["email"] = email

@@ -96,7 +96,8 @@ class ChatChannel:
         chat_id = topic.split(".", 1)[1]
         msg = _message.decode(payload)
         chat = self.engine.chats.get(chat_id)
-        ended = bool(chat and chat.ended)
+        # Only the chat's last event says it ended: a client may stop listening at that flag.
+        ended = bool(chat and chat.ended and msg.index >= chat.next_index - 1)
         for session in list(self.followers.get(chat_id, ())):
             channel = session.attachments.get(FOLLOWS, {}).get(chat_id)
             if channel is None:

@@ -212,8 +212,6 @@ class ChatSession:
             self.alias = response.alias
             self.state = SessionState.ACTIVE
             events.append(Started(response))
-        elif self.state is SessionState.ENDED:
-            return []
         raw_position = request.fields.get("transcriptPosition")
         covered = operation == "requestChat" or (
             raw_position is not None and raw_position.isdigit()
