@@ -215,7 +215,7 @@ class AgentApi:
             agent_id = await self.accounts.authenticate(token)
         except AgentError as exc:
             return error_body(exc)
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
         await ws.prepare(request)
         self.sockets.add(ws)
         outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
