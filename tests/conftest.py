@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,13 @@ from webchat.service import WebChatConfig, WebChatService
 from webchat.transport.agent import AgentClient
 
 SERVICE = "customer-support"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, for servers started in another process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -184,4 +192,5 @@ async def agent_factory() -> AsyncIterator[Callable[..., Any]]:
         await rec.client.close()
 
 
-__all__ = ["SERVICE", "AgentRecorder", "Customer", "RunningServer", "replace", "start_server"]
+__all__ = ["SERVICE", "AgentRecorder", "Customer", "RunningServer", "free_port", "replace",
+           "start_server"]

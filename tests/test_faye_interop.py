@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from webchat.transport.cometd import CometdClient
 
 INTEROP = Path(__file__).parent / "interop"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import SERVICE
+from tests.conftest import SERVICE, free_port
 from tests.test_end_to_end import transport_options
 from webchat.bus import CommandError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def launch(data_dir: Path, port: int) -> subprocess.Popen[bytes]:

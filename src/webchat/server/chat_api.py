@@ -30,6 +30,16 @@ JSON = "application/json"
 Handler = Callable[[ChatRecord, dict[str, str]], Awaitable[list[Message] | None]]
 
 
+def chat_response(chat: ChatRecord, messages: list[Message] | None, *, with_key: bool = True
+                  ) -> ChatResponse:
+    """A successful reply about ``chat``: identity, end flag, next position, ``messages``.
+    REST echoes the secureKey on every reply; CometD pushes only send it once, at the start."""
+    return ChatResponse(
+        statusCode=0, chatId=chat.chat_id, alias=chat.alias, userId=chat.user_id,
+        secureKey=chat.secure_key if with_key else None, chatEnded=chat.ended,
+        nextPosition=chat.next_index, messages=messages or None)
+
+
 class ChatApi:
     def __init__(self, engine: ChatEngine, config: ServerConfig) -> None:
         self.engine = engine
@@ -138,7 +148,7 @@ class ChatApi:
             chat = await self.engine.request_chat(service, form)
         except ChatError as exc:
             return self.error(exc)
-        return self.reply(self._response(chat, chat.events))
+        return self.reply(chat_response(chat, chat.events))
 
     async def operation(self, request: web.Request) -> web.Response:
         chat_id = request.match_info["chat_id"]
@@ -163,13 +173,7 @@ class ChatApi:
         except ChatError as exc:
             # Echo the chatId only when the caller proved it owns the chat.
             return self.error(exc)
-        return self.reply(self._response(chat, messages))
-
-    def _response(self, chat: ChatRecord, messages: list[Message] | None) -> ChatResponse:
-        return ChatResponse(
-            statusCode=0, chatId=chat.chat_id, alias=chat.alias, userId=chat.user_id,
-            secureKey=chat.secure_key, chatEnded=chat.ended, nextPosition=chat.next_index,
-            messages=messages or None)
+        return self.reply(chat_response(chat, messages))
 
     def _since(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
         pos = v.position(form)

@@ -171,11 +171,10 @@ class CometdEndpoint:
             return web.Response(status=400, text=f"malformed Bayeux message: {exc}")
         browser = request.cookies.get(COOKIE)
         remote = request.remote or "?"
-        if any(m.channel == "/meta/handshake" for m in messages) \
-                and not self.handshakes.allow(remote):
-            return _json([BayeuxMessage(channel="/meta/handshake", successful=False,
-                                        error="403::handshake_denied",
-                                        advice={"reconnect": "handshake", "interval": 2000})])
+        refusal = self._flood_refusal(messages, remote, {"reconnect": "handshake",
+                                                         "interval": 2000})
+        if refusal is not None:
+            return _json(refusal)
         out = self.bayeux.receive(messages, _now(), browser_id=browser)
         if out.superseded and out.hold is not None:
             self._supersede(out.hold)
@@ -191,6 +190,15 @@ class CometdEndpoint:
         if out.set_cookie:
             response.set_cookie(COOKIE, out.set_cookie, path="/", httponly=True)
         return response
+
+    def _flood_refusal(self, messages: list[BayeuxMessage], remote: str,
+                       advice: dict[str, object]) -> list[BayeuxMessage] | None:
+        """The reply to a handshake over this address's rate, or None to let it through."""
+        if not any(m.channel == "/meta/handshake" for m in messages) \
+                or self.handshakes.allow(remote):
+            return None
+        return [BayeuxMessage(channel="/meta/handshake", successful=False,
+                              error="403::handshake_denied", advice=advice)]
 
     def _decode_http(self, body: bytes, content_type: str) -> list[BayeuxMessage]:
         if content_type == "application/x-www-form-urlencoded":
@@ -253,11 +261,9 @@ class CometdEndpoint:
                 except DecodeError:
                     await ws.close(code=1011, message=b"malformed Bayeux message")
                     break
-                if any(m.channel == "/meta/handshake" for m in messages) \
-                        and not self.handshakes.allow(remote):
-                    await send([BayeuxMessage(channel="/meta/handshake", successful=False,
-                                              error="403::handshake_denied",
-                                              advice={"reconnect": "none"})])
+                refusal = self._flood_refusal(messages, remote, {"reconnect": "none"})
+                if refusal is not None:
+                    await send(refusal)
                     continue
                 out = self.bayeux.receive(messages, _now(), bound=bound, transport="websocket")
                 if out.close:

@@ -21,6 +21,7 @@ from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
 from webchat.protocol.gms.forms import form_value
 from webchat.protocol.gms.models import ChatResponse, ErrorEntry, EventType, Message
 from webchat.server import validation as v
+from webchat.server.chat_api import chat_response
 from webchat.server.cometd import CometdEndpoint
 from webchat.server.engine import ChatEngine
 from webchat.server.errors import ChatError
@@ -98,15 +99,15 @@ class ChatChannel:
         chat = self.engine.chats.get(chat_id)
         # Only the chat's last event says it ended: a client may stop listening at that flag.
         ended = bool(chat and chat.ended and msg.index >= chat.next_index - 1)
+        # The same push for every follower; only the channel it is delivered on differs.
+        response = ChatResponse(statusCode=0, chatId=chat_id, chatEnded=ended,
+                                nextPosition=msg.index + 1, messages=[msg],
+                                alias=chat.alias if chat else None,
+                                userId=chat.user_id if chat else None)
         for session in list(self.followers.get(chat_id, ())):
             channel = session.attachments.get(FOLLOWS, {}).get(chat_id)
-            if channel is None:
-                continue
-            response = ChatResponse(statusCode=0, chatId=chat_id, chatEnded=ended,
-                                    nextPosition=msg.index + 1, messages=[msg],
-                                    alias=chat.alias if chat else None,
-                                    userId=chat.user_id if chat else None)
-            self.endpoint.deliver(session, BayeuxMessage(channel=channel, data=response))
+            if channel is not None:
+                self.endpoint.deliver(session, BayeuxMessage(channel=channel, data=response))
 
     # ---- operations ------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ class ChatChannel:
         if op == "requestChat":
             chat = await self.engine.request_chat(service, v.customer_form(form, self.limits))
             # No await between the snapshot and following: no event can fall in between.
-            self._reply(session, channel, self._response(chat, chat.events, with_key=True))
+            self._reply(session, channel, chat_response(chat, chat.events))
             self.follow(session, chat, channel)
             return
         checked = form if op != "requestNotifications" else \
@@ -150,7 +151,8 @@ class ChatChannel:
         if op == "requestNotifications":
             chat = self.engine.chats.get(chat.chat_id, chat)
             self._reply(session, channel,
-                        self._response(chat, self.engine.transcript(chat, position)))
+                        chat_response(chat, self.engine.transcript(chat, position),
+                                      with_key=False))
             self.follow(session, chat, channel)
             return
         self.follow(session, chat, channel)
@@ -182,13 +184,6 @@ class ChatChannel:
                 chat, v.text(form, "nickname", limits.max_name_chars, required=True).strip())
         elif op == "updateData":
             await engine.customer_update_data(chat, v.user_data(form, limits))
-
-    def _response(self, chat: ChatRecord, messages: list[Message], *, with_key: bool = False
-                  ) -> ChatResponse:
-        return ChatResponse(statusCode=0, chatId=chat.chat_id, alias=chat.alias,
-                            userId=chat.user_id, secureKey=chat.secure_key if with_key else None,
-                            chatEnded=chat.ended, nextPosition=chat.next_index,
-                            messages=messages or None)
 
     def _reply(self, session: ServerSession, channel: str, response: ChatResponse) -> None:
         self.endpoint.deliver(session, BayeuxMessage(channel=channel, data=response))
