@@ -274,3 +274,42 @@ async def test_websocket_without_ack_gets_deliveries_without_a_connect_round_tri
                 seen.extend(msgspec.json.decode((await ws.receive()).data))
         assert not any(m["channel"] == "/meta/connect" for m in seen)  # still held
         assert next(m for m in seen if m.get("data"))["data"]["secureKey"]
+
+
+async def test_direct_pushes_of_every_frame_size_arrive_intact_and_in_order(
+        server, http, cometd_url):
+    """Pushes to sessions without acks are framed by hand; each RFC 6455 length form
+    (7-bit, 16-bit, 64-bit) must reach a standard WebSocket client unchanged."""
+    no_ack = {k: v for k, v in HANDSHAKE.items() if k != "ext"}
+    ws_url = cometd_url.replace("http", "ws")
+
+    async def join(ws: aiohttp.ClientWebSocketResponse) -> str:
+        await ws.send_str(msgspec.json.encode([{"id": "1", **no_ack}]).decode())
+        [hs] = msgspec.json.decode((await ws.receive()).data)
+        cid = hs["clientId"]
+        await ws.send_str(msgspec.json.encode([
+            {"id": "2", "channel": "/meta/connect", "clientId": cid,
+             "connectionType": "websocket", "advice": {"timeout": 0}},
+            {"id": "3", "channel": "/meta/subscribe", "clientId": cid,
+             "subscription": "/rooms/sizes"}]).decode())
+        replies: list[dict] = []
+        while not any(r["channel"] == "/meta/subscribe" for r in replies):
+            replies.extend(msgspec.json.decode((await ws.receive()).data))
+        return cid
+
+    async with http.ws_connect(ws_url) as sender, http.ws_connect(ws_url) as reader:
+        sender_id = await join(sender)
+        await join(reader)
+        texts = ["short", "é" * 100, "x" * 70_000]
+        for n, text in enumerate(texts):
+            await sender.send_str(msgspec.json.encode([
+                {"id": f"p{n}", "channel": "/rooms/sizes", "clientId": sender_id,
+                 "data": {"text": text}}]).decode())
+        got: list[str] = []
+        async with asyncio.timeout(5):
+            while len(got) < len(texts):
+                frame = await reader.receive()
+                assert frame.type == aiohttp.WSMsgType.TEXT, frame
+                got.extend(m["data"]["text"] for m in msgspec.json.decode(frame.data)
+                           if m["channel"] == "/rooms/sizes")
+        assert got == texts

@@ -232,12 +232,19 @@ class CometdEndpoint:
 
         outbox: list[BayeuxMessage] = []
         flusher: list[asyncio.Task[None]] = []
+        transport = request.transport
 
         def push(messages: list[BayeuxMessage]) -> None:
-            # Coalesce: everything pushed while a frame is being written goes in the next one.
-            outbox.extend(messages)
-            if not flusher or flusher[0].done():
-                flusher[:] = [asyncio.create_task(flush())]
+            # The hot path: one synchronous write per delivery, no task, no lock. Only when
+            # the socket is backed up (or a reply is being written) do deliveries wait in an
+            # outbox, written in order by one task that honours the socket's flow control.
+            if (transport is None or send_lock.locked() or outbox
+                    or transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH):
+                outbox.extend(messages)
+                if not flusher or flusher[0].done():
+                    flusher[:] = [asyncio.create_task(flush())]
+            elif not ws.closed and not transport.is_closing():
+                transport.write(text_frame(encode_messages(messages)))
 
         async def flush() -> None:
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -290,6 +297,24 @@ class CometdEndpoint:
                 with contextlib.suppress(asyncio.CancelledError):
                     await held
         return ws
+
+
+_WRITE_BUFFER_HIGH = 64 * 1024
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final WebSocket text frame (RFC 6455 §5.2), as a server sends it.
+
+    aiohttp's writer does the same with an await and bookkeeping per frame; on the delivery
+    hot path that overhead was a quarter of the server's CPU (profiled), so pushes build
+    frames here and write them to the transport in one call, which keeps them atomic.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 class _Superseded(Exception):

@@ -65,6 +65,8 @@ class ServerSession:
     """Application state tied to the session (e.g. the chats it follows)."""
 
     def pending(self) -> int:
+        if not self.unacked:  # the common case, on the delivery hot path
+            return len(self.queue)
         return len(self.queue) + sum(len(m) for _, m in self.unacked)
 
 
