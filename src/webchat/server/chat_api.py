@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
 from collections.abc import Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
@@ -19,7 +22,7 @@ from webchat.protocol.gms.forms import FormError, collect, parse_form
 from webchat.protocol.gms.models import ChatResponse, ErrorEntry, EventType, Message, encode
 from webchat.server import validation as v
 from webchat.server.config import HttpErrorMode, ServerConfig
-from webchat.server.engine import ChatEngine
+from webchat.server.engine import CUSTOMER_ID, ChatEngine
 from webchat.server.errors import ChatError
 from webchat.server.ratelimit import RateLimiter
 from webchat.store.records import ChatRecord
@@ -27,6 +30,26 @@ from webchat.store.records import ChatRecord
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+_FILE_OP = re.compile(r"file(?:/(?P<action>limits)|/(?P<id>[^/]{1,64})/(?P<verb>download|delete))?")
+
+
+@dataclass
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes
+    fields: dict[str, str]
+
+
+def file_response(name: str, content_type: str, data: bytes) -> web.Response:
+    """A file as a download, never rendered by a browser in the server's origin."""
+    quoted = quote(name, safe="")
+    return web.Response(body=data, headers={
+        "Content-Type": content_type,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "Cache-Control": "private, no-store"})
 Handler = Callable[[ChatRecord, dict[str, str]], Awaitable[list[Message] | None]]
 
 
@@ -156,6 +179,8 @@ class ChatApi:
         try:
             self._check_api_key(request)
             service = self._check_service(request)
+            if op == "file" or op.startswith("file/"):
+                return await self._file_operation(request, service, chat_id, op)
             handler = self._ops.get(op)
             if handler is None:
                 raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
@@ -174,6 +199,89 @@ class ChatApi:
             # Echo the chatId only when the caller proved it owns the chat.
             return self.error(exc)
         return self.reply(chat_response(chat, messages))
+
+    # ---- files -----------------------------------------------------------------------------
+
+    async def _file_operation(self, request: web.Request, service: str, chat_id: str,
+                              op: str) -> web.StreamResponse:
+        """``file/limits``, ``file`` (multipart upload), ``file/{id}/download``,
+        ``file/{id}/delete`` (protocols.md §1.10). Errors propagate to :meth:`operation`."""
+        match = _FILE_OP.fullmatch(op)
+        if match is None:
+            raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
+        file_id = match.group("id")
+        action = match.group("action") or match.group("verb") or "upload"
+        upload: Upload | None = None
+        if op == "file":
+            upload = await self._read_upload(request)
+            form = upload.fields
+        else:
+            form = await self._read_form(request)
+        allowed = v.IDENTITY | ({"transcriptPosition"} if action == "limits" else set())
+        for key in form:
+            if key not in allowed and not (upload and key.startswith("userData[")):
+                raise ChatError(ErrorCode.MALFORMED_REQUEST,
+                                f"unknown field {key[:64]!r} for file {action}")
+        chat = await self.engine.customer_chat(
+            service, chat_id, form.get("userId", ""), form.get("secureKey", ""),
+            form.get("alias", ""))
+        if not self.op_limiter.allow(chat.chat_id):
+            raise ChatError(ErrorCode.RATE_LIMITED, "too many requests for this chat")
+        if action == "limits":
+            return self.reply(chat_response(chat, [self.engine.file_limits_notice(chat)]))
+        if upload is not None:
+            description = v.text(form, "userData[file-description]", 256)
+            record = await self.engine.upload_file(chat, CUSTOMER_ID, upload.filename,
+                                                   upload.content_type, upload.data,
+                                                   description)
+            chat = self.engine.chats.get(chat.chat_id, chat)
+            reply = chat_response(chat, None)
+            reply.userData = {"file-id": record.file_id}
+            return self.reply(reply)
+        assert file_id is not None
+        if action == "delete":
+            await self.engine.delete_file(chat, file_id, CUSTOMER_ID)
+            return self.reply(chat_response(self.engine.chats.get(chat.chat_id, chat), None))
+        record, data = await self.engine.download_file(chat, file_id, counted=True)
+        return file_response(record.name, record.content_type, data)
+
+    async def _read_upload(self, request: web.Request) -> Upload:
+        if request.content_type != "multipart/form-data":
+            raise ChatError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                            "a file upload must be multipart/form-data")
+        pairs: list[tuple[str, str]] = []
+        upload: Upload | None = None
+        limit = self.engine.file_limits.max_file_size
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader) or not part.name:
+                    raise ChatError(ErrorCode.MALFORMED_REQUEST, "unnamed or nested form part")
+                if part.filename is not None:
+                    if part.name != "file" or upload is not None:
+                        raise ChatError(ErrorCode.MALFORMED_REQUEST,
+                                        "exactly one file part, named 'file', is expected")
+                    data = bytearray()
+                    while chunk := await part.read_chunk(64 * 1024):
+                        data += chunk
+                        if len(data) > limit:
+                            raise ChatError(ErrorCode.FILE_TOO_LARGE,
+                                            f"the file is larger than {limit} bytes")
+                    upload = Upload(part.filename, part.headers.get("Content-Type", ""),
+                                    bytes(data), {})
+                    continue
+                raw = await part.read(decode=True)
+                if len(raw) > 16 * 1024 or len(pairs) >= self.limits.max_form_fields:
+                    raise ChatError(ErrorCode.TOO_LARGE, "form fields too large or too many")
+                pairs.append((part.name, raw.decode(part.get_charset("utf-8"))))
+            fields = collect(pairs)
+        except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
+            raise ChatError(ErrorCode.MALFORMED_REQUEST, f"malformed multipart body: {exc}"
+                            ) from None
+        if upload is None:
+            raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
+        upload.fields.update(fields)
+        return upload
 
     def _since(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
         pos = v.position(form)

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
+from webchat.server.files import FileLimits
 
 
 class HttpErrorMode(enum.StrEnum):
@@ -58,4 +59,6 @@ class ServerConfig:
     cometd_handshake_rate: tuple[float, int] = (5.0, 50)
     """Bayeux handshakes one client address may make: per second and burst (flood guard)."""
     cometd: CometdOptions = field(default_factory=CometdOptions)
+    files: FileLimits = field(default_factory=FileLimits)
+    """Upload limits and allowed types (reported by ``file/limits``, enforced on upload)."""
     """Bayeux settings (timeouts, queue bound, ack extension, error spelling)."""

@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,9 +25,16 @@ from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
 from webchat.server.config import ServerConfig
 from webchat.server.errors import AgentError, ChatError
+from webchat.server.files import FileLimits, FileVault, check_upload, clean_name, limits_data
 from webchat.server.routing import Offer, Router
 from webchat.store.base import Store
-from webchat.store.records import AgentRecord, ChatRecord, ChatStatus, ParticipantRecord
+from webchat.store.records import (
+    AgentRecord,
+    ChatRecord,
+    ChatStatus,
+    FileRecord,
+    ParticipantRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class Change:
     now_ms: int
     events: list[Message] = field(default_factory=list)
     participants: dict[int, ParticipantRecord] = field(default_factory=dict)
+    files: list[FileRecord] = field(default_factory=list)
 
     def add(self, participant_id: int, type_: EventType, text: str | None = None, *,
             message_type: str | None = None, user_data: dict[str, str] | None = None
@@ -92,8 +101,9 @@ class CustomerForm:
 
 class ChatEngine:
     def __init__(self, store: Store, broker: Broker, config: ServerConfig,
-                 clock: Clock = wall_clock) -> None:
+                 clock: Clock = wall_clock, vault: FileVault | None = None) -> None:
         self.store = store
+        self.vault = vault or FileVault(Path(config.data_dir) / "files")
         self.broker = broker
         self.config = config
         self.clock = clock
@@ -176,17 +186,18 @@ class ChatEngine:
             chat = self.chats.get(chat.chat_id, chat)
             change = Change(chat, self.clock())
             yield change
-            if not change.events and not change.participants:
+            if not change.events and not change.participants and not change.files:
                 return
             try:
                 await self.store.save_chat(chat, list(change.participants.values()),
-                                           change.events)
+                                           change.events, change.files)
             except Exception as exc:
                 # Memory may now be ahead of disk: forget it, disk is the truth.
                 self.chats.pop(chat.chat_id, None)
                 log.exception("could not save chat %s", chat.chat_id)
                 raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
             chat.events.extend(change.events)
+            chat.files.update((f.file_id, f) for f in change.files)
             self.chats[chat.chat_id] = chat
             self._announce(chat, change.events)
 
@@ -289,6 +300,81 @@ class ChatEngine:
             self._revoke(voided)
         self._schedule_eviction(chat.chat_id)
         asyncio.get_running_loop().call_soon(self._route)
+
+    # ---- files (customers and agents) ------------------------------------------------------
+
+    @property
+    def file_limits(self) -> FileLimits:
+        return self.config.files
+
+    def file_limits_notice(self, chat: ChatRecord) -> Message:
+        """The ``file-client-cfg-get`` notice a limits request is answered with. It is a reply,
+        not a transcript event, so it has no index and changes no position."""
+        system = chat.participants[SYSTEM_ID]
+        return Message(from_=Participant(system.nickname, SYSTEM_ID, system.type), index=0,
+                       type=EventType.NOTICE.value, utcTime=self.clock(),
+                       text="file-client-cfg-get", userData=limits_data(chat, self.file_limits))
+
+    async def upload_file(self, chat: ChatRecord, participant_id: int, name: str,
+                          declared_type: str, data: bytes, description: str = "") -> FileRecord:
+        self._require_open(chat)
+        name = clean_name(name)
+        async with self._change(chat) as change:
+            self._require_open(change.chat)
+            agent_present = any(p.type == ParticipantType.AGENT and p.connected
+                                for p in change.chat.participants.values())
+            content_type = check_upload(change.chat, self.file_limits, name, declared_type,
+                                        data, agent_present=agent_present)
+            record = FileRecord(self.vault.new_id(), chat.chat_id, name, len(data),
+                                content_type, participant_id, change.now_ms, description)
+            await asyncio.to_thread(self.vault.write, record.file_id, data)
+            change.files.append(record)
+            meta = {"file-id": record.file_id, "file-name": name, "file-size": str(len(data)),
+                    "file-type": content_type}
+            if description:
+                meta["file-description"] = description
+            change.add(participant_id, EventType.FILE_UPLOADED, record.file_id, user_data=meta)
+        return record
+
+    def _file(self, chat: ChatRecord, file_id: str) -> FileRecord:
+        record = chat.files.get(file_id)
+        if record is None or record.deleted:
+            raise ChatError(ErrorCode.FILE_NOT_FOUND, "no such file in this chat")
+        return record
+
+    async def download_file(self, chat: ChatRecord, file_id: str, *, counted: bool
+                            ) -> tuple[FileRecord, bytes]:
+        """The file's bytes. Customer downloads count against ``download-attempts``."""
+        record = self._file(chat, file_id)
+        if counted:
+            async with self._change(chat) as change:
+                used = sum(f.downloads for f in change.chat.files.values())
+                if used >= self.file_limits.download_attempts:
+                    raise ChatError(ErrorCode.DOWNLOAD_LIMIT,
+                                    "no download attempts left for this chat")
+                record = self._file(change.chat, file_id)
+                record.downloads += 1
+                change.files.append(record)
+        return record, await asyncio.to_thread(self.vault.read, record.file_id)
+
+    async def delete_file(self, chat: ChatRecord, file_id: str, participant_id: int) -> None:
+        """Only whoever uploaded a file may delete it."""
+        self._require_open(chat)
+        async with self._change(chat) as change:
+            record = self._file(change.chat, file_id)
+            if record.participant_id != participant_id:
+                raise ChatError(ErrorCode.FILE_NOT_FOUND, "no such file of yours in this chat")
+            record.deleted = True
+            change.files.append(record)
+            change.add(participant_id, EventType.FILE_DELETED, file_id)
+        await asyncio.to_thread(self.vault.delete, file_id)
+
+    async def agent_upload(self, agent_id: str, chat_id: str, name: str, declared_type: str,
+                           data: bytes, description: str = "") -> FileRecord:
+        chat = await self.agent_chat(agent_id, chat_id)
+        p = self._agent_participant(agent_id, chat)
+        return await self.upload_file(chat, p.participant_id, name, declared_type, data,
+                                      description)
 
     # ---- agent operations ------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from webchat.protocol.gms.models import Message
-from webchat.store.records import AgentRecord, ChatRecord, ParticipantRecord
+from webchat.store.records import AgentRecord, ChatRecord, FileRecord, ParticipantRecord
 
 
 class Store(Protocol):
@@ -21,7 +21,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     async def save_chat(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
-                        events: Sequence[Message]) -> None: ...
+                        events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None: ...
 
     async def load_chat(self, chat_id: str) -> ChatRecord | None: ...
 

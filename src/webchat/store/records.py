@@ -28,6 +28,22 @@ class ParticipantRecord:
 
 
 @dataclass(slots=True)
+class FileRecord:
+    """A file shared in a chat. The bytes live in the file vault under ``file_id``."""
+
+    file_id: str
+    chat_id: str
+    name: str
+    size: int
+    content_type: str
+    participant_id: int
+    created_ms: int
+    description: str = ""
+    deleted: bool = False
+    downloads: int = 0
+
+
+@dataclass(slots=True)
 class ChatRecord:
     chat_id: str
     service: str
@@ -45,6 +61,7 @@ class ChatRecord:
     next_participant: int = 1
     participants: dict[int, ParticipantRecord] = field(default_factory=dict)
     events: list[Message] = field(default_factory=list)
+    files: dict[str, FileRecord] = field(default_factory=dict)
 
     @property
     def next_index(self) -> int:

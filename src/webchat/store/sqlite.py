@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from webchat.protocol.gms.models import Message
-from webchat.store.records import AgentRecord, ChatRecord, ChatStatus, ParticipantRecord
+from webchat.store.records import FileRecord, AgentRecord, ChatRecord, ChatStatus, ParticipantRecord
 
 T = TypeVar("T")
 Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
@@ -164,7 +164,7 @@ class SqliteStore:
     # ---- chats -----------------------------------------------------------------------------
 
     async def save_chat(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
-                        events: Sequence[Message]) -> None:
+                        events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None:
         row = (chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,
                chat.status.value, chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id,
                chat.target_agent, chat.next_participant, msgspec.json.encode(chat.customer),
@@ -172,6 +172,8 @@ class SqliteStore:
         prows = [(chat.chat_id, p.participant_id, p.type, p.nickname, p.agent_id,
                   int(p.connected)) for p in participants]
         erows = [(chat.chat_id, m.index, msgspec.json.encode(m)) for m in events]
+        frows = [(f.file_id, f.chat_id, f.name, f.size, f.content_type, f.participant_id,
+                  f.created_ms, f.description, int(f.deleted), f.downloads) for f in files]
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -187,6 +189,9 @@ class SqliteStore:
                 "nickname=excluded.nickname, connected=excluded.connected, "
                 "agent_id=excluded.agent_id", prows)
             conn.executemany("INSERT INTO events VALUES (?,?,?)", erows)
+            conn.executemany(
+                "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (file_id) DO UPDATE "
+                "SET deleted=excluded.deleted, downloads=excluded.downloads", frows)
 
         await self._run(write)
 
@@ -279,4 +284,10 @@ def _read_chats(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]
             chat.participants[p[0]] = ParticipantRecord(p[0], p[1], p[2], p[3], bool(p[4]))
         chat.events = [_message_decoder.decode(e[0]) for e in conn.execute(
             "SELECT message_json FROM events WHERE chat_id = ? ORDER BY idx", (chat.chat_id,))]
+        for f in conn.execute(
+                "SELECT file_id, chat_id, name, size, content_type, participant_id, created_ms, "
+                "description, deleted, downloads FROM files WHERE chat_id = ? "
+                "ORDER BY created_ms, file_id", (chat.chat_id,)):
+            chat.files[f[0]] = FileRecord(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
+                                          bool(f[8]), f[9])
     return list(chats.values())

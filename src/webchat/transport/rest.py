@@ -50,17 +50,42 @@ class RestTransport:
         return self._session
 
     async def call(self, request: HttpRequest) -> ChatResponse:
+        status, body, _ = await self._post(request, urlencode(request.fields), self.headers)
+        return self._decode(request, status, body)
+
+    async def upload(self, request: HttpRequest, name: str, data: bytes, content_type: str
+                     ) -> ChatResponse:
+        """POST the request's fields and the file as ``multipart/form-data``."""
+        form = aiohttp.FormData()
+        for key, value in request.fields.items():
+            form.add_field(key, value)
+        form.add_field("file", data, filename=name, content_type=content_type)
+        headers = {k: v for k, v in self.headers.items() if k != "Content-Type"}
+        status, body, _ = await self._post(request, form, headers)
+        return self._decode(request, status, body)
+
+    async def download(self, request: HttpRequest) -> tuple[bytes, str] | ChatResponse:
+        """The file's bytes and content type, or the server's error response."""
+        status, body, ctype = await self._post(request, urlencode(request.fields), self.headers)
+        if status == 200 and ctype != "application/json":
+            return body, ctype
+        return self._decode(request, status, body)
+
+    async def _post(self, request: HttpRequest, data: object, headers: Mapping[str, str]
+                    ) -> tuple[int, bytes, str]:
         url = self.data_url + request.path
         try:
-            async with self._client().post(url, data=urlencode(request.fields),
-                                           headers=self.headers, timeout=self.timeout) as resp:
-                body = await resp.read()
-                status = resp.status
+            async with self._client().post(url, data=data, headers=headers,
+                                           timeout=self.timeout) as resp:
+                return resp.status, await resp.read(), resp.content_type
         except TimeoutError:
             raise TransportError(f"{request.operation}: no reply within "
                                  f"{self.timeout.total:g} s") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"{request.operation}: {exc}") from None
+
+    @staticmethod
+    def _decode(request: HttpRequest, status: int, body: bytes) -> ChatResponse:
         try:
             return decode_response(body)
         except msgspec.DecodeError:

@@ -34,6 +34,12 @@ class ErrorCode(enum.IntEnum):
     TOO_LARGE = 1010
     UNSUPPORTED_MEDIA_TYPE = 1011
     UNKNOWN_OPERATION = 1012
+    FILE_TOO_LARGE = 1013
+    """One file over ``upload-max-file-size`` (the widgets check it client-side too)."""
+    FILE_NOT_FOUND = 1014
+    UPLOAD_NOT_ALLOWED = 1015
+    """Uploads are off, or ``upload-need-agent`` and no agent has joined yet."""
+    DOWNLOAD_LIMIT = 1016
     INTERNAL = 1099
 
 

@@ -179,6 +179,22 @@ class ChatSession:
     def push_url(self, url: str) -> HttpRequest:
         return self._call("pushUrl", "pushUrl", {"pushUrl": url})
 
+    # ---- files (protocols.md §1.10) ---------------------------------------------------------
+
+    def file_limits(self) -> HttpRequest:
+        return self._call("fileLimits", "file/limits", {})
+
+    def upload_file(self, description: str | None = None) -> HttpRequest:
+        """The form fields of an upload; the transport adds the ``file`` part."""
+        extra = {"userData[file-description]": description} if description else {}
+        return self._call("fileUpload", "file", extra)
+
+    def download_file(self, file_id: str) -> HttpRequest:
+        return self._call("fileDownload", f"file/{quote(file_id, safe='')}/download", {})
+
+    def delete_file(self, file_id: str) -> HttpRequest:
+        return self._call("fileDelete", f"file/{quote(file_id, safe='')}/delete", {})
+
     def _call(self, operation: str, suffix: str, extra: dict[str, str]) -> HttpRequest:
         if self.state is not SessionState.ACTIVE or self.chat_id is None:
             raise SessionError("There is no active chat session")
