@@ -18,6 +18,7 @@ from webchat.server import ServerConfig, build_app
 from webchat.server.app import ACCOUNTS, ENGINE
 from webchat.server.engine import ChatEngine
 from webchat.service import WebChatConfig, WebChatService
+from webchat.service.storage import SessionStorage
 from webchat.transport.agent import AgentClient
 
 SERVICE = "customer-support"
@@ -82,10 +83,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 class Customer:
     """A bus + WebChatService pair recording every WebChatService event in order."""
 
-    def __init__(self, data_url: str, **options: Any) -> None:
+    def __init__(self, data_url: str, *, storage: SessionStorage | None = None,
+                 **options: Any) -> None:
         self.bus = Bus()
         config = {"dataURL": data_url, "pollInterval": 50, **options}
-        self.service = WebChatService(self.bus, WebChatConfig.from_dict(config))
+        self.service = WebChatService(self.bus, WebChatConfig.from_dict(config), storage=storage)
         self.events: list[BusEvent] = []
         self._changed = asyncio.Event()
         self.bus.subscribe("WebChatService.*", self._record)
@@ -137,8 +139,9 @@ class Customer:
 async def customer_factory() -> AsyncIterator[Callable[..., Any]]:
     made: list[Customer] = []
 
-    async def make(data_url: str, **options: Any) -> Customer:
-        c = await Customer(data_url, **options).start()
+    async def make(data_url: str, *, storage: SessionStorage | None = None,
+                   **options: Any) -> Customer:
+        c = await Customer(data_url, storage=storage, **options).start()
         made.append(c)
         return c
 

@@ -72,19 +72,24 @@ async def test_typing_stops_by_itself_after_the_idle_delay(server, customer_fact
     assert c.names().count("clientTypingStarted") == 1
 
 
-async def test_poll_exception_limit_stops_polling_and_reset_restarts(server, customer_factory):
+@pytest.mark.conformance("option:pollExceptionLimit", "command:resetPollExceptions",
+                         "event:chatServerWentOffline", "event:chatServerBackOnline",
+                         "event:pollingStarted", "event:pollingStopped")
+async def test_poll_exception_limit_goes_offline_and_reset_comes_back(server, customer_factory):
     c = await customer_factory(server.data_url, pollExceptionLimit=2)
     await c.command("startChat", {"nickname": "Ada"})
     real_url = c.service.transport.data_url
     c.service.transport.data_url = "http://127.0.0.1:9/nowhere"  # nothing listens on port 9
+    offline = await c.wait_event("chatServerWentOffline")
+    assert offline.data == {"pollExceptions": 2}
     await c.wait_event("pollingStopped")
-    errors = [e.data for e in c.events if e.event == "WebChatService.error"]
-    assert errors[-1]["text"] == "poll exception limit reached"
-    assert c.service.poll_exceptions == 2
+    assert sum(1 for e in c.events if e.event == "WebChatService.error") == 2
     c.service.transport.data_url = real_url
     await c.command("resetPollExceptions")
     await c.wait_event("pollingStarted", count=2)
+    await c.wait_event("chatServerBackOnline")
     assert c.service.poll_exceptions == 0
+    assert c.names().count("chatServerWentOffline") == 1
 
 
 async def test_end_chat_by_customer(server, customer_factory):

@@ -79,7 +79,8 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     cometd = CometdEndpoint(f"{config.api_prefix}/cometd", config.cometd,
                             max_body_bytes=config.limits.max_body_bytes,
                             handshake_rate=config.cometd_handshake_rate)
-    ChatChannel(engine, cometd)
+    channel = ChatChannel(engine, cometd)
+    chat_api.bayeux_follows = channel.followed_by
 
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
-from collections.abc import Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -39,6 +39,18 @@ class Upload:
     content_type: str
     data: bytes
     fields: dict[str, str]
+
+
+_NTF_ACTIONS = {"fileGetLimits": "limits", "fileGetsLimits": "limits", "fileUpload": "upload",
+                "fileDownload": "download", "fileDelete": "delete"}
+
+
+def _check_file_fields(action: str, form: dict[str, str]) -> None:
+    allowed = v.IDENTITY | ({"transcriptPosition"} if action == "limits" else set())
+    for key in form:
+        if key not in allowed and not (action == "upload" and key.startswith("userData[")):
+            raise ChatError(ErrorCode.MALFORMED_REQUEST,
+                            f"unknown field {key[:64]!r} for file {action}")
 
 
 def file_response(name: str, content_type: str, data: bytes) -> web.Response:
@@ -71,6 +83,9 @@ class ChatApi:
         self.start_limiter = RateLimiter(*config.limits.request_chat_rate)
         self.op_limiter = RateLimiter(*config.limits.chat_op_rate)
         self.base = f"{config.api_prefix}/2/chat"
+        self.ntf = f"{config.api_prefix}/2/chat-ntf"
+        self.bayeux_follows: Callable[[str, str | None], bool] | None = None
+        """Set by the app: does a CometD session with this browser cookie follow the chat?"""
         self._ops: dict[str, Handler] = {
             "send": self._send,
             "refresh": self._refresh,
@@ -84,6 +99,7 @@ class ChatApi:
         }
 
     def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(self.ntf, self.chat_ntf)
         app.router.add_post(self.base + "/{service}", self.request_chat)
         app.router.add_post(self.base + "/{service}/{chat_id}/{op:.+}", self.operation)
 
@@ -173,7 +189,7 @@ class ChatApi:
             return self.error(exc)
         return self.reply(chat_response(chat, chat.events))
 
-    async def operation(self, request: web.Request) -> web.Response:
+    async def operation(self, request: web.Request) -> web.StreamResponse:
         chat_id = request.match_info["chat_id"]
         op = request.match_info["op"]
         try:
@@ -209,33 +225,64 @@ class ChatApi:
         match = _FILE_OP.fullmatch(op)
         if match is None:
             raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
-        file_id = match.group("id")
         action = match.group("action") or match.group("verb") or "upload"
-        upload: Upload | None = None
-        if op == "file":
-            upload = await self._read_upload(request)
-            form = upload.fields
-        else:
-            form = await self._read_form(request)
-        allowed = v.IDENTITY | ({"transcriptPosition"} if action == "limits" else set())
-        for key in form:
-            if key not in allowed and not (upload and key.startswith("userData[")):
-                raise ChatError(ErrorCode.MALFORMED_REQUEST,
-                                f"unknown field {key[:64]!r} for file {action}")
+        upload = await self._read_upload(request) if action == "upload" else None
+        form = upload.fields if upload is not None else await self._read_form(request)
+        _check_file_fields(action, form)
         chat = await self.engine.customer_chat(
             service, chat_id, form.get("userId", ""), form.get("secureKey", ""),
             form.get("alias", ""))
+        return await self._file_action(chat, action, match.group("id"), form, upload)
+
+    async def chat_ntf(self, request: web.Request) -> web.StreamResponse:
+        """``{prefix}/2/chat-ntf``: the file side door of CometD mode (protocols.md §2.5). The
+        chat is found by its secureKey; with ``chat_ntf_requires_cookie`` the request must also
+        carry the ``BAYEUX_BROWSER`` cookie of a CometD session that follows the chat."""
+        try:
+            self._check_api_key(request)
+            if request.content_type == "multipart/form-data":
+                upload: Upload | None = await self._read_upload(request, require_file=False)
+                form = upload.fields if upload is not None else {}
+                if upload is not None and upload.filename == "":
+                    upload = None
+            else:
+                upload, form = None, await self._read_form(request)
+            operation = form.pop("operation", "fileUpload" if upload else "")
+            action = _NTF_ACTIONS.get(operation)
+            if action is None:
+                raise ChatError(ErrorCode.UNKNOWN_OPERATION,
+                                f"unknown chat-ntf operation {operation[:64]!r}")
+            file_id = form.pop("fileId", None)
+            if action in ("download", "delete") and not file_id:
+                raise ChatError(ErrorCode.MISSING_FIELD, "fileId is required")
+            if action == "upload" and upload is None:
+                raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
+            form.pop("clientId", None)  # some integrations forward it; the cookie decides
+            _check_file_fields(action, form)
+            chat = await self.engine.chat_for_key(form.get("secureKey", ""),
+                                                  form.get("userId"), form.get("alias"))
+            if self.config.chat_ntf_requires_cookie and not (
+                    self.bayeux_follows is not None
+                    and self.bayeux_follows(chat.chat_id, request.cookies.get("BAYEUX_BROWSER"))):
+                raise ChatError(ErrorCode.CHAT_NOT_FOUND,
+                                "no CometD session of this browser follows the chat")
+            return await self._file_action(chat, action, file_id, form, upload)
+        except ChatError as exc:
+            return self.error(exc)
+
+    async def _file_action(self, chat: ChatRecord, action: str, file_id: str | None,
+                           form: dict[str, str], upload: Upload | None) -> web.StreamResponse:
         if not self.op_limiter.allow(chat.chat_id):
             raise ChatError(ErrorCode.RATE_LIMITED, "too many requests for this chat")
         if action == "limits":
             return self.reply(chat_response(chat, [self.engine.file_limits_notice(chat)]))
-        if upload is not None:
+        if action == "upload":
+            assert upload is not None
             description = v.text(form, "userData[file-description]", 256)
             record = await self.engine.upload_file(chat, CUSTOMER_ID, upload.filename,
                                                    upload.content_type, upload.data,
                                                    description)
-            chat = self.engine.chats.get(chat.chat_id, chat)
-            reply = chat_response(chat, None)
+            reply = chat_response(self.engine.chats.get(chat.chat_id, chat), None)
             reply.userData = {"file-id": record.file_id}
             return self.reply(reply)
         assert file_id is not None
@@ -245,7 +292,8 @@ class ChatApi:
         record, data = await self.engine.download_file(chat, file_id, counted=True)
         return file_response(record.name, record.content_type, data)
 
-    async def _read_upload(self, request: web.Request) -> Upload:
+    async def _read_upload(self, request: web.Request, *, require_file: bool = True
+                           ) -> Upload:
         if request.content_type != "multipart/form-data":
             raise ChatError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
                             "a file upload must be multipart/form-data")
@@ -279,7 +327,9 @@ class ChatApi:
             raise ChatError(ErrorCode.MALFORMED_REQUEST, f"malformed multipart body: {exc}"
                             ) from None
         if upload is None:
-            raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
+            if require_file:
+                raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
+            upload = Upload("", "", b"", {})
         upload.fields.update(fields)
         return upload
 

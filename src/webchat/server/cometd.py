@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 
@@ -217,6 +218,11 @@ class CometdEndpoint:
         # No permessage-deflate: Bayeux frames are small, and compressing each one cost more
         # CPU than everything else per delivery (profiled under load).
         ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=60.0, compress=False)
+        # The browser cookie binds HTTP side doors (chat-ntf files) to this session too.
+        browser = request.cookies.get(COOKIE)
+        if browser is None:
+            browser = secrets.token_hex(8)
+            ws.set_cookie(COOKIE, browser, path="/", httponly=True)
         await ws.prepare(request)
         self.sockets.add(ws)
         bound: ServerSession | None = None
@@ -272,7 +278,8 @@ class CometdEndpoint:
                 if refusal is not None:
                     await send(refusal)
                     continue
-                out = self.bayeux.receive(messages, _now(), bound=bound, transport="websocket")
+                out = self.bayeux.receive(messages, _now(), browser_id=browser, bound=bound,
+                                          transport="websocket")
                 if out.close:
                     await ws.close(code=1011, message=b"protocol violation")
                     break

@@ -80,6 +80,11 @@ class ChatChannel:
             self._unsubscribe[chat.chat_id] = self.engine.broker.subscribe(
                 f"chat.{chat.chat_id}", self._on_event)
 
+    def followed_by(self, chat_id: str, browser_id: str | None) -> bool:
+        """Does a session of this browser (its ``BAYEUX_BROWSER`` cookie) follow the chat?"""
+        return browser_id is not None and any(
+            s.browser_id == browser_id and not s.closed for s in self.followers.get(chat_id, ()))
+
     def forget(self, session: ServerSession) -> None:
         for chat_id in session.attachments.get(FOLLOWS, {}):
             sessions = self.followers.get(chat_id)

@@ -60,5 +60,8 @@ class ServerConfig:
     """Bayeux handshakes one client address may make: per second and burst (flood guard)."""
     cometd: CometdOptions = field(default_factory=CometdOptions)
     files: FileLimits = field(default_factory=FileLimits)
+    chat_ntf_requires_cookie: bool = True
+    """The CometD file side door also wants the ``BAYEUX_BROWSER`` cookie of a session that
+    follows the chat ([C] in protocols.md §2.5), not only the secureKey."""
     """Upload limits and allowed types (reported by ``file/limits``, enforced on upload)."""
     """Bayeux settings (timeouts, queue bound, ack extension, error spelling)."""

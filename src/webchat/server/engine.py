@@ -13,10 +13,10 @@ import hmac
 import logging
 import secrets
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 
@@ -157,6 +157,16 @@ class ChatEngine:
             service, chat_id or "", user_id if user_id is not None else
             (chat.user_id if chat else ""), secure_key,
             alias if alias is not None else (chat.alias if chat else ""))
+
+    async def chat_for_key(self, secure_key: str, user_id: str | None = None,
+                           alias: str | None = None) -> ChatRecord:
+        """Like :meth:`chat_by_key` for callers that do not name the service (the CometD
+        file side door, protocols.md §2.5)."""
+        chat_id = None
+        if 0 < len(secure_key) <= 256:
+            chat_id = self._by_key.get(secure_key) or await self.store.chat_id_for_key(secure_key)
+        chat = await self.get_chat(chat_id) if chat_id else None
+        return await self.chat_by_key(chat.service if chat else "", secure_key, user_id, alias)
 
     async def customer_chat(self, service: str, chat_id: str, user_id: str, secure_key: str,
                             alias: str) -> ChatRecord:

@@ -9,7 +9,7 @@ configurable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,25 @@ class CometDConfig:
 
 
 @dataclass(frozen=True)
+class AsyncConfig:
+    """``webchat.async``: a chat that outlives the customer's connection."""
+
+    enabled: bool = False
+    newMessageRestoreState: str = "minimized"
+    """How the widget shows itself when it restores for a message that arrived while the
+    customer was away (``minimized`` or ``maximized``); reported in ``restored``."""
+    getSessionData: Callable[[], Any] | None = None
+    setSessionData: Callable[[Any], Any] | None = None
+
+
+RESTORE_STATES = ("minimized", "maximized")
+
+
+@dataclass(frozen=True)
 class WebChatConfig:
     dataURL: str = ""
+    endpoint: str = ""
+    """A chat service name appended to ``dataURL`` (``{dataURL}/{endpoint}``) when set."""
     apikey: str = ""
     enableCustomHeader: bool = False
     userData: dict[str, str] = field(default_factory=dict)
@@ -40,10 +57,20 @@ class WebChatConfig:
     """Ours: ms between refreshes in REST mode (the original's cadence is not documented)."""
     typingStopDelay: int = 5000
     """Ours: ms of silence after ``sendTyping`` before ``stopTyping`` is sent."""
+    restoreTimeout: int = 60_000
+    """ms after the last activity beyond which a saved chat is not restored (the reference
+    states 60 seconds); asynchronous chats are exempt."""
     cometD: CometDConfig = field(default_factory=CometDConfig)
+    async_: AsyncConfig = field(default_factory=AsyncConfig)
+    """``webchat.async`` (``async`` is a Python keyword)."""
     headers: dict[str, str] = field(default_factory=dict)
     """The ``_genesys.widgets.main.header`` object, sent when ``enableCustomHeader`` is on."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chat_url(self) -> str:
+        base = self.dataURL.rstrip("/")
+        return f"{base}/{self.endpoint.strip('/')}" if self.endpoint else base
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any], main: Mapping[str, Any] | None = None
@@ -68,7 +95,10 @@ class WebChatConfig:
                 _check(f"cometD.{key}", value, bool if key in ("enabled", "websocketEnabled")
                        else str)
             known["cometD"] = CometDConfig(**comet)
-        for key in ("pollExceptionLimit", "ajaxTimeout", "pollInterval", "typingStopDelay"):
+        if "async" in known:
+            known["async_"] = _async_config(known.pop("async"))
+        for key in ("pollExceptionLimit", "ajaxTimeout", "pollInterval", "typingStopDelay",
+                    "restoreTimeout"):
             if key in known and known[key] < (1 if key != "pollExceptionLimit" else 0):
                 raise ConfigError(f"{key} must be positive")
         headers = dict((main or {}).get("header") or {})
@@ -81,10 +111,33 @@ class WebChatConfig:
 
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
-    "dataURL": str, "apikey": str, "enableCustomHeader": bool, "userData": dict,
-    "pollExceptionLimit": int, "ajaxTimeout": int, "pollInterval": int, "typingStopDelay": int,
-    "cometD": dict,
+    "dataURL": str, "endpoint": str, "apikey": str, "enableCustomHeader": bool,
+    "userData": dict, "pollExceptionLimit": int, "ajaxTimeout": int, "pollInterval": int,
+    "typingStopDelay": int, "restoreTimeout": int, "cometD": dict, "async": dict,
 }
+
+#: Every option the Python service reads, dotted for nested objects (conformance table).
+KNOWN_OPTIONS = frozenset(
+    [k for k in _TYPES if k not in ("cometD", "async")]
+    + [f"cometD.{k}" for k in CometDConfig.__dataclass_fields__]
+    + [f"async.{k}" for k in AsyncConfig.__dataclass_fields__])
+
+
+def _async_config(value: Mapping[str, Any]) -> AsyncConfig:
+    unknown = set(value) - set(AsyncConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"async: unknown option(s) {sorted(unknown)}")
+    if "enabled" in value:
+        _check("async.enabled", value["enabled"], bool)
+    state = value.get("newMessageRestoreState", "minimized")
+    if state not in RESTORE_STATES:
+        raise ConfigError(f"async.newMessageRestoreState must be one of {list(RESTORE_STATES)}")
+    for key in ("getSessionData", "setSessionData"):
+        if value.get(key) is not None and not callable(value[key]):
+            raise ConfigError(f"async.{key} must be a function")
+    if (value.get("getSessionData") is None) != (value.get("setSessionData") is None):
+        raise ConfigError("async.getSessionData and async.setSessionData go together")
+    return AsyncConfig(**value)
 
 
 def _check(key: str, value: Any, expected: type | tuple[type, ...]) -> Any:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from webchat.protocol.gms.models import Message
-from webchat.store.records import FileRecord, AgentRecord, ChatRecord, ChatStatus, ParticipantRecord
+from webchat.store.records import AgentRecord, ChatRecord, ChatStatus, FileRecord, ParticipantRecord
 
 T = TypeVar("T")
 Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]

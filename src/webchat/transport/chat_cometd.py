@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import msgspec
@@ -22,9 +23,10 @@ from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
 from webchat.protocol.gms.models import ChatResponse, ErrorEntry
 from webchat.protocol.gms.session import HttpRequest
 from webchat.transport.cometd import CometdClient, CometdError
-from webchat.transport.rest import TransportError
+from webchat.transport.rest import Download, TransportError, decode_reply, fetch_file
 
 _OPERATION = {"send": "sendMessage", "refresh": "requestNotifications"}
+_FILE_OPERATIONS = frozenset({"fileLimits", "fileDelete"})
 
 
 def publish_data(request: HttpRequest) -> dict[str, Any]:
@@ -55,9 +57,10 @@ class CometdChatTransport:
     pushes = True
 
     def __init__(self, comet_url: str, channel: str, *, websocket: bool = True,
-                 timeout_ms: int = 10_000) -> None:
+                 timeout_ms: int = 10_000, api_url: str | None = None) -> None:
         self.channel = channel
         self.timeout = timeout_ms / 1000
+        self.api_url = api_url
         self.client = CometdClient(comet_url, websocket=websocket,
                                    on_delivery=self._delivered, on_handshake=self._rehandshake)
         self.on_push: Callable[[ChatResponse], None] | None = None
@@ -70,6 +73,8 @@ class CometdChatTransport:
         return self.client.transport
 
     async def call(self, request: HttpRequest) -> ChatResponse:
+        if request.operation in _FILE_OPERATIONS:
+            return await self.file_call(request)
         try:
             if not self._up:
                 await self.client.start([self.channel])
@@ -88,6 +93,45 @@ class CometdChatTransport:
         finally:
             if request.operation == "requestChat":
                 self._started = None
+
+    # ---- files: the chat-ntf side door (protocols.md §2.5) ----------------------------------
+
+    def _ntf_fields(self, request: HttpRequest) -> dict[str, str]:
+        if not self.api_url:
+            raise TransportError(f"{request.operation}: file operations over CometD need "
+                                 "webchat.cometD.apiURL")
+        operation = {"fileLimits": "fileGetLimits"}.get(request.operation, request.operation)
+        fields = {"operation": operation, **request.fields}
+        if request.operation in ("fileDownload", "fileDelete"):
+            fields["fileId"] = unquote(request.path.rstrip("/").split("/")[-2])
+        return fields
+
+    async def _ntf_post(self, request: HttpRequest, data: object) -> ChatResponse:
+        assert self.api_url is not None
+        try:
+            async with self.client.http.post(self.api_url, data=data,
+                                             timeout=aiohttp.ClientTimeout(self.timeout)) as resp:
+                return decode_reply(request, resp.status, await resp.read())
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise TransportError(f"{request.operation} over chat-ntf: {exc or 'timed out'}"
+                                 ) from None
+
+    async def file_call(self, request: HttpRequest) -> ChatResponse:
+        return await self._ntf_post(request, self._ntf_fields(request))
+
+    async def upload(self, request: HttpRequest, name: str, data: bytes, content_type: str
+                     ) -> ChatResponse:
+        form = aiohttp.FormData()
+        for key, value in self._ntf_fields(request).items():
+            form.add_field(key, value)
+        form.add_field("file", data, filename=name, content_type=content_type)
+        return await self._ntf_post(request, form)
+
+    async def download(self, request: HttpRequest) -> Download | ChatResponse:
+        fields = self._ntf_fields(request)
+        assert self.api_url is not None
+        return await fetch_file(self.client.http, self.api_url, request, fields, {},
+                                aiohttp.ClientTimeout(self.timeout))
 
     def _delivered(self, channel: str, data: Any) -> None:
         if channel != self.channel:

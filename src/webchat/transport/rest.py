@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import aiohttp
@@ -25,6 +26,41 @@ class TransportError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+@dataclass(frozen=True)
+class Download:
+    data: bytes
+    content_type: str
+    filename: str
+
+
+async def fetch_file(client: aiohttp.ClientSession, url: str, request: HttpRequest,
+                     data: object, headers: Mapping[str, str], limit: aiohttp.ClientTimeout
+                     ) -> Download | ChatResponse:
+    """POST a download request: the bytes (with the name from ``Content-Disposition``), or
+    the chat response the server refused it with."""
+    try:
+        async with client.post(url, data=data, headers=headers, timeout=limit) as resp:
+            body = await resp.read()
+            if resp.status == 200 and resp.content_type != "application/json":
+                name = resp.content_disposition.filename if resp.content_disposition else None
+                return Download(body, resp.content_type, name or "")
+            status = resp.status
+    except TimeoutError:
+        raise TransportError(f"{request.operation}: no reply within {limit.total:g} s"
+                             ) from None
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"{request.operation}: {exc}") from None
+    return decode_reply(request, status, body)
+
+
+def decode_reply(request: HttpRequest, status: int, body: bytes) -> ChatResponse:
+    try:
+        return decode_response(body)
+    except msgspec.DecodeError:
+        raise TransportError(f"{request.operation}: HTTP {status} without a chat response",
+                             status) from None
 
 
 class RestTransport:
@@ -51,7 +87,7 @@ class RestTransport:
 
     async def call(self, request: HttpRequest) -> ChatResponse:
         status, body, _ = await self._post(request, urlencode(request.fields), self.headers)
-        return self._decode(request, status, body)
+        return decode_reply(request, status, body)
 
     async def upload(self, request: HttpRequest, name: str, data: bytes, content_type: str
                      ) -> ChatResponse:
@@ -62,14 +98,12 @@ class RestTransport:
         form.add_field("file", data, filename=name, content_type=content_type)
         headers = {k: v for k, v in self.headers.items() if k != "Content-Type"}
         status, body, _ = await self._post(request, form, headers)
-        return self._decode(request, status, body)
+        return decode_reply(request, status, body)
 
-    async def download(self, request: HttpRequest) -> tuple[bytes, str] | ChatResponse:
-        """The file's bytes and content type, or the server's error response."""
-        status, body, ctype = await self._post(request, urlencode(request.fields), self.headers)
-        if status == 200 and ctype != "application/json":
-            return body, ctype
-        return self._decode(request, status, body)
+    async def download(self, request: HttpRequest) -> Download | ChatResponse:
+        """The file, or the server's error response."""
+        return await fetch_file(self._client(), self.data_url + request.path, request,
+                                urlencode(request.fields), self.headers, self.timeout)
 
     async def _post(self, request: HttpRequest, data: object, headers: Mapping[str, str]
                     ) -> tuple[int, bytes, str]:
@@ -83,14 +117,6 @@ class RestTransport:
                                  f"{self.timeout.total:g} s") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"{request.operation}: {exc}") from None
-
-    @staticmethod
-    def _decode(request: HttpRequest, status: int, body: bytes) -> ChatResponse:
-        try:
-            return decode_response(body)
-        except msgspec.DecodeError:
-            raise TransportError(f"{request.operation}: HTTP {status} without a chat response",
-                                 status) from None
 
     async def close(self) -> None:
         if self._session is not None and self._owns_session:

@@ -1,0 +1,383 @@
+"""The plumbing every WebChatService command shares: one chat session (the pure state machine),
+one transport, and the translation of what the session reports into bus events with the
+original's names and payloads (see ``docs/webchatservice.md``).
+
+Commands live in :mod:`~webchat.service.chat`, :mod:`~webchat.service.restore` and
+:mod:`~webchat.service.files`; :mod:`~webchat.service.plugin` puts them on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+from webchat.bus.bus import Bus, CommandError, Plugin
+from webchat.protocol.gms.models import ChatResponse, EventType, ParticipantType
+from webchat.protocol.gms.session import (
+    ChatSession,
+    Ended,
+    HttpRequest,
+    MessagesReceived,
+    ParticipantJoined,
+    ParticipantLeft,
+    ServerError,
+    SessionError,
+    SessionEvent,
+    Started,
+    TypingChanged,
+)
+from webchat.service.config import WebChatConfig
+from webchat.service.filters import MessageView
+from webchat.service.storage import CallbackStorage, MemoryStorage, SessionStorage
+from webchat.transport.chat_cometd import CometdChatTransport
+from webchat.transport.rest import RestTransport, TransportError
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "WebChatService"
+NO_SESSION = "There is no active chat session"
+ALREADY_ACTIVE = "There is already an active chat session"
+BAD_USER_DATA = "malformed JSON provided in userData property"
+NO_MESSAGE = "No message text provided"
+_PUSH = HttpRequest("push", "", {})
+T = TypeVar("T")
+
+Transport = RestTransport | CometdChatTransport
+
+_CONNECTED = {ParticipantType.AGENT: "agentConnected", ParticipantType.CLIENT: "clientConnected",
+              ParticipantType.SUPERVISOR: "supervisorConnected"}
+_DISCONNECTED = {ParticipantType.AGENT: "agentDisconnected",
+                 ParticipantType.CLIENT: "clientDisconnected",
+                 ParticipantType.SUPERVISOR: "supervisorDisconnected"}
+
+#: Every event the service publishes (``WebChatService.<name>``).
+EVENTS = frozenset({
+    "ready", "started", "ended", "error", "messageReceived", "restored", "restoreTimeout",
+    "restoreFailed", "agentTypingStarted", "agentTypingStopped", "clientTypingStarted",
+    "clientTypingStopped", "pollingStarted", "pollingStopped", "clientConnected",
+    "clientDisconnected", "agentConnected", "agentDisconnected", "supervisorConnected",
+    "supervisorDisconnected", "chatServerWentOffline", "chatServerBackOnline", "fileUploaded",
+})
+
+
+def builtins(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def check_options(options: Mapping[str, Any], allowed: Mapping[str, type | tuple[type, ...]],
+                  required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Reject unknown, missing or wrong-typed options with a reason naming the option."""
+    for key, value in options.items():
+        if key not in allowed:
+            raise CommandError(f"unknown option {key!r}; expected one of {sorted(allowed)}")
+        expected = allowed[key]
+        if value is None:
+            continue
+        if isinstance(value, bool) and expected in (int, float):
+            raise CommandError(f"option {key!r} must be a number")
+        if not isinstance(value, expected):
+            name = expected.__name__ if isinstance(expected, type) else \
+                " or ".join(t.__name__ for t in expected)
+            raise CommandError(f"option {key!r} must be {name}")
+    for key in required:
+        if options.get(key) is None:
+            raise CommandError(f"option {key!r} is required")
+    return dict(options)
+
+
+def string_map(value: Mapping[Any, Any]) -> dict[str, str]:
+    """userData as the wire carries it: string keys, string values (numbers and booleans are
+    converted as the original does); nested objects are refused with its reason."""
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        if not isinstance(key, str) or not key or not isinstance(item, str | int | float):
+            raise CommandError(BAD_USER_DATA)
+        out[key] = str(item)
+    return out
+
+
+class ServiceCore:
+    def __init__(self, bus: Bus, config: WebChatConfig, *, transport: Transport | None = None,
+                 storage: SessionStorage | None = None) -> None:
+        self.bus = bus
+        self.config = config
+        self.transport = transport or self.make_transport(config)
+        self._bind_transport()
+        self.session = ChatSession()
+        self.plugin: Plugin = bus.register_plugin(NAMESPACE)
+        self.view = MessageView()
+        self.storage = storage or self._default_storage(config)
+        self.poll_exceptions = 0
+        self.offline = False
+        self.restoring_below = 0
+        """Messages with a smaller index were seen before a restore: ``restoring: true``."""
+        self.saved_at = 0
+        self._poller: asyncio.Task[None] | None = None
+        self._typing_timer: asyncio.TimerHandle | None = None
+        self._typing = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def make_transport(config: WebChatConfig) -> Transport:
+        """CometD when enabled (WebSocket first unless ``websocketEnabled`` is off, falling
+        back to long-polling), REST polling otherwise."""
+        comet = config.cometD
+        if comet.enabled:
+            return CometdChatTransport(comet.cometURL, comet.channel,
+                                       websocket=comet.websocketEnabled,
+                                       timeout_ms=max(config.ajaxTimeout, 10_000),
+                                       api_url=comet.apiURL or None)
+        headers = config.headers if config.enableCustomHeader else {}
+        return RestTransport(config.chat_url, apikey=config.apikey or None, headers=headers,
+                             timeout_ms=config.ajaxTimeout)
+
+    @staticmethod
+    def _default_storage(config: WebChatConfig) -> SessionStorage:
+        get, set_ = config.async_.getSessionData, config.async_.setSessionData
+        if get is not None and set_ is not None:
+            return CallbackStorage(get, set_)
+        return MemoryStorage()
+
+    def _bind_transport(self) -> None:
+        if isinstance(self.transport, CometdChatTransport):
+            self.transport.on_push = self._on_push
+            self.transport.on_resync = self._resync
+
+    async def close(self) -> None:
+        self._stop_polling(publish=True)
+        self._cancel_typing_timer()
+        await self.transport.close()
+
+    # ---- carrying requests -----------------------------------------------------------------
+
+    def require_session(self) -> None:
+        if not self.session.active or self.session.chat_id is None:
+            raise CommandError(NO_SESSION)
+
+    def request(self, make: Callable[[], HttpRequest]) -> HttpRequest:
+        try:
+            return make()
+        except SessionError as exc:
+            raise CommandError(str(exc)) from None
+
+    async def operation(self, make: Callable[[], HttpRequest]) -> Any:
+        request = self.request(make)
+        response = await self.carry(request)
+        self.apply(request, response)
+        self.raise_for(response)
+        return builtins(response)
+
+    async def carry(self, request: HttpRequest) -> ChatResponse:
+        return await self.guarded(self.transport.call(request))
+
+    async def guarded(self, call: Awaitable[T]) -> T:
+        """Await a transport call; a failure rejects the command and publishes ``error``."""
+        try:
+            return await call
+        except TransportError as exc:
+            data = {"type": "error", "text": exc.reason, "status": exc.status}
+            self.plugin.publish("error", data)
+            raise CommandError(exc.reason, data) from None
+
+    def raise_for(self, response: ChatResponse) -> None:
+        if not response.ok:
+            raise CommandError(self.reason(response), builtins(response))
+
+    @staticmethod
+    def reason(response: ChatResponse) -> str:
+        errors = response.errors or []
+        if errors:
+            return "; ".join(f"{e.code}: {e.advice}" if e.advice else str(e.code)
+                             for e in errors)
+        return f"server error (statusCode {response.statusCode})"
+
+    def apply(self, request: HttpRequest, response: ChatResponse) -> None:
+        for event in self.session.receive(request, response):
+            self.publish_event(event)
+
+    # ---- session events -> bus events ------------------------------------------------------
+
+    def publish_event(self, event: SessionEvent) -> None:
+        publish = self.plugin.publish
+        session = self.session
+        if isinstance(event, Started):
+            self.save()
+            publish("started", session.session_data())
+        elif isinstance(event, MessagesReceived):
+            self.save()
+            self._publish_messages([builtins(m) for m in event.messages])
+        elif isinstance(event, ParticipantJoined | ParticipantLeft):
+            table = _CONNECTED if isinstance(event, ParticipantJoined) else _DISCONNECTED
+            name = table.get(event.participant.type)  # type: ignore[call-overload]
+            if name is not None:
+                publish(name, {"message": builtins(event.message), "agents": session.agents(),
+                               "numAgentsConnected": session.connected_agents()})
+        elif isinstance(event, TypingChanged):
+            if event.participant.type in (ParticipantType.AGENT, ParticipantType.SUPERVISOR):
+                name = "agentTypingStarted" if event.started else "agentTypingStopped"
+                publish(name, {"message": builtins(event.message)})
+        elif isinstance(event, Ended):
+            self._cancel_typing_timer()
+            self._stop_polling(publish=True)
+            self.forget()
+            publish("ended", session.session_data())
+        elif isinstance(event, ServerError):
+            publish("error", builtins(event.response))
+
+    def _publish_messages(self, originals: list[dict[str, Any]]) -> None:
+        # One messageReceived per restoring flag, in index order: a restore replays what the
+        # customer saw before (restoring: true), then shows what arrived while away.
+        groups: list[tuple[bool, list[dict[str, Any]]]] = []
+        for message in originals:
+            restoring = 0 < int(message.get("index") or 0) < self.restoring_below
+            if groups and groups[-1][0] == restoring:
+                groups[-1][1].append(message)
+            else:
+                groups.append((restoring, [message]))
+        for restoring, group in groups:
+            self.plugin.publish("messageReceived", {
+                "messages": self.view.show(group), "originalMessages": group,
+                "restoring": restoring, "sessionData": self.session.session_data()})
+            for message in group:
+                if message.get("type") == EventType.FILE_UPLOADED and not restoring:
+                    self.plugin.publish("fileUploaded", file_event(message))
+
+    # ---- persistence hooks (restore.py) ----------------------------------------------------
+
+    def save(self) -> None:
+        """Remember the chat so another process can restore it (see restore.py)."""
+
+    def forget(self) -> None:
+        """The chat is over: nothing to restore any more."""
+
+    # ---- pushes (CometD) --------------------------------------------------------------------
+
+    def _on_push(self, response: ChatResponse) -> None:
+        indexes = [m.index for m in response.messages or () if m.index]
+        if indexes and min(indexes) > self.session.next_position:
+            # A gap (events we never received): ask for them rather than skip them.
+            self.spawn(self._resync())
+            return
+        self.apply(_PUSH, response)
+
+    async def _resync(self) -> None:
+        if self.session.active and self.session.chat_id is not None:
+            try:
+                await self.operation(self.session.refresh)
+            except CommandError as exc:
+                log.warning("could not resume the chat after reconnecting: %s", exc)
+
+    # ---- polling (REST) --------------------------------------------------------------------
+
+    @property
+    def polling(self) -> bool:
+        return self._poller is not None
+
+    def start_polling(self) -> None:
+        if self.transport.pushes:
+            return
+        if self._poller is None and self.session.active:
+            self._poller = asyncio.create_task(self._poll())
+            self.plugin.publish("pollingStarted", None)
+
+    def _stop_polling(self, *, publish: bool) -> None:
+        poller, self._poller = self._poller, None
+        if poller is None:
+            return
+        if poller is not asyncio.current_task():
+            poller.cancel()
+        if publish:
+            self.plugin.publish("pollingStopped", None)
+
+    async def poll_once(self) -> ChatResponse | None:
+        """One refresh; ``None`` when it failed (counted as a poll exception)."""
+        try:
+            request = self.session.refresh()
+        except SessionError:
+            return None
+        try:
+            response = await self.transport.call(request)
+        except TransportError as exc:
+            self._poll_failed({"type": "error", "text": exc.reason, "status": exc.status})
+            return None
+        self.apply(request, response)
+        if response.ok:
+            self.poll_exceptions = 0
+            if self.offline:
+                self.offline = False
+                self.plugin.publish("chatServerBackOnline", None)
+        else:
+            self._poll_failed(None)
+        return response
+
+    async def _poll(self) -> None:
+        interval = self.config.pollInterval / 1000
+        while self.session.active:
+            await asyncio.sleep(interval)
+            if not self.session.active:
+                break
+            await self.poll_once()
+            if self._poller is None or self._poller is not asyncio.current_task():
+                return
+
+    def _poll_failed(self, error: dict[str, Any] | None) -> None:
+        self.poll_exceptions += 1
+        if error is not None:
+            self.plugin.publish("error", error)
+        if self.poll_exceptions >= self.config.pollExceptionLimit and not self.offline:
+            # The original's name for "the server stopped answering our refreshes".
+            self.offline = True
+            self.plugin.publish("chatServerWentOffline", {
+                "pollExceptions": self.poll_exceptions})
+            self._stop_polling(publish=True)
+
+    # ---- typing ----------------------------------------------------------------------------
+
+    def schedule_typing_stop(self) -> None:
+        self._cancel_typing_timer()
+        loop = asyncio.get_running_loop()
+        self._typing_timer = loop.call_later(self.config.typingStopDelay / 1000,
+                                             lambda: self.spawn(self._stop_typing()))
+
+    async def _stop_typing(self) -> None:
+        self._typing_timer = None
+        if not self._typing or not self.session.active:
+            return
+        self._typing = False
+        try:
+            await self.operation(self.session.stop_typing)
+        except CommandError as exc:
+            log.debug("stopTyping failed: %s", exc)
+            return
+        self.plugin.publish("clientTypingStopped", None)
+
+    def _cancel_typing_timer(self) -> None:
+        if self._typing_timer is not None:
+            self._typing_timer.cancel()
+            self._typing_timer = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def file_event(message: dict[str, Any]) -> dict[str, Any]:
+    """``fileUploaded``: who sent which file, from the FileUploaded event's metadata."""
+    meta = message.get("userData") or {}
+    size = meta.get("file-size")
+    return {"message": message, "fileId": meta.get("file-id") or message.get("text"),
+            "fileName": meta.get("file-name"), "fileType": meta.get("file-type"),
+            "fileSize": int(size) if isinstance(size, str) and size.isdigit() else None,
+            "from": message.get("from")}
