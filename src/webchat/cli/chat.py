@@ -10,8 +10,10 @@ import click
 from webchat.bus import Bus, BusEvent, CommandError
 from webchat.cli.terminal import lines, note, say
 from webchat.service import WebChatConfig, WebChatService
+from webchat.service.storage import FileStorage
 
-HELP = "commands: /end  /agents  /transcript  /quit   (anything else is sent as a message)"
+HELP = ("commands: /end  /agents  /transcript  /file PATH  /download FILE-ID [PATH]  /quit"
+        "   (anything else is sent as a message)")
 
 
 def _show(event: BusEvent) -> None:
@@ -24,23 +26,31 @@ def _show(event: BusEvent) -> None:
                 say(sender["nickname"], msg.get("text", ""), "bold cyan")
             elif msg["type"] in ("Notice", "CustomNotice", "PushUrl"):
                 note(msg.get("text", ""))
+            elif msg["type"] == "FileUploaded":
+                meta = msg.get("userData") or {}
+                note(f"{sender['nickname']} sent {meta.get('file-name', 'a file')} "
+                     f"({meta.get('file-size', '?')} bytes, id {meta.get('file-id', '?')})")
             elif msg["type"] in ("ParticipantJoined", "ParticipantLeft") \
                     and sender["type"] != "Client":
                 verb = "joined" if msg["type"] == "ParticipantJoined" else "left"
                 note(f"{sender['nickname']} {verb} the chat")
     elif name == "agentTypingStarted":
         note(f"{data['message']['from']['nickname']} is typing…")
+    elif name == "restored":
+        note("restored your chat where you left it")
     elif name == "ended":
         note("the chat has ended (press Enter to quit)")
     elif name == "error":
         note(f"error: {data.get('text') if isinstance(data, dict) else data}")
 
 
-async def _chat(config: WebChatConfig, form: dict[str, Any]) -> None:
+async def _chat(config: WebChatConfig, form: dict[str, Any], session_file: str | None
+                ) -> None:
     bus = Bus()
-    service = WebChatService(bus, config)
+    storage = FileStorage(session_file) if session_file else None
+    service = WebChatService(bus, config, storage=storage)
     bus.subscribe("WebChatService.*", _show)
-    await service.start()
+    await service.start()  # restores the chat saved in --session-file, if any
     ended = False
 
     def on_end(_: BusEvent) -> None:
@@ -49,7 +59,8 @@ async def _chat(config: WebChatConfig, form: dict[str, Any]) -> None:
 
     bus.subscribe("WebChatService.ended", on_end)
     try:
-        await bus.command("WebChatService.startChat", form)
+        if not service.session.active:
+            await bus.command("WebChatService.startChat", form)
         note(HELP)
         async for line in lines():
             if ended or line == "/quit":
@@ -65,13 +76,21 @@ async def _chat(config: WebChatConfig, form: dict[str, Any]) -> None:
                     for msg in (await bus.command("WebChatService.getTranscript"))["messages"]:
                         if msg["type"] == "Message":
                             say(msg["from"]["nickname"], msg.get("text", ""))
+                elif line.startswith("/file "):
+                    await bus.command("WebChatService.sendFile", {"file": line[6:].strip()})
+                elif line.startswith("/download "):
+                    file_id, _, path = line[10:].strip().partition(" ")
+                    got = await bus.command("WebChatService.downloadFile", {
+                        "fileId": file_id, "path": path.strip() or file_id})
+                    note(f"saved {got['fileName']} to {got['path']}")
                 elif line.strip():
                     await bus.command("WebChatService.sendMessage", {"message": line})
             except CommandError as exc:
                 note(f"refused: {exc.reason}")
     finally:
+        # With a session file the chat stays open for the next run; otherwise end it.
         with contextlib.suppress(CommandError):
-            if service.session.active:
+            if service.session.active and storage is None:
                 await bus.command("WebChatService.endChat")
         await service.close()
 
@@ -88,9 +107,12 @@ async def _chat(config: WebChatConfig, form: dict[str, Any]) -> None:
 @click.option("--channel", default="/service/chatV2/customer-support", show_default=True,
               help="webchat.cometD.channel")
 @click.option("--long-polling", is_flag=True, help="CometD without trying a WebSocket first.")
+@click.option("--api-url", default="", help="webchat.cometD.apiURL (files over CometD)")
+@click.option("--session-file", default=None, metavar="PATH",
+              help="Keep the chat here: quitting leaves it open and the next run restores it.")
 def chat_command(data_url: str, name: str, email: str, subject: str,
                  user_data: tuple[str, ...], apikey: str, cometd_url: str, channel: str,
-                 long_polling: bool) -> None:
+                 long_polling: bool, api_url: str, session_file: str | None) -> None:
     """Chat as a customer from the terminal."""
     from webchat.cli.main import run
 
@@ -103,7 +125,7 @@ def chat_command(data_url: str, name: str, email: str, subject: str,
     options: dict[str, Any] = {"dataURL": data_url, "apikey": apikey}
     if cometd_url:
         options["cometD"] = {"enabled": True, "cometURL": cometd_url, "channel": channel,
-                             "websocketEnabled": not long_polling}
+                             "websocketEnabled": not long_polling, "apiURL": api_url}
     config = WebChatConfig.from_dict(options)
     form: dict[str, Any] = {"nickname": name, "userData": data}
     if email:
@@ -111,4 +133,4 @@ def chat_command(data_url: str, name: str, email: str, subject: str,
     if subject:
         form["subject"] = subject
     with contextlib.suppress(KeyboardInterrupt):
-        run(_chat(config, form))
+        run(_chat(config, form, session_file))

@@ -1,0 +1,187 @@
+"""Restoring a chat: a customer process killed mid-chat, a new one picking the chat up; restore
+timeouts, failures, and asynchronous chats kept by the integrator's own storage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_end_to_end import transport_options
+from webchat.bus import CommandError
+from webchat.service.core import now_ms
+from webchat.service.storage import FileStorage, MemoryStorage
+
+WEBCHAT = str(Path(sys.executable).parent / "webchat")
+
+
+def cli_transport_args(server, transport: str) -> list[str]:
+    if transport == "rest":
+        return []
+    args = ["--cometd-url", f"{server.url}/genesys/cometd"]
+    return [*args, "--long-polling"] if transport == "long-polling" else args
+
+
+async def wait_until(predicate, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def saved(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.mark.conformance("command:restore", "event:restored", "event:messageReceived",
+                         "option:restoreTimeout")
+@pytest.mark.parametrize("transport", ["rest", "websocket", "long-polling"])
+async def test_chat_restores_in_a_new_process_after_the_first_was_killed(
+        server, customer_factory, agent_factory, tmp_path, transport):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    session_file = tmp_path / "chat.json"
+    proc = await asyncio.create_subprocess_exec(
+        WEBCHAT, "chat", "--url", server.data_url, "--name", "Ada",
+        "--session-file", str(session_file), *cli_transport_args(server, transport),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev), within=10)
+        chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+        accepted = await agent.client.accept(chat_id)
+        agent.client.track(chat_id, accepted["nextPosition"])
+        assert proc.stdin is not None
+        proc.stdin.write(b"hello one\nhello two\n")
+        await proc.stdin.drain()
+        await agent.wait_for(lambda _: [m.get("text") for m in agent.messages(chat_id)
+                                        if m["type"] == "Message"][-2:]
+                             == ["hello one", "hello two"])
+        await agent.client.send(chat_id, "reply one")
+        reply_index = server.engine.chats[chat_id].next_index - 1
+        # The first process has seen the reply (and saved that) before it dies.
+        await wait_until(lambda: saved(session_file).get("transcriptPosition", 0)
+                         > reply_index)
+    finally:
+        proc.kill()
+        await proc.wait()
+    seen_before = saved(session_file)["transcriptPosition"]
+    await agent.client.send(chat_id, "while away 1")
+    await agent.client.send(chat_id, "while away 2")
+
+    customer = await customer_factory(server.data_url, storage=FileStorage(session_file),
+                                      **transport_options(server, transport))
+    restored = await customer.wait_event("restored")
+    assert restored.data["sessionData"]["sessionID"] == chat_id
+    total = server.engine.chats[chat_id].next_index - 1
+    await customer.wait_for(lambda c: sorted(c.indexes()) == list(range(1, total + 1)))
+    received = [e.data for e in customer.events if e.event == "WebChatService.messageReceived"]
+    old = [m for d in received if d["restoring"] for m in d["messages"]]
+    new = [m for d in received if not d["restoring"] for m in d["messages"]]
+    assert [m["index"] for m in old] == list(range(1, seen_before))
+    assert [m["text"] for m in new if m["type"] == "Message"] == ["while away 1",
+                                                                  "while away 2"]
+    assert [m["text"] for m in old if m["type"] == "Message"] == [
+        "hello one", "hello two", "reply one"]
+    assert customer.indexes() == list(range(1, total + 1))  # each exactly once, in order
+
+    # The restored chat goes on, and nothing was sent twice on the way.
+    await customer.command("sendMessage", {"message": "back again"})
+    await agent.wait_for(lambda _: any(m.get("text") == "back again"
+                                       for m in agent.messages(chat_id)))
+    texts = [m.text for m in server.engine.chats[chat_id].events if m.type == "Message"]
+    assert texts.count("hello one") == 1 and texts.count("back again") == 1
+
+
+@pytest.mark.conformance("event:restoreTimeout", "option:restoreTimeout")
+async def test_a_chat_left_longer_than_restore_timeout_is_not_restored(
+        server, customer_factory):
+    storage = MemoryStorage()
+    first = await customer_factory(server.data_url, storage=storage)
+    await first.command("startChat", {"nickname": "Ada"})
+    await first.close()
+    data = storage.load()
+    assert data is not None
+    storage.save({**data, "savedAt": now_ms() - 61_000})  # the reference's default: 60 s
+
+    second = await customer_factory(server.data_url, storage=storage)
+    timeout = await second.wait_event("restoreTimeout")
+    assert timeout.data["sessionData"]["sessionID"] == data["sessionID"]
+    assert "restored" not in second.names() and "messageReceived" not in second.names()
+    assert storage.load() is None
+    with pytest.raises(CommandError, match="There is no chat session to restore"):
+        await second.command("restore")
+
+    # A longer restoreTimeout lets the same chat come back.
+    storage.save({**data, "savedAt": now_ms() - 61_000})
+    third = await customer_factory(server.data_url, storage=storage, restoreTimeout=120_000)
+    await third.wait_event("restored")
+
+
+@pytest.mark.conformance("event:restoreFailed")
+async def test_a_chat_the_server_refuses_fails_to_restore_and_is_forgotten(
+        server, customer_factory):
+    storage = MemoryStorage()
+    first = await customer_factory(server.data_url, storage=storage)
+    await first.command("startChat", {"nickname": "Ada"})
+    await first.close()
+    data = storage.load()
+    assert data is not None
+    storage.save({**data, "secureKey": "not-the-key"})
+
+    second = await customer_factory(server.data_url, storage=storage)
+    failed = await second.wait_event("restoreFailed")
+    assert failed.data["error"]["errors"][0]["code"] == 1001
+    assert storage.load() is None
+    assert not second.service.session.active
+    await second.command("startChat", {"nickname": "Ada"})  # a new chat can start
+
+
+@pytest.mark.conformance("command:restoreChat", "option:async.enabled",
+                         "option:async.getSessionData", "option:async.setSessionData",
+                         "option:async.newMessageRestoreState")
+async def test_async_chat_kept_by_the_site_resumes_the_next_day(
+        server, customer_factory, agent_factory):
+    kept: dict[str, object] = {}
+
+    def set_session_data(data):
+        kept["data"] = data
+
+    def get_session_data():
+        return kept.get("data")
+
+    async_options = {"enabled": True, "getSessionData": get_session_data,
+                     "setSessionData": set_session_data,
+                     "newMessageRestoreState": "maximized"}
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    first = await customer_factory(server.data_url, **{"async": async_options})
+    started = await first.command("startChat", {"nickname": "Ada"})
+    chat_id = started["chatId"]
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    await first.wait_event("agentConnected")
+    await first.close()  # the customer closes the page
+    assert isinstance(kept["data"], dict) and kept["data"]["async"] is True
+    kept["data"] = {**kept["data"], "savedAt": now_ms() - 26 * 3600 * 1000}  # a day later
+    await agent.client.send(chat_id, "your refund is on its way")
+
+    second = await customer_factory(server.data_url, **{"async": async_options})
+    restored = await second.wait_event("restored")
+    assert restored.data["async"] is True
+    assert restored.data["newMessageRestoreState"] == "maximized"
+    await second.wait_for(lambda c: "your refund is on its way" in
+                          [m.get("text") for m in _unseen(c)])
+    # restoreChat (the issue's name) refuses while the chat is already restored.
+    with pytest.raises(CommandError, match="already an active chat session"):
+        await second.command("restoreChat")
+
+
+def _unseen(customer) -> list[dict]:
+    return [m for e in customer.events if e.event == "WebChatService.messageReceived"
+            and not e.data["restoring"] for m in e.data["messages"]]
