@@ -21,7 +21,8 @@ from aiohttp import WSMsgType, web
 from webchat.protocol.gms.models import EventType
 from webchat.server.accounts import Accounts
 from webchat.server.engine import ChatEngine
-from webchat.server.errors import AgentError
+from webchat.server.errors import AgentError, ChatError
+from webchat.server.uploads import file_response, read_upload
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+def _agent_error(exc: ChatError) -> AgentError:
+    return AgentError(exc.http_status, exc.code.name.lower(), exc.advice)
+
+
 def error_body(exc: AgentError) -> web.Response:
     return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
 
@@ -92,6 +97,9 @@ class AgentApi:
         r.add_post(f"{PREFIX}/chats/{{chat_id}}/pushUrl", self._authed(self.push_url))
         r.add_post(f"{PREFIX}/chats/{{chat_id}}/end", self._authed(self.end))
         r.add_post(f"{PREFIX}/chats/{{chat_id}}/transfer", self._authed(self.transfer))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/files", self._authed(self.upload_file))
+        r.add_get(f"{PREFIX}/chats/{{chat_id}}/files/{{file_id}}",
+                  self._authed(self.download_file))
         r.add_get(f"{PREFIX}/events", self.events)
 
     async def close(self) -> None:
@@ -208,6 +216,31 @@ class AgentApi:
         await self.engine.transfer(agent_id, request.match_info["chat_id"], body.toAgent)
 
     # ---- event stream ----------------------------------------------------------------------
+
+    async def upload_file(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        """multipart/form-data with a ``file`` part and an optional ``description``."""
+        try:
+            upload = await read_upload(request, self.engine.file_limits.max_file_size,
+                                       self.limits.max_form_fields)
+            unknown = set(upload.fields) - {"description"}
+            if unknown:
+                raise AgentError(400, "bad_request", f"unknown fields {sorted(unknown)}")
+            record = await self.engine.agent_upload(
+                agent_id, request.match_info["chat_id"], upload.filename, upload.content_type,
+                upload.data, upload.fields.get("description", "")[:256])
+        except ChatError as exc:
+            raise _agent_error(exc) from None
+        return {"fileId": record.file_id, "fileName": record.name, "size": record.size,
+                "contentType": record.content_type}
+
+    async def download_file(self, request: web.Request, agent_id: str) -> web.Response:
+        chat = await self.engine.agent_chat(agent_id, request.match_info["chat_id"])
+        try:
+            record, data = await self.engine.download_file(chat, request.match_info["file_id"],
+                                                           counted=False)
+        except ChatError as exc:
+            raise _agent_error(exc) from None
+        return file_response(record.name, record.content_type, data)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("token") or _bearer(request)

@@ -11,34 +11,24 @@ import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from urllib.parse import quote
 
-from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 
 from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
-from webchat.protocol.gms.forms import FormError, collect, parse_form
+from webchat.protocol.gms.forms import FormError, parse_form
 from webchat.protocol.gms.models import ChatResponse, ErrorEntry, EventType, Message, encode
 from webchat.server import validation as v
 from webchat.server.config import HttpErrorMode, ServerConfig
 from webchat.server.engine import CUSTOMER_ID, ChatEngine
 from webchat.server.errors import ChatError
 from webchat.server.ratelimit import RateLimiter
+from webchat.server.uploads import Upload, file_response, read_upload
 from webchat.store.records import ChatRecord
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 _FILE_OP = re.compile(r"file(?:/(?P<action>limits)|/(?P<id>[^/]{1,64})/(?P<verb>download|delete))?")
-
-
-@dataclass
-class Upload:
-    filename: str
-    content_type: str
-    data: bytes
-    fields: dict[str, str]
 
 
 _NTF_ACTIONS = {"fileGetLimits": "limits", "fileGetsLimits": "limits", "fileUpload": "upload",
@@ -53,15 +43,6 @@ def _check_file_fields(action: str, form: dict[str, str]) -> None:
                             f"unknown field {key[:64]!r} for file {action}")
 
 
-def file_response(name: str, content_type: str, data: bytes) -> web.Response:
-    """A file as a download, never rendered by a browser in the server's origin."""
-    quoted = quote(name, safe="")
-    return web.Response(body=data, headers={
-        "Content-Type": content_type,
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'",
-        "Cache-Control": "private, no-store"})
 Handler = Callable[[ChatRecord, dict[str, str]], Awaitable[list[Message] | None]]
 
 
@@ -146,27 +127,9 @@ class ChatApi:
             raise ChatError(ErrorCode.MALFORMED_REQUEST, str(exc)) from None
 
     async def _read_multipart(self, request: web.Request) -> dict[str, str]:
-        pairs: list[tuple[str, str]] = []
-        total = 0
-        try:
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader) or not part.name:
-                    raise ChatError(ErrorCode.MALFORMED_REQUEST, "unnamed or nested form part")
-                if part.filename is not None:
-                    raise ChatError(ErrorCode.MALFORMED_REQUEST,
-                                    "file parts are only accepted by the file endpoint")
-                raw = await part.read(decode=True)
-                total += len(raw)
-                if total > self.limits.max_body_bytes:
-                    raise ChatError(ErrorCode.TOO_LARGE, "request body is too large")
-                if len(pairs) >= self.limits.max_form_fields:
-                    raise ChatError(ErrorCode.TOO_LARGE, "too many form fields")
-                pairs.append((part.name, raw.decode(part.get_charset("utf-8"))))
-            return collect(pairs)
-        except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
-            raise ChatError(ErrorCode.MALFORMED_REQUEST, f"malformed multipart body: {exc}"
-                            ) from None
+        form = await read_upload(request, 0, self.limits.max_form_fields, require_file=False,
+                                 files=False)
+        return form.fields
 
     def _client(self, request: web.Request) -> str:
         if self.config.trust_forwarded_for:
@@ -226,7 +189,9 @@ class ChatApi:
         if match is None:
             raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
         action = match.group("action") or match.group("verb") or "upload"
-        upload = await self._read_upload(request) if action == "upload" else None
+        upload = await read_upload(
+            request, self.engine.file_limits.max_file_size, self.limits.max_form_fields,
+        ) if action == "upload" else None
         form = upload.fields if upload is not None else await self._read_form(request)
         _check_file_fields(action, form)
         chat = await self.engine.customer_chat(
@@ -241,7 +206,9 @@ class ChatApi:
         try:
             self._check_api_key(request)
             if request.content_type == "multipart/form-data":
-                upload: Upload | None = await self._read_upload(request, require_file=False)
+                upload: Upload | None = await read_upload(
+                    request, self.engine.file_limits.max_file_size,
+                    self.limits.max_form_fields, require_file=False)
                 form = upload.fields if upload is not None else {}
                 if upload is not None and upload.filename == "":
                     upload = None
@@ -291,47 +258,6 @@ class ChatApi:
             return self.reply(chat_response(self.engine.chats.get(chat.chat_id, chat), None))
         record, data = await self.engine.download_file(chat, file_id, counted=True)
         return file_response(record.name, record.content_type, data)
-
-    async def _read_upload(self, request: web.Request, *, require_file: bool = True
-                           ) -> Upload:
-        if request.content_type != "multipart/form-data":
-            raise ChatError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                            "a file upload must be multipart/form-data")
-        pairs: list[tuple[str, str]] = []
-        upload: Upload | None = None
-        limit = self.engine.file_limits.max_file_size
-        try:
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader) or not part.name:
-                    raise ChatError(ErrorCode.MALFORMED_REQUEST, "unnamed or nested form part")
-                if part.filename is not None:
-                    if part.name != "file" or upload is not None:
-                        raise ChatError(ErrorCode.MALFORMED_REQUEST,
-                                        "exactly one file part, named 'file', is expected")
-                    data = bytearray()
-                    while chunk := await part.read_chunk(64 * 1024):
-                        data += chunk
-                        if len(data) > limit:
-                            raise ChatError(ErrorCode.FILE_TOO_LARGE,
-                                            f"the file is larger than {limit} bytes")
-                    upload = Upload(part.filename, part.headers.get("Content-Type", ""),
-                                    bytes(data), {})
-                    continue
-                raw = await part.read(decode=True)
-                if len(raw) > 16 * 1024 or len(pairs) >= self.limits.max_form_fields:
-                    raise ChatError(ErrorCode.TOO_LARGE, "form fields too large or too many")
-                pairs.append((part.name, raw.decode(part.get_charset("utf-8"))))
-            fields = collect(pairs)
-        except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
-            raise ChatError(ErrorCode.MALFORMED_REQUEST, f"malformed multipart body: {exc}"
-                            ) from None
-        if upload is None:
-            if require_file:
-                raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
-            upload = Upload("", "", b"", {})
-        upload.fields.update(fields)
-        return upload
 
     def _since(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
         pos = v.position(form)

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.server.errors import ChatError
@@ -105,7 +106,9 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 
 def clean_name(raw: str) -> str:
-    """The name a file is shown under: no path, no control or shell-special characters."""
+    """The name a file is shown under: no path, no control or shell-special characters.
+    Percent-escapes are decoded first (some clients escape ``/`` in multipart filenames)."""
+    raw = unquote(raw)
     name = _UNSAFE.sub("_", raw.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .")
     if not name:
         raise ChatError(ErrorCode.MALFORMED_REQUEST, "the file has no usable name")

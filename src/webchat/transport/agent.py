@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -27,6 +28,14 @@ class AgentApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def _decoded(status: int, payload: bytes) -> Any:
+    decoded = msgspec.json.decode(payload) if payload else {}
+    if status >= 400:
+        err = decoded.get("error", {}) if isinstance(decoded, dict) else {}
+        raise AgentApiError(status, err.get("code", "?"), err.get("message", ""))
+    return decoded
 
 
 class AgentClient:
@@ -50,18 +59,36 @@ class AgentClient:
         return self._http
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         data = msgspec.json.encode(body) if body is not None else None
-        if data is not None:
+        status, payload, _ = await self._raw(method, path, data, json=data is not None)
+        return _decoded(status, payload)
+
+    async def _raw(self, method: str, path: str, data: Any = None, *, json: bool = False
+                   ) -> tuple[int, bytes, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if json:
             headers["Content-Type"] = "application/json"
         async with self.http.request(method, self.base + path, data=data,
                                      headers=headers) as resp:
-            payload = await resp.read()
-        decoded = msgspec.json.decode(payload) if payload else {}
-        if resp.status >= 400:
-            err = decoded.get("error", {}) if isinstance(decoded, dict) else {}
-            raise AgentApiError(resp.status, err.get("code", "?"), err.get("message", ""))
-        return decoded
+            return resp.status, await resp.read(), resp.content_type
+
+    async def upload_file(self, chat_id: str, name: str, data: bytes, content_type: str,
+                          description: str | None = None) -> dict[str, Any]:
+        form = aiohttp.FormData()
+        if description:
+            form.add_field("description", description)
+        form.add_field("file", data, filename=name, content_type=content_type)
+        status, payload, _ = await self._raw("POST", f"/chats/{quote(chat_id)}/files", form)
+        result: dict[str, Any] = _decoded(status, payload)
+        return result
+
+    async def download_file(self, chat_id: str, file_id: str) -> tuple[bytes, str]:
+        """The file's bytes and content type."""
+        status, payload, ctype = await self._raw(
+            "GET", f"/chats/{quote(chat_id)}/files/{quote(file_id)}")
+        if status >= 400:
+            _decoded(status, payload)
+        return payload, ctype
 
     # ---- REST ------------------------------------------------------------------------------
 
