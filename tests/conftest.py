@@ -46,9 +46,9 @@ class RunningServer:
     def data_url(self) -> str:
         return f"{self.url}/genesys/2/chat/{SERVICE}"
 
-    async def add_agent(self, name: str, password: str = "pw", nickname: str | None = None
-                        ) -> None:
-        await self.app[ACCOUNTS].upsert(name, password, nickname)
+    async def add_agent(self, name: str, password: str = "pw", nickname: str | None = None,
+                        *, supervisor: bool = False) -> None:
+        await self.app[ACCOUNTS].upsert(name, password, nickname, supervisor=supervisor)
 
 
 async def start_server(config: ServerConfig) -> RunningServer:

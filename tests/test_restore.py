@@ -27,7 +27,7 @@ def cli_transport_args(server, transport: str) -> list[str]:
 
 async def wait_until(predicate, within: float = 10.0) -> None:
     async with asyncio.timeout(within):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - another process writes the file
             await asyncio.sleep(0.02)
 
 

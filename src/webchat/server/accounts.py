@@ -40,13 +40,16 @@ class Accounts:
         self._tokens: dict[str, str] = {}
         """token hash -> agent id, so a busy agent does not cost a query per request."""
 
-    async def upsert(self, agent_id: str, password: str, nickname: str | None = None) -> None:
+    async def upsert(self, agent_id: str, password: str, nickname: str | None = None, *,
+                     supervisor: bool | None = None) -> None:
         existing = self.engine.agents.get(agent_id)
         record = AgentRecord(
             agent_id=agent_id, nickname=nickname or (existing.nickname if existing else agent_id),
             password_hash=hash_password(password),
             ready=existing.ready if existing else False,
-            capacity=existing.capacity if existing else self.engine.config.default_agent_capacity)
+            capacity=existing.capacity if existing else self.engine.config.default_agent_capacity,
+            supervisor=supervisor if supervisor is not None else
+            bool(existing and existing.supervisor))
         await self.engine.store.put_agent(record)
         self.engine.agents[agent_id] = record
 

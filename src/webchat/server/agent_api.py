@@ -100,6 +100,11 @@ class AgentApi:
         r.add_post(f"{PREFIX}/chats/{{chat_id}}/files", self._authed(self.upload_file))
         r.add_get(f"{PREFIX}/chats/{{chat_id}}/files/{{file_id}}",
                   self._authed(self.download_file))
+        r.add_get(f"{PREFIX}/supervise", self._authed(self.supervise))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/monitor", self._authed(self.monitor))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/unmonitor", self._authed(self.unmonitor))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/bargeIn", self._authed(self.barge_in))
+        r.add_post(f"{PREFIX}/chats/{{chat_id}}/leave", self._authed(self.leave))
         r.add_get(f"{PREFIX}/events", self.events)
 
     async def close(self) -> None:
@@ -152,7 +157,8 @@ class AgentApi:
         agent = self.engine.agents[agent_id]
         presence = self.engine.router.presence(agent_id)
         return {"agentId": agent_id, "nickname": agent.nickname, "ready": agent.ready,
-                "capacity": agent.capacity, "load": presence.load}
+                "capacity": agent.capacity, "load": presence.load,
+                "supervisor": agent.supervisor}
 
     async def state(self, request: web.Request, agent_id: str) -> dict[str, Any]:
         body: State = await self._body(request, State)
@@ -241,6 +247,27 @@ class AgentApi:
         except ChatError as exc:
             raise _agent_error(exc) from None
         return file_response(record.name, record.content_type, data)
+
+    # ---- supervisors ----------------------------------------------------------------------
+
+    async def supervise(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        if not self.engine.is_supervisor(agent_id):
+            raise AgentError(403, "not_supervisor", "only supervisors may do this")
+        return {"chats": [self.engine.summary(c) for c in self.engine.open_chats()]}
+
+    async def monitor(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        chat = await self.engine.monitor(agent_id, request.match_info["chat_id"])
+        return {**self.engine.summary(chat), "messages": chat.events}
+
+    async def unmonitor(self, request: web.Request, agent_id: str) -> None:
+        self.engine.unmonitor(agent_id, request.match_info["chat_id"])
+
+    async def barge_in(self, request: web.Request, agent_id: str) -> dict[str, Any]:
+        chat = await self.engine.barge_in(agent_id, request.match_info["chat_id"])
+        return self.engine.summary(chat)
+
+    async def leave(self, request: web.Request, agent_id: str) -> None:
+        await self.engine.leave(agent_id, request.match_info["chat_id"])
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("token") or _bearer(request)

@@ -114,6 +114,8 @@ class ChatEngine:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._evictions: dict[str, asyncio.TimerHandle] = {}
         self._by_key: dict[str, str] = {}
+        self.monitors: dict[str, set[str]] = {}
+        """chat id -> supervisors watching it silently (a live view, not persisted)."""
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -395,9 +397,63 @@ class ChatEngine:
         return chat
 
     def _agent_may_see(self, agent_id: str, chat: ChatRecord) -> bool:
-        if chat.status is ChatStatus.QUEUED:
+        if chat.status is ChatStatus.QUEUED or self.is_supervisor(agent_id):
             return True
         return any(p.agent_id == agent_id for p in chat.participants.values())
+
+    def is_supervisor(self, agent_id: str) -> bool:
+        agent = self.agents.get(agent_id)
+        return agent is not None and agent.supervisor
+
+    # ---- supervisors ----------------------------------------------------------------------
+
+    def _require_supervisor(self, agent_id: str) -> None:
+        if not self.is_supervisor(agent_id):
+            raise AgentError(403, "not_supervisor", "only supervisors may do this")
+
+    async def monitor(self, agent_id: str, chat_id: str) -> ChatRecord:
+        """Watch a chat without joining it: its events reach the supervisor's stream, the
+        customer sees nothing."""
+        self._require_supervisor(agent_id)
+        chat = await self.agent_chat(agent_id, chat_id)
+        if chat.ended:
+            raise AgentError(409, "chat_ended", "the chat has ended")
+        self.monitors.setdefault(chat_id, set()).add(agent_id)
+        return chat
+
+    def unmonitor(self, agent_id: str, chat_id: str) -> None:
+        watchers = self.monitors.get(chat_id)
+        if watchers is not None:
+            watchers.discard(agent_id)
+            if not watchers:
+                del self.monitors[chat_id]
+
+    async def barge_in(self, agent_id: str, chat_id: str) -> ChatRecord:
+        """Join a chat openly as a Supervisor participant (the customer is told)."""
+        self._require_supervisor(agent_id)
+        chat = await self.agent_chat(agent_id, chat_id)
+        self._require_open(chat)
+        async with self._change(chat) as change:
+            self._require_open(change.chat)
+            if any(p.agent_id == agent_id and p.connected
+                   for p in change.chat.participants.values()):
+                raise AgentError(409, "already_in_chat", "already a participant of this chat")
+            nickname = self.agents[agent_id].nickname
+            p = change.join(ParticipantType.SUPERVISOR, nickname, agent_id)
+            change.add(p.participant_id, EventType.PARTICIPANT_JOINED)
+        self.unmonitor(agent_id, chat_id)
+        return self.chats.get(chat_id, chat)
+
+    async def leave(self, agent_id: str, chat_id: str) -> None:
+        """A supervisor who barged in leaves; the chat goes on with its agent."""
+        chat = await self.agent_chat(agent_id, chat_id)
+        async with self._change(chat) as change:
+            p = self._agent_participant(agent_id, change.chat)
+            if p.type != ParticipantType.SUPERVISOR:
+                raise AgentError(409, "not_supervisor", "agents end or transfer chats instead")
+            change.touch(p)
+            change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
+            p.connected = False
 
     def _agent_participant(self, agent_id: str, chat: ChatRecord) -> ParticipantRecord:
         for p in chat.participants.values():
@@ -489,7 +545,16 @@ class ChatEngine:
     def agent_chats(self, agent_id: str) -> list[ChatRecord]:
         presence = self.router.presence(agent_id)
         ids = presence.active | presence.offered
+        ids |= {cid for cid, watchers in self.monitors.items() if agent_id in watchers}
+        ids |= {c.chat_id for c in self.chats.values() if not c.ended and any(
+            p.agent_id == agent_id and p.connected and p.type == ParticipantType.SUPERVISOR
+            for p in c.participants.values())}
         return [self.chats[cid] for cid in sorted(ids) if cid in self.chats]
+
+    def open_chats(self) -> list[ChatRecord]:
+        """Every chat not ended (what a supervisor can choose to monitor)."""
+        return sorted((c for c in self.chats.values() if not c.ended),
+                      key=lambda c: c.created_ms)
 
     def queued(self, service: str | None = None) -> list[ChatRecord]:
         return [self.chats[cid] for cid in self.router.waiting(service) if cid in self.chats]
@@ -557,6 +622,9 @@ class ChatEngine:
         senders = {msg.from_.participantId for msg in events}
         agents = {p.agent_id for p in chat.participants.values()
                   if p.agent_id and (p.connected or p.participant_id in senders)}
+        agents |= self.monitors.get(chat.chat_id, set())
+        if chat.ended:
+            self.monitors.pop(chat.chat_id, None)
         for agent_id in agents:
             for msg in events:
                 self._notify_agent(agent_id, {"type": "message", "chatId": chat.chat_id,

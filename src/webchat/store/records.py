@@ -79,3 +79,4 @@ class AgentRecord:
     password_hash: str
     ready: bool = False
     capacity: int = 3
+    supervisor: bool = False

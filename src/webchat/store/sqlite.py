@@ -217,11 +217,13 @@ class SqliteStore:
 
     async def put_agent(self, agent: AgentRecord) -> None:
         row = (agent.agent_id, agent.nickname, agent.password_hash, int(agent.ready),
-               agent.capacity)
+               agent.capacity, int(agent.supervisor))
         await self._run(lambda conn: conn.execute(
-            "INSERT INTO agents VALUES (?,?,?,?,?) ON CONFLICT (agent_id) DO UPDATE SET "
+            "INSERT INTO agents (agent_id, nickname, password_hash, ready, capacity, supervisor)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT (agent_id) DO UPDATE SET "
             "nickname=excluded.nickname, password_hash=excluded.password_hash, "
-            "ready=excluded.ready, capacity=excluded.capacity", row))
+            "ready=excluded.ready, capacity=excluded.capacity, supervisor=excluded.supervisor",
+            row))
 
     async def get_agent(self, agent_id: str) -> AgentRecord | None:
         agents = await self._run(lambda conn: _read_agents(conn, "WHERE agent_id = ?",
@@ -260,9 +262,9 @@ def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
 def _read_agents(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]
                  ) -> list[AgentRecord]:
     rows = conn.execute(
-        f"SELECT agent_id, nickname, password_hash, ready, capacity FROM agents {where} "
-        "ORDER BY agent_id", args).fetchall()
-    return [AgentRecord(r[0], r[1], r[2], bool(r[3]), int(r[4])) for r in rows]
+        f"SELECT agent_id, nickname, password_hash, ready, capacity, supervisor FROM agents "
+        f"{where} ORDER BY agent_id", args).fetchall()
+    return [AgentRecord(r[0], r[1], r[2], bool(r[3]), int(r[4]), bool(r[5])) for r in rows]
 
 
 def _read_chats(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]

@@ -72,6 +72,26 @@ class AgentClient:
                                      headers=headers) as resp:
             return resp.status, await resp.read(), resp.content_type
 
+    async def supervise(self) -> list[dict[str, Any]]:
+        """Every open chat (supervisors only)."""
+        reply: dict[str, Any] = await self._call("GET", "/supervise")
+        chats: list[dict[str, Any]] = reply["chats"]
+        return chats
+
+    async def monitor(self, chat_id: str) -> dict[str, Any]:
+        reply: dict[str, Any] = await self._call("POST", f"/chats/{quote(chat_id)}/monitor")
+        return reply
+
+    async def unmonitor(self, chat_id: str) -> None:
+        await self._call("POST", f"/chats/{quote(chat_id)}/unmonitor")
+
+    async def barge_in(self, chat_id: str) -> dict[str, Any]:
+        reply: dict[str, Any] = await self._call("POST", f"/chats/{quote(chat_id)}/bargeIn")
+        return reply
+
+    async def leave(self, chat_id: str) -> None:
+        await self._call("POST", f"/chats/{quote(chat_id)}/leave")
+
     async def upload_file(self, chat_id: str, name: str, data: bytes, content_type: str,
                           description: str | None = None) -> dict[str, Any]:
         form = aiohttp.FormData()
