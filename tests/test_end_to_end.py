@@ -21,6 +21,13 @@ def transport_options(server, transport: str) -> dict:
 
 
 @pytest.mark.parametrize("transport", ["rest", "websocket", "long-polling"])
+@pytest.mark.conformance("command:startChat", "command:sendMessage", "command:sendTyping",
+                         "command:getAgents", "command:getTranscript", "event:ready",
+                         "event:started", "event:clientConnected", "event:agentConnected",
+                         "event:agentTypingStarted", "event:agentTypingStopped",
+                         "event:agentDisconnected", "event:ended", "event:messageReceived",
+                         "option:dataURL", "option:cometD.enabled", "option:cometD.cometURL",
+                         "option:cometD.channel", "option:cometD.websocketEnabled")
 async def test_full_chat_customer_and_agent(server, customer_factory, agent_factory,
                                             transport):
     await server.add_agent("grace", nickname="Grace")
@@ -141,6 +148,7 @@ async def test_custom_notice_push_url_nickname_and_user_data_reach_the_agent(
 
 
 @pytest.mark.parametrize("transport", ["rest", "websocket", "long-polling"])
+@pytest.mark.conformance("command:endChat", "event:clientDisconnected")
 async def test_customer_ending_the_chat_sees_every_final_event(server, customer_factory,
                                                                 agent_factory, transport):
     await server.add_agent("grace", nickname="Grace")

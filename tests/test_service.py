@@ -8,6 +8,8 @@ from webchat.bus import Bus, CommandError
 from webchat.service import ConfigError, WebChatConfig, WebChatService
 
 
+@pytest.mark.conformance("command:startChat", "command:sendMessage", "command:endChat",
+                         "command:getSessionData")
 async def test_rejections_use_the_original_reasons(server, customer_factory):
     c = await customer_factory(server.data_url)
     for name, options in [("sendMessage", {"message": "hi"}), ("endChat", None),
@@ -39,6 +41,7 @@ async def test_bad_arguments_are_rejected_before_anything_is_sent(server, custom
         await c.command("sendMessage", {"message": 42})
 
 
+@pytest.mark.conformance("event:error")
 async def test_server_rejection_reaches_the_caller_and_error_event(server, customer_factory):
     c = await customer_factory(server.data_url)
     with pytest.raises(CommandError, match="161") as info:
@@ -50,6 +53,7 @@ async def test_server_rejection_reaches_the_caller_and_error_event(server, custo
         await c.command("sendMessage", {"message": "x" * 5000})
 
 
+@pytest.mark.conformance("option:userData", "command:getSessionData")
 async def test_session_data_and_config_user_data(server, customer_factory):
     c = await customer_factory(server.data_url, userData={"source": "web", "page": 3})
     started = await c.command("startChat", {"nickname": "Ada", "userData": {"page": "4"}})
@@ -60,6 +64,8 @@ async def test_session_data_and_config_user_data(server, customer_factory):
     assert server.engine.chats[started["chatId"]].user_data == {"source": "web", "page": "4"}
 
 
+@pytest.mark.conformance("option:typingStopDelay", "event:clientTypingStarted",
+                         "event:clientTypingStopped")
 async def test_typing_stops_by_itself_after_the_idle_delay(server, customer_factory):
     c = await customer_factory(server.data_url, typingStopDelay=100)
     started = await c.command("startChat", {"nickname": "Ada"})
@@ -119,6 +125,7 @@ def test_config_errors_name_the_option(options, message):
         WebChatConfig.from_dict(options)
 
 
+@pytest.mark.conformance("option:enableCustomHeader")
 def test_config_keeps_widget_ui_options_and_custom_headers():
     config = WebChatConfig.from_dict({"dataURL": "http://x", "emojis": True,
                                       "enableCustomHeader": True},

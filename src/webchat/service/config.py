@@ -94,6 +94,8 @@ class WebChatConfig:
             for key, value in comet.items():
                 _check(f"cometD.{key}", value, bool if key in ("enabled", "websocketEnabled")
                        else str)
+            if comet.get("logLevel", "info") not in ("debug", "info", "warn", "error"):
+                raise ConfigError("cometD.logLevel must be one of debug, info, warn, error")
             known["cometD"] = CometDConfig(**comet)
         if "async" in known:
             known["async_"] = _async_config(known.pop("async"))

@@ -55,6 +55,9 @@ _DISCONNECTED = {ParticipantType.AGENT: "agentDisconnected",
                  ParticipantType.CLIENT: "clientDisconnected",
                  ParticipantType.SUPERVISOR: "supervisorDisconnected"}
 
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+               "error": logging.ERROR}
+
 #: Every event the service publishes (``WebChatService.<name>``).
 EVENTS = frozenset({
     "ready", "started", "ended", "error", "messageReceived", "restored", "restoreTimeout",
@@ -134,6 +137,8 @@ class ServiceCore:
         back to long-polling), REST polling otherwise."""
         comet = config.cometD
         if comet.enabled:
+            # The original hands logLevel to the CometD library; ours is a logger.
+            logging.getLogger("webchat.transport").setLevel(_LOG_LEVELS[comet.logLevel])
             return CometdChatTransport(comet.cometURL, comet.channel,
                                        websocket=comet.websocketEnabled,
                                        timeout_ms=max(config.ajaxTimeout, 10_000),
