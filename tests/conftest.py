@@ -51,8 +51,8 @@ class RunningServer:
         await self.app[ACCOUNTS].upsert(name, password, nickname, supervisor=supervisor)
 
 
-async def start_server(config: ServerConfig) -> RunningServer:
-    app = build_app(config)
+async def start_server(config: ServerConfig, **app_options: Any) -> RunningServer:
+    app = build_app(config, **app_options)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -19,7 +19,7 @@ from webchat.server.cometd import CometdEndpoint
 from webchat.server.cometd_chat import ChatChannel
 from webchat.server.config import ServerConfig
 from webchat.server.cors import cors_middleware
-from webchat.server.engine import ChatEngine
+from webchat.server.engine import ChatEngine, Clock, wall_clock
 from webchat.server.errors import AgentError, ChatError
 from webchat.server.openapi import openapi_document
 from webchat.store.base import Store
@@ -69,10 +69,10 @@ def _error_middleware(chat_api: ChatApi) -> Middleware:
 
 
 def build_app(config: ServerConfig, *, store: Store | None = None,
-              broker: Broker | None = None) -> web.Application:
+              broker: Broker | None = None, clock: Clock = wall_clock) -> web.Application:
     store = store or SqliteStore(Path(config.data_dir) / "webchat.sqlite3")
     broker = broker or MemoryBroker()
-    engine = ChatEngine(store, broker, config)
+    engine = ChatEngine(store, broker, config, clock)
     accounts = Accounts(engine)
     chat_api = ChatApi(engine, config)
     agent_api = AgentApi(engine, accounts)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
 from webchat.server.files import FileLimits
+from webchat.server.inactivity import InactivityConfig
 
 
 class HttpErrorMode(enum.StrEnum):
@@ -53,6 +54,10 @@ class ServerConfig:
     ended_cache_s: float = 600.0
     """How long an ended chat stays in memory for final refreshes before it is reloaded lazily."""
     alias: str = "1"
+    default_language: str = "en"
+    language_user_data_key: str = "GCTI_LanguageCode"
+    """userData key carrying the customer's language (a GMS convention, protocols.md §1.4);
+    system messages in that chat are written in it (en, fr, de, es, ja; else the default)."""
     system_nickname: str = "system"
     default_agent_capacity: int = 3
     trust_forwarded_for: bool = False
@@ -60,6 +65,10 @@ class ServerConfig:
     """Bayeux handshakes one client address may make: per second and burst (flood guard)."""
     cometd: CometdOptions = field(default_factory=CometdOptions)
     files: FileLimits = field(default_factory=FileLimits)
+    inactivity: InactivityConfig = field(default_factory=InactivityConfig)
+    async_user_data_key: str = "GCTI_Chat_AsyncMode"
+    """userData key ("true") marking an asynchronous chat, which customer inactivity never
+    closes ([U]: the key GMS uses is not confirmed; configurable)."""
     chat_ntf_requires_cookie: bool = True
     """The CometD file side door also wants the ``BAYEUX_BROWSER`` cookie of a session that
     follows the chat ([C] in protocols.md §2.5), not only the secureKey."""

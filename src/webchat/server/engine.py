@@ -9,8 +9,10 @@ reply can rely on its effect surviving a crash, and everybody sees a chat's even
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import msgspec
 
+from webchat import locale
 from webchat.broker.base import Broker
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
+from webchat.server import inactivity
 from webchat.server.config import ServerConfig
 from webchat.server.errors import AgentError, ChatError
 from webchat.server.files import FileLimits, FileVault, check_upload, clean_name, limits_data
@@ -41,11 +45,6 @@ log = logging.getLogger(__name__)
 CUSTOMER_ID = 1
 SYSTEM_ID = 2
 
-NOTICES = {
-    "queued": "Waiting for an agent. You are number {position} in the queue.",
-    "transfer_queue": "You are being transferred to another agent. Please wait.",
-    "transfer_agent": "You are being transferred to {agent}. Please wait.",
-}
 
 Clock = Callable[[], int]
 
@@ -114,6 +113,9 @@ class ChatEngine:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._evictions: dict[str, asyncio.TimerHandle] = {}
         self._by_key: dict[str, str] = {}
+        self._reminded: dict[str, int] = {}
+        """chat id -> when its agent was last reminded of an unanswered customer."""
+        self._sweeper: asyncio.Task[None] | None = None
         self.monitors: dict[str, set[str]] = {}
         """chat id -> supervisors watching it silently (a live view, not persisted)."""
 
@@ -128,12 +130,27 @@ class ChatEngine:
             self.router.set_ready(agent.agent_id, agent.ready, agent.capacity)
         self.router.rebuild(list(self.chats.values()))
         self._route()
+        self._sweeper = asyncio.create_task(self._sweep_inactivity())
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for handle in [*self._timers.values(), *self._evictions.values()]:
             handle.cancel()
         self._timers.clear()
         self._evictions.clear()
+
+    # ---- system messages -------------------------------------------------------------------
+
+    def language(self, chat: ChatRecord) -> str:
+        """The chat's language: what the customer asked for in userData, else the default."""
+        requested = chat.user_data.get(self.config.language_user_data_key)
+        return locale.negotiate(requested or self.config.default_language)
+
+    def notice(self, chat: ChatRecord, key: str, **params: object) -> str:
+        return locale.text(self.language(chat), f"server.{key}", **params)
 
     # ---- lookup and auth -------------------------------------------------------------------
 
@@ -232,7 +249,8 @@ class ChatEngine:
             change.join(ParticipantType.EXTERNAL, self.config.system_nickname)
             change.add(CUSTOMER_ID, EventType.PARTICIPANT_JOINED)
             position = len(self.router.waiting(service)) + 1
-            change.add(SYSTEM_ID, EventType.NOTICE, NOTICES["queued"].format(position=position))
+            change.add(SYSTEM_ID, EventType.NOTICE,
+                       self.notice(chat, "queued", position=position))
         self._by_key[chat.secure_key] = chat.chat_id
         self.router.enqueue(chat)
         self._route()
@@ -298,7 +316,7 @@ class ChatEngine:
     def _end(self, change: Change) -> None:
         chat = change.chat
         for p in chat.participants.values():
-            if p.connected and p.type == ParticipantType.AGENT:
+            if p.connected and p.type in (ParticipantType.AGENT, ParticipantType.SUPERVISOR):
                 change.touch(p)
                 change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
                 p.connected = False
@@ -514,22 +532,89 @@ class ChatEngine:
             raise AgentError(400, "bad_request", "cannot transfer a chat to oneself")
         chat = await self.agent_chat(agent_id, chat_id)
         async with self._change(chat) as change:
-            chat = change.chat
-            p = change.touch(self._agent_participant(agent_id, chat))
+            p = self._agent_participant(agent_id, change.chat)
             if to_agent is None:
-                change.add(SYSTEM_ID, EventType.NOTICE, NOTICES["transfer_queue"])
+                notice = self.notice(change.chat, "transfer_queue")
             else:
-                change.add(SYSTEM_ID, EventType.NOTICE, NOTICES["transfer_agent"].format(
-                    agent=self.agents[to_agent].nickname))
-            change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
-            p.connected = False
-            chat.status = ChatStatus.QUEUED
-            chat.agent_id = None
-            chat.target_agent = to_agent
-            chat.queued_ms = change.now_ms
-            self.router.release(chat_id, agent_id)
-            self.router.enqueue(chat)
+                notice = self.notice(change.chat, "transfer_agent",
+                                     agent=self.agents[to_agent].nickname)
+            self._requeue(change, p, to_agent, notice)
         self._route()
+
+    def _requeue(self, change: Change, p: ParticipantRecord, to_agent: str | None,
+                 notice: str) -> None:
+        """The agent leaves and the chat waits in the queue again (for ``to_agent`` if set)."""
+        chat = change.chat
+        change.touch(p)
+        change.add(SYSTEM_ID, EventType.NOTICE, notice)
+        change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
+        p.connected = False
+        old_agent = chat.agent_id
+        chat.status = ChatStatus.QUEUED
+        chat.agent_id = None
+        chat.target_agent = to_agent
+        chat.queued_ms = change.now_ms
+        if old_agent is not None:
+            self.router.release(chat.chat_id, old_agent)
+        self.router.enqueue(chat)
+
+    # ---- inactivity ------------------------------------------------------------------------
+
+    def is_async(self, chat: ChatRecord) -> bool:
+        return chat.user_data.get(self.config.async_user_data_key, "").lower() == "true"
+
+    async def _sweep_inactivity(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.inactivity.sweep_s)
+            try:
+                await self.check_inactivity()
+            except Exception:
+                log.exception("inactivity sweep failed")
+
+    async def check_inactivity(self) -> None:
+        """Alert, close or requeue chats that went quiet (see :mod:`inactivity`)."""
+        config = self.config.inactivity
+        for chat in [c for c in self.chats.values() if c.status is ChatStatus.ACTIVE]:
+            action = inactivity.due(chat, self.clock(), config,
+                                    asynchronous=self.is_async(chat),
+                                    agent_reminded_since=self._reminded.get(chat.chat_id))
+            if action is None:
+                continue
+            if action is inactivity.Action.AGENT_ALERT:
+                self._reminded[chat.chat_id] = self.clock()
+                if chat.agent_id is not None:
+                    self._notify_agent(chat.agent_id, {
+                        "type": "idle", "chatId": chat.chat_id,
+                        "waitingSinceMs": inactivity.unanswered_since(chat)})
+                continue
+            async with self._change(chat) as change:
+                # Re-decide under the lock: the customer may have written meanwhile.
+                now_due = inactivity.due(change.chat, change.now_ms, config,
+                                         asynchronous=self.is_async(change.chat),
+                                         agent_reminded_since=self._reminded.get(chat.chat_id))
+                if now_due is not action:
+                    continue
+                self._apply_idle(change, action)
+            self._route()
+
+    def _apply_idle(self, change: Change, action: inactivity.Action) -> None:
+        chat, config = change.chat, self.config.inactivity
+        if action is inactivity.Action.CUSTOMER_ALERT:
+            left = math.ceil((config.customer_close_s or 0) - (config.customer_alert_s or 0))
+            change.add(SYSTEM_ID, EventType.IDLE_ALERT,
+                       self.notice(chat, "idle_alert", seconds=left),
+                       user_data={"idle": "customer", "closeInS": str(left)})
+        elif action is inactivity.Action.CUSTOMER_CLOSE:
+            change.add(SYSTEM_ID, EventType.IDLE_CLOSE, self.notice(chat, "idle_close"),
+                       user_data={"idle": "customer"})
+            customer = change.touch(chat.participants[CUSTOMER_ID])
+            change.add(CUSTOMER_ID, EventType.PARTICIPANT_LEFT)
+            customer.connected = False
+            self._end(change)
+        elif action is inactivity.Action.AGENT_REQUEUE and chat.agent_id is not None:
+            p = self._agent_participant(chat.agent_id, chat)
+            self._requeue(change, p, None, self.notice(chat, "agent_idle_requeue"))
+            self._reminded.pop(chat.chat_id, None)
 
     # ---- agents ----------------------------------------------------------------------------
 
@@ -568,7 +653,8 @@ class ChatEngine:
             "offeredTo": offer.agent_id if offer else None,
             "position": self.router.position(chat.service, chat.chat_id) or None,
             "customer": chat.customer, "userData": chat.user_data,
-            "nextPosition": chat.next_index,
+            "nextPosition": chat.next_index, "async": self.is_async(chat),
+            "waitingForReply": inactivity.unanswered_since(chat) is not None,
         }
 
     # ---- routing and notifications ---------------------------------------------------------

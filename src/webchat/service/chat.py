@@ -12,6 +12,7 @@ from webchat.protocol.gms.session import ChatSession, HttpRequest
 from webchat.service.config import ConfigError, WebChatConfig
 from webchat.service.core import (
     ALREADY_ACTIVE,
+    ASYNC_USER_DATA_KEY,
     NO_MESSAGE,
     NO_SESSION,
     ServiceCore,
@@ -31,6 +32,8 @@ class ChatCommands(ServiceCore):
         if self.session.active:
             raise CommandError(ALREADY_ACTIVE)
         user_data = {**self.config.userData, **string_map(opts.get("userData") or {})}
+        if self.config.async_.enabled:
+            user_data.setdefault(ASYNC_USER_DATA_KEY, "true")
         form = {"nickname": opts.get("nickname"), "firstName": opts.get("firstname"),
                 "lastName": opts.get("lastname"), "emailAddress": opts.get("email"),
                 "subject": opts.get("subject")}

@@ -1,0 +1,203 @@
+"""Inactivity: idle alerts and auto-close for customers, reminders and requeue for agents,
+asynchronous chats that outlive the customer's visit, and system messages in the customer's
+language."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import replace
+
+import pytest
+
+from tests.conftest import start_server
+from tests.test_end_to_end import transport_options
+from webchat import locale
+from webchat.protocol.gms.models import Message, Participant
+from webchat.server.inactivity import Action, InactivityConfig, due
+from webchat.service.core import now_ms
+from webchat.service.storage import MemoryStorage
+from webchat.store.records import ChatRecord, ChatStatus
+
+QUICK = InactivityConfig(customer_alert_s=0.3, customer_close_s=0.8, agent_alert_s=None,
+                         sweep_s=0.05)
+
+
+def chat_with(events: list[tuple[int, str, str, int]], status=ChatStatus.ACTIVE) -> ChatRecord:
+    """Events as (participantId, participant type, event type, seconds)."""
+    chat = ChatRecord("C", "s", "k", "u", "1", status, 0, 0, {}, {})
+    for n, (pid, ptype, etype, t) in enumerate(events, start=1):
+        chat.events.append(Message(from_=Participant("x", pid, ptype), index=n, type=etype,
+                                   utcTime=t * 1000))
+    return chat
+
+
+CONFIG = InactivityConfig(customer_alert_s=60, customer_close_s=120, agent_alert_s=30,
+                          agent_requeue_s=90)
+JOINED = [(1, "Client", "ParticipantJoined", 0), (3, "Agent", "ParticipantJoined", 100)]
+
+
+@pytest.mark.parametrize(("events", "now_s", "asynchronous", "expected"), [
+    (JOINED, 150, False, None),                                   # quiet, but not for long
+    (JOINED, 160, False, Action.CUSTOMER_ALERT),                  # 60 s since the agent joined
+    (JOINED, 220, False, Action.CUSTOMER_CLOSE),
+    (JOINED, 10_000, True, None),                                 # async: never closed
+    ([*JOINED, (2, "External", "IdleAlert", 160)], 170, False, None),  # alerted once only
+    ([*JOINED, (1, "Client", "Message", 200)], 235, False, Action.AGENT_ALERT),
+    ([*JOINED, (1, "Client", "Message", 200)], 295, True, Action.AGENT_REQUEUE),
+    ([*JOINED, (1, "Client", "Message", 200), (3, "Agent", "Message", 210)], 255, False,
+     None),                                                       # answered
+])
+def test_what_silence_calls_for(events, now_s, asynchronous, expected):
+    chat = chat_with(events)
+    if any(e[2] == "IdleAlert" for e in events):
+        chat.events[-1] = Message(from_=chat.events[-1].from_, index=chat.events[-1].index,
+                                  type="IdleAlert", utcTime=chat.events[-1].utcTime,
+                                  userData={"idle": "customer"})
+    assert due(chat, now_s * 1000, CONFIG, asynchronous=asynchronous) is expected
+    assert due(replace(chat, status=ChatStatus.QUEUED), now_s * 1000, CONFIG,
+               asynchronous=asynchronous) is None
+
+
+def test_alerts_must_come_before_their_action():
+    with pytest.raises(ValueError, match="before"):
+        InactivityConfig(customer_alert_s=10, customer_close_s=5)
+
+
+async def accepted(server, customer, agent_factory, **start):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    chat_id = (await customer.command("startChat", {"nickname": "Ada", **start}))["chatId"]
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    await customer.wait_event("agentConnected")
+    return agent, chat_id
+
+
+def received(customer, type_: str) -> list[dict]:
+    return [m for e in customer.events if e.event == "WebChatService.messageReceived"
+            for m in e.data["messages"] if m["type"] == type_]
+
+
+@pytest.mark.parametrize("transport", ["rest", "websocket"])
+async def test_an_idle_customer_is_warned_then_the_chat_closes(
+        server_config, customer_factory, agent_factory, transport):
+    server = await start_server(replace(server_config, inactivity=QUICK))
+    try:
+        customer = await customer_factory(server.data_url,
+                                          **transport_options(server, transport))
+        agent, chat_id = await accepted(server, customer, agent_factory)
+        await customer.wait_event("ended", within=5)
+        alert, = received(customer, "IdleAlert")
+        close, = received(customer, "IdleClose")
+        assert alert["userData"] == {"idle": "customer", "closeInS": "1"}
+        assert close["text"] == locale.text("en", "server.idle_close")
+        assert alert["index"] < close["index"]
+        assert "agentDisconnected" in customer.names()
+        assert server.engine.chats[chat_id].ended
+        await agent.wait_for(lambda _: any(m["type"] == "IdleClose"
+                                           for m in agent.messages(chat_id)))
+    finally:
+        await server.runner.cleanup()
+
+
+async def test_writing_keeps_a_chat_open(server_config, customer_factory, agent_factory):
+    server = await start_server(replace(server_config, inactivity=QUICK))
+    try:
+        customer = await customer_factory(server.data_url)
+        _, chat_id = await accepted(server, customer, agent_factory)
+        for n in range(6):  # 1.2 s in all: longer than close_s, never idle for 0.3 s
+            await customer.command("sendMessage", {"message": f"still here {n}"})
+            await asyncio.sleep(0.2)
+        assert not server.engine.chats[chat_id].ended
+        assert not received(customer, "IdleClose")
+    finally:
+        await server.runner.cleanup()
+
+
+async def test_a_silent_agent_is_reminded_then_the_chat_goes_back_to_the_queue(
+        server_config, customer_factory, agent_factory):
+    quiet_agent = InactivityConfig(customer_alert_s=None, customer_close_s=None,
+                                   agent_alert_s=0.2, agent_requeue_s=0.6, sweep_s=0.05)
+    server = await start_server(replace(server_config, inactivity=quiet_agent))
+    try:
+        customer = await customer_factory(server.data_url)
+        agent, chat_id = await accepted(server, customer, agent_factory)
+        await agent.client.set_state(False)  # so the requeued chat is not offered back
+        await customer.command("sendMessage", {"message": "hello?"})
+        await agent.wait_for(lambda ev: any(e["type"] == "idle" for e in ev))
+        await customer.wait_event("agentDisconnected", within=5)
+        notices = [m["text"] for m in received(customer, "Notice")]
+        assert notices[-1] == locale.text("en", "server.agent_idle_requeue")
+        summary = (await agent.client.queue())[0]
+        assert (summary["chatId"], summary["waitingForReply"]) == (chat_id, True)
+        assert [e["type"] for e in agent.events].count("idle") == 1
+    finally:
+        await server.runner.cleanup()
+
+
+@pytest.mark.conformance("option:async.enabled")
+async def test_async_chat_stays_open_across_a_day_and_resumes(server_config, customer_factory,
+                                                            agent_factory):
+    clock = {"now": now_ms()}
+    server = await start_server(replace(server_config, inactivity=InactivityConfig(
+        sweep_s=3600)), clock=lambda: clock["now"])
+    try:
+        storage = MemoryStorage()
+        first = await customer_factory(server.data_url, storage=storage,
+                                       **{"async": {"enabled": True}})
+        agent, chat_id = await accepted(server, first, agent_factory)
+        plain = await customer_factory(server.data_url)
+        plain_id = (await plain.command("startChat", {"nickname": "Bo"}))["chatId"]
+        await agent.client.accept(plain_id)
+        await first.command("sendMessage", {"message": "my parcel never came"})
+        await first.close()  # the customer leaves for the day
+
+        clock["now"] += 26 * 3600 * 1000
+        await server.engine.check_inactivity()
+        assert server.engine.chats[plain_id].ended  # an ordinary chat closes...
+        assert not server.engine.chats[chat_id].ended  # ...the asynchronous one waits
+        assert (await agent.client.chat(chat_id))["waitingForReply"] is True
+        await agent.client.send(chat_id, "a new parcel is on its way")
+
+        saved = storage.load()
+        assert saved is not None
+        storage.save({**saved, "savedAt": saved["savedAt"] - 26 * 3600 * 1000})
+        back = await customer_factory(server.data_url, storage=storage,
+                                      **{"async": {"enabled": True}})
+        await back.wait_event("restored")
+        await back.wait_for(lambda c: ("Agent", "a new parcel is on its way") in c.texts())
+        fresh = [m.get("text") for e in back.events
+                 if e.event == "WebChatService.messageReceived" and not e.data["restoring"]
+                 for m in e.data["messages"]]
+        assert "a new parcel is on its way" in fresh and "my parcel never came" not in fresh
+    finally:
+        await server.runner.cleanup()
+
+
+@pytest.mark.parametrize(("requested", "lang"), [("fr-FR", "fr"), ("de", "de"),
+                                                  ("es_MX", "es"), ("ja", "ja"), ("pt", "en")])
+async def test_system_messages_are_in_the_customers_language(server, customer_factory,
+                                                             requested, lang):
+    customer = await customer_factory(server.data_url)
+    await customer.command("startChat", {"nickname": "Ada",
+                                         "userData": {"GCTI_LanguageCode": requested}})
+    await customer.wait_for(lambda c: bool(received(c, "Notice")))
+    assert received(customer, "Notice")[0]["text"] == locale.text(lang, "server.queued",
+                                                                  position=1)
+
+
+_PLACEHOLDER = re.compile(r"\{\w+\}|<%\w+%>")
+
+
+def test_every_catalog_has_every_key_with_the_same_placeholders():
+    english = locale.catalog("en")
+    assert len(english) >= 70
+    for lang in locale.LANGUAGES:
+        translated = locale.catalog(lang)
+        assert set(translated) == set(english), lang
+        for key, text in translated.items():
+            assert sorted(_PLACEHOLDER.findall(text)) == sorted(
+                _PLACEHOLDER.findall(english[key])), (lang, key)
+            assert "<" not in _PLACEHOLDER.sub("", text), (lang, key)  # text, never markup
+    assert len({locale.text(lang, "webchat.ChatInputSend") for lang in locale.LANGUAGES}) == 5
