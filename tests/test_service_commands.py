@@ -15,6 +15,7 @@ from aiohttp import web
 from tests.conftest import SERVICE, free_port, start_server
 from tests.test_end_to_end import transport_options
 from webchat.bus import CommandError
+from webchat.service.plugin import COMMANDS
 
 
 async def accepted_chat(server, customer, agent_factory):
@@ -195,3 +196,76 @@ async def test_ajax_timeout_rejects_and_reports_a_silent_server(customer_factory
     finally:
         release.set()
         await runner.cleanup()
+
+
+# Every command, in an active chat, with arguments a careless integrator might pass.
+WRONG_TYPE = {
+    "configure": ({"pollInterval": "fast"}, "pollInterval must be int"),
+    "startChat": ({"nickname": 7}, "option 'nickname' must be str"),
+    "sendMessage": ({"message": ["hi"]}, "option 'message' must be str"),
+    "sendCustomNotice": ({"message": 1.5}, "option 'message' must be str"),
+    "sendTyping": ({"message": True}, "option 'message' must be str"),
+    "sendFilteredMessage": ({"message": "x", "regex": 5}, "option 'regex' must be"),
+    "addPrefilter": ({"filters": 5}, "option 'filters' must be"),
+    "updateUserData": ({"a": {"b": 1}}, "malformed JSON provided in userData property"),
+    "sendFile": ({"data": "not bytes", "fileName": "a.txt"}, "option 'data' must be bytes"),
+    "downloadFile": ({"fileId": 12}, "option 'fileId' must be str"),
+    "deleteFile": ({"fileId": None}, "option 'fileId' is required"),
+    "registerPreProcessor": ({"preprocessor": 3}, "must be a function"),
+}
+MISSING = {
+    "sendMessage": "No message text provided",
+    "sendFilteredMessage": "option 'regex' is required",
+    "addPrefilter": "option 'filters' is required",
+    "updateUserData": "no userData provided",
+    "sendFile": "give either 'file'",
+    "downloadFile": "option 'fileId' is required",
+    "deleteFile": "option 'fileId' is required",
+    "registerPreProcessor": "option 'preprocessor' is required",
+}
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"updateUserData", "configure"}))
+async def test_every_command_refuses_unknown_options(server, customer_factory, command):
+    customer = await customer_factory(server.data_url)
+    if command not in ("startChat", "restore", "restoreChat"):
+        await customer.command("startChat", {"nickname": "Ada"})
+    with pytest.raises(CommandError, match="unknown option 'bogus'"):
+        await customer.command(command, {"bogus": 1})
+    with pytest.raises(CommandError, match="options must be an object"):
+        await customer.bus.command(f"WebChatService.{command}", ["bogus"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", sorted(WRONG_TYPE))
+async def test_wrong_typed_arguments_are_refused_with_the_option_named(server, customer_factory,
+                                                                      command):
+    customer = await customer_factory(server.data_url)
+    if command != "startChat":
+        await customer.command("startChat", {"nickname": "Ada"})
+    options, reason = WRONG_TYPE[command]
+    before = len(next(iter(server.engine.chats.values())).events) if server.engine.chats else 0
+    with pytest.raises(CommandError, match=re.escape(reason)):
+        await customer.command(command, options)
+    after = len(next(iter(server.engine.chats.values())).events) if server.engine.chats else 0
+    assert after == before  # nothing reached the server
+
+
+@pytest.mark.parametrize("command", sorted(MISSING))
+async def test_missing_arguments_are_refused(server, customer_factory, command):
+    customer = await customer_factory(server.data_url)
+    await customer.command("startChat", {"nickname": "Ada"})
+    with pytest.raises(CommandError, match=re.escape(MISSING[command])):
+        await customer.command(command, {})
+
+
+async def test_configure_refuses_bad_values_and_keeps_the_old_configuration(
+        server, customer_factory):
+    customer = await customer_factory(server.data_url)
+    for options, reason in [({"pollInterval": "fast"}, "pollInterval must be int"),
+                            ({"cometD": {"enabled": True}}, "needs cometD.cometURL"),
+                            ({"async": {"newMessageRestoreState": "sideways"}},
+                             "newMessageRestoreState must be one of"),
+                            ({"restoreTimeout": -1}, "restoreTimeout must be positive")]:
+        with pytest.raises(CommandError, match=re.escape(reason)):
+            await customer.command("configure", options)
+    assert customer.service.config.pollInterval == 50
