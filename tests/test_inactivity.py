@@ -137,15 +137,16 @@ async def test_a_silent_agent_is_reminded_then_the_chat_goes_back_to_the_queue(
 
 
 @pytest.mark.conformance("option:async.enabled")
+@pytest.mark.parametrize("transport", ["rest", "websocket"])
 async def test_async_chat_stays_open_across_a_day_and_resumes(server_config, customer_factory,
-                                                            agent_factory):
+                                                            agent_factory, transport):
     clock = {"now": now_ms()}
     server = await start_server(replace(server_config, inactivity=InactivityConfig(
         sweep_s=3600)), clock=lambda: clock["now"])
     try:
         storage = MemoryStorage()
-        first = await customer_factory(server.data_url, storage=storage,
-                                       **{"async": {"enabled": True}})
+        options = {"async": {"enabled": True}, **transport_options(server, transport)}
+        first = await customer_factory(server.data_url, storage=storage, **options)
         agent, chat_id = await accepted(server, first, agent_factory)
         plain = await customer_factory(server.data_url)
         plain_id = (await plain.command("startChat", {"nickname": "Bo"}))["chatId"]
@@ -163,8 +164,7 @@ async def test_async_chat_stays_open_across_a_day_and_resumes(server_config, cus
         saved = storage.load()
         assert saved is not None
         storage.save({**saved, "savedAt": saved["savedAt"] - 26 * 3600 * 1000})
-        back = await customer_factory(server.data_url, storage=storage,
-                                      **{"async": {"enabled": True}})
+        back = await customer_factory(server.data_url, storage=storage, **options)
         await back.wait_event("restored")
         await back.wait_for(lambda c: ("Agent", "a new parcel is on its way") in c.texts())
         fresh = [m.get("text") for e in back.events
@@ -175,11 +175,12 @@ async def test_async_chat_stays_open_across_a_day_and_resumes(server_config, cus
         await server.runner.cleanup()
 
 
-@pytest.mark.parametrize(("requested", "lang"), [("fr-FR", "fr"), ("de", "de"),
-                                                  ("es_MX", "es"), ("ja", "ja"), ("pt", "en")])
+@pytest.mark.parametrize(("requested", "lang", "transport"), [
+    ("fr-FR", "fr", "rest"), ("de", "de", "websocket"), ("es_MX", "es", "rest"),
+    ("ja", "ja", "long-polling"), ("pt", "en", "rest")])
 async def test_system_messages_are_in_the_customers_language(server, customer_factory,
-                                                             requested, lang):
-    customer = await customer_factory(server.data_url)
+                                                             requested, lang, transport):
+    customer = await customer_factory(server.data_url, **transport_options(server, transport))
     await customer.command("startChat", {"nickname": "Ada",
                                          "userData": {"GCTI_LanguageCode": requested}})
     await customer.wait_for(lambda c: bool(received(c, "Notice")))
