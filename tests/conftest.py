@@ -195,5 +195,39 @@ async def agent_factory() -> AsyncIterator[Callable[..., Any]]:
         await rec.client.close()
 
 
-__all__ = ["SERVICE", "AgentRecorder", "Customer", "RunningServer", "free_port", "replace",
-           "start_server"]
+async def accepted_chat(server: RunningServer, customer: Customer,
+                        agent_factory: Callable[..., Any], **start: Any
+                        ) -> tuple[AgentRecorder, str]:
+    """Agent "grace" (Grace) ready; the customer starts a chat, Grace accepts and follows it,
+    and the customer has seen her join."""
+    await server.add_agent("grace", nickname="Grace")
+    agent: AgentRecorder = await agent_factory(server.url, "grace")
+    chat_id: str = (await customer.command("startChat", {"nickname": "Ada", **start}))["chatId"]
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    await customer.wait_event("agentConnected")
+    return agent, chat_id
+
+
+async def saved_chat(customer_factory: Callable[..., Any], data_url: str,
+                     storage: SessionStorage) -> dict[str, Any]:
+    """Start a chat in one customer, close that customer, return what it saved."""
+    first = await customer_factory(data_url, storage=storage)
+    await first.command("startChat", {"nickname": "Ada"})
+    await first.close()
+    data = storage.load()
+    assert data is not None
+    return data
+
+
+__all__ = [
+    "SERVICE",
+    "AgentRecorder",
+    "Customer",
+    "RunningServer",
+    "accepted_chat",
+    "free_port",
+    "replace",
+    "saved_chat",
+    "start_server",
+]

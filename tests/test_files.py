@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import SERVICE
+from tests.conftest import SERVICE, accepted_chat
 from tests.test_end_to_end import transport_options
 from webchat.bus import CommandError
 
@@ -24,13 +24,8 @@ def files_options(server, transport: str) -> dict:
 
 
 async def chat_with_agent(server, customer_factory, agent_factory, transport: str):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
     customer = await customer_factory(server.data_url, **files_options(server, transport))
-    chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
-    await customer.wait_event("agentConnected")
+    agent, chat_id = await accepted_chat(server, customer, agent_factory)
     return customer, agent, chat_id
 
 
@@ -85,6 +80,14 @@ async def test_files_both_ways(server, customer_factory, agent_factory, transpor
         await customer.command("downloadFile", {"fileId": file_id})
     with pytest.raises(CommandError, match="1014"):  # only the uploader may delete
         await customer.command("deleteFile", {"fileId": back["fileId"]})
+
+    # After the chat, its files can still be read back (but not changed).
+    await agent.client.end(chat_id)
+    await customer.wait_event("ended")
+    again = await customer.command("downloadFile", {"fileId": back["fileId"]})
+    assert again["data"] == note
+    with pytest.raises(CommandError, match="There is no active chat session"):
+        await customer.command("sendFile", {"data": b"late", "fileName": "late.txt"})
 
 
 @pytest.mark.parametrize(("name", "data", "ctype", "code"), [

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import accepted_chat, start_server
 from tests.test_end_to_end import transport_options
 from webchat import locale
 from webchat.protocol.gms.models import Message, Participant
@@ -64,16 +64,6 @@ def test_alerts_must_come_before_their_action():
         InactivityConfig(customer_alert_s=10, customer_close_s=5)
 
 
-async def accepted(server, customer, agent_factory, **start):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
-    chat_id = (await customer.command("startChat", {"nickname": "Ada", **start}))["chatId"]
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
-    await customer.wait_event("agentConnected")
-    return agent, chat_id
-
-
 def received(customer, type_: str) -> list[dict]:
     return [m for e in customer.events if e.event == "WebChatService.messageReceived"
             for m in e.data["messages"] if m["type"] == type_]
@@ -86,7 +76,7 @@ async def test_an_idle_customer_is_warned_then_the_chat_closes(
     try:
         customer = await customer_factory(server.data_url,
                                           **transport_options(server, transport))
-        agent, chat_id = await accepted(server, customer, agent_factory)
+        agent, chat_id = await accepted_chat(server, customer, agent_factory)
         await customer.wait_event("ended", within=5)
         alert, = received(customer, "IdleAlert")
         close, = received(customer, "IdleClose")
@@ -105,7 +95,7 @@ async def test_writing_keeps_a_chat_open(server_config, customer_factory, agent_
     server = await start_server(replace(server_config, inactivity=QUICK))
     try:
         customer = await customer_factory(server.data_url)
-        _, chat_id = await accepted(server, customer, agent_factory)
+        _, chat_id = await accepted_chat(server, customer, agent_factory)
         for n in range(6):  # 1.2 s in all: longer than close_s, never idle for 0.3 s
             await customer.command("sendMessage", {"message": f"still here {n}"})
             await asyncio.sleep(0.2)
@@ -122,7 +112,7 @@ async def test_a_silent_agent_is_reminded_then_the_chat_goes_back_to_the_queue(
     server = await start_server(replace(server_config, inactivity=quiet_agent))
     try:
         customer = await customer_factory(server.data_url)
-        agent, chat_id = await accepted(server, customer, agent_factory)
+        agent, chat_id = await accepted_chat(server, customer, agent_factory)
         await agent.client.set_state(False)  # so the requeued chat is not offered back
         await customer.command("sendMessage", {"message": "hello?"})
         await agent.wait_for(lambda ev: any(e["type"] == "idle" for e in ev))
@@ -147,7 +137,7 @@ async def test_async_chat_stays_open_across_a_day_and_resumes(server_config, cus
         storage = MemoryStorage()
         options = {"async": {"enabled": True}, **transport_options(server, transport)}
         first = await customer_factory(server.data_url, storage=storage, **options)
-        agent, chat_id = await accepted(server, first, agent_factory)
+        agent, chat_id = await accepted_chat(server, first, agent_factory)
         plain = await customer_factory(server.data_url)
         plain_id = (await plain.command("startChat", {"nickname": "Bo"}))["chatId"]
         await agent.client.accept(plain_id)

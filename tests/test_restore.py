@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import accepted_chat, saved_chat
 from tests.test_end_to_end import transport_options
 from webchat.bus import CommandError
 from webchat.service.core import now_ms
@@ -102,11 +103,7 @@ async def test_chat_restores_in_a_new_process_after_the_first_was_killed(
 async def test_a_chat_left_longer_than_restore_timeout_is_not_restored(
         server, customer_factory):
     storage = MemoryStorage()
-    first = await customer_factory(server.data_url, storage=storage)
-    await first.command("startChat", {"nickname": "Ada"})
-    await first.close()
-    data = storage.load()
-    assert data is not None
+    data = await saved_chat(customer_factory, server.data_url, storage)
     storage.save({**data, "savedAt": now_ms() - 61_000})  # the reference's default: 60 s
 
     second = await customer_factory(server.data_url, storage=storage)
@@ -127,11 +124,7 @@ async def test_a_chat_left_longer_than_restore_timeout_is_not_restored(
 async def test_a_chat_the_server_refuses_fails_to_restore_and_is_forgotten(
         server, customer_factory):
     storage = MemoryStorage()
-    first = await customer_factory(server.data_url, storage=storage)
-    await first.command("startChat", {"nickname": "Ada"})
-    await first.close()
-    data = storage.load()
-    assert data is not None
+    data = await saved_chat(customer_factory, server.data_url, storage)
     storage.save({**data, "secureKey": "not-the-key"})
 
     second = await customer_factory(server.data_url, storage=storage)
@@ -158,14 +151,8 @@ async def test_async_chat_kept_by_the_site_resumes_the_next_day(
     async_options = {"enabled": True, "getSessionData": get_session_data,
                      "setSessionData": set_session_data,
                      "newMessageRestoreState": "maximized"}
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
     first = await customer_factory(server.data_url, **{"async": async_options})
-    started = await first.command("startChat", {"nickname": "Ada"})
-    chat_id = started["chatId"]
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
-    await first.wait_event("agentConnected")
+    agent, chat_id = await accepted_chat(server, first, agent_factory)
     await first.close()  # the customer closes the page
     assert isinstance(kept["data"], dict) and kept["data"]["async"] is True
     kept["data"] = {**kept["data"], "savedAt": now_ms() - 26 * 3600 * 1000}  # a day later

@@ -12,20 +12,10 @@ from dataclasses import replace
 import pytest
 from aiohttp import web
 
-from tests.conftest import SERVICE, free_port, start_server
+from tests.conftest import SERVICE, accepted_chat, free_port, start_server
 from tests.test_end_to_end import transport_options
 from webchat.bus import CommandError
 from webchat.service.plugin import COMMANDS
-
-
-async def accepted_chat(server, customer, agent_factory):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
-    chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
-    await customer.wait_event("agentConnected")
-    return agent, chat_id
 
 
 def agent_saw(agent, chat_id: str, type_: str) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import accepted_chat
 from tests.test_end_to_end import transport_options
 from webchat.transport.agent import AgentApiError
 
@@ -14,14 +15,9 @@ from webchat.transport.agent import AgentApiError
 @pytest.mark.parametrize("transport", ["rest", "websocket"])
 async def test_supervisor_monitors_silently_then_barges_in_and_leaves(
         server, customer_factory, agent_factory, transport):
-    await server.add_agent("grace", nickname="Grace")
     await server.add_agent("sam", nickname="Sam", supervisor=True)
-    agent = await agent_factory(server.url, "grace")
     customer = await customer_factory(server.data_url, **transport_options(server, transport))
-    chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
-    await customer.wait_event("agentConnected")
+    agent, chat_id = await accepted_chat(server, customer, agent_factory)
 
     supervisor = await agent_factory(server.url, "sam", ready=False)
     assert [c["chatId"] for c in await supervisor.client.supervise()] == [chat_id]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 from webchat.bus.bus import CommandError
@@ -239,5 +238,5 @@ class ChatCommands(ServiceCore):
             await self.transport.close()
             self.transport = self.make_transport(config)
             self._bind_transport()
-        self.config = replace(config)
+        self.config = config
         return {"configured": sorted(options)}

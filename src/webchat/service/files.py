@@ -61,8 +61,6 @@ class FileCommands(ServiceCore):
     async def download_file(self, options: dict[str, Any]) -> Any:
         opts = check_options(options, {"fileId": str, "path": (str, Path)},
                              required=("fileId",))
-        if self.session.chat_id is None:
-            self.require_session()
         request = self.request(lambda: self.session.download_file(opts["fileId"]))
         got = await self.guarded(self.transport.download(request))
         if isinstance(got, ChatResponse):

@@ -190,13 +190,17 @@ class ChatSession:
         return self._call("fileUpload", "file", extra)
 
     def download_file(self, file_id: str) -> HttpRequest:
-        return self._call("fileDownload", f"file/{quote(file_id, safe='')}/download", {})
+        """Also after the chat ended: its files stay readable (transcript review)."""
+        return self._call("fileDownload", f"file/{quote(file_id, safe='')}/download", {},
+                          ended_ok=True)
 
     def delete_file(self, file_id: str) -> HttpRequest:
         return self._call("fileDelete", f"file/{quote(file_id, safe='')}/delete", {})
 
-    def _call(self, operation: str, suffix: str, extra: dict[str, str]) -> HttpRequest:
-        if self.state is not SessionState.ACTIVE or self.chat_id is None:
+    def _call(self, operation: str, suffix: str, extra: dict[str, str], *,
+              ended_ok: bool = False) -> HttpRequest:
+        usable = (SessionState.ACTIVE, SessionState.ENDED) if ended_ok else (SessionState.ACTIVE,)
+        if self.state not in usable or self.chat_id is None:
             raise SessionError("There is no active chat session")
         fields = {"userId": self.user_id or "", "secureKey": self.secure_key or "",
                   "alias": self.alias or "", **extra}
