@@ -8,6 +8,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from webchat import web as web_pages
 from webchat.broker.base import Broker
 from webchat.broker.memory import MemoryBroker
 from webchat.protocol.gms.errors import ErrorCode
@@ -104,6 +105,7 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
         return web.json_response({"status": "ok", "chats": len(engine.chats),
                                   "waiting": len(engine.router.waiting())})
 
+    web_pages.add_routes(app)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", health)
 

@@ -1,0 +1,55 @@
+"""The browser side, served by the chat server: the demo site (``/``), the agent console
+(``/agent``), the widget and its WebChatService as plain ES modules (``/webchat/...``), and the
+widget's strings per language (``/webchat/i18n/{lang}.json``, from the gettext catalogs).
+
+Pages are sent with a Content-Security-Policy that allows scripts and styles from this origin
+only: no inline script, no eval, so a message that slipped through as markup still could not run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from webchat import locale
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+# worker-src blob: — the CometD client runs its timers in a Worker it builds from a Blob.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self' ws: wss:; worker-src 'self' blob:; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+def _page(name: str) -> Handler:
+    async def handler(_: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / name, headers={
+            "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+    return handler
+
+
+async def _strings(request: web.Request) -> web.Response:
+    lang = locale.negotiate(request.match_info["lang"])
+    return web.json_response(locale.widget_strings(lang),
+                             headers={"Cache-Control": "public, max-age=300"})
+
+
+async def _no_icon(_: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    if not (STATIC / "vendor" / "cometd" / "cometd.js").exists():
+        log.warning("the browser's CometD client is not vendored; run scripts/setup "
+                    "(the widget then works with REST polling only)")
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/agent", _page("agent.html"))
+    app.router.add_get("/favicon.ico", _no_icon)
+    app.router.add_get("/webchat/i18n/{lang}.json", _strings)
+    app.router.add_static("/webchat/", STATIC, show_index=False, follow_symlinks=False,
+                          append_version=False)

@@ -1,0 +1,273 @@
+// Agent console: log in, go ready, see the queue with each chat's userData, accept offers, work
+// several chats in tabs (transcript, typing both ways, end, transfer). Talks to /agent/v1 (REST)
+// and its WebSocket event stream. Customer text is always inserted as text, never as HTML.
+
+const API = "/agent/v1";
+const TOKEN_KEY = "webchat.agent.token";
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== false && value != null) node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children);
+  return node;
+}
+
+class AgentConsole {
+  constructor() {
+    this.token = sessionStorage.getItem(TOKEN_KEY);
+    this.chats = new Map();  // chatId -> {tab, panel, log, typing, next, ended}
+    this.current = null;
+    this.socket = null;
+    this.typingTimers = new Map();
+    this.baseTitle = document.title;
+    $("login").addEventListener("submit", (e) => this.login(e));
+    $("ready").addEventListener("change", () => this.setReady($("ready").checked));
+    $("logout").addEventListener("click", () => this.logout());
+    if (this.token) this.start().catch(() => this.showLogin());
+  }
+
+  async call(method, path, body) {
+    const response = await fetch(API + path, {
+      method, headers: {"Authorization": `Bearer ${this.token}`,
+                        ...(body ? {"Content-Type": "application/json"} : {})},
+      body: body ? JSON.stringify(body) : undefined});
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error?.message ?? `HTTP ${response.status}`);
+    return data;
+  }
+
+  showLogin() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("console").hidden = true;
+    $("login").hidden = false;
+  }
+
+  async login(event) {
+    event.preventDefault();
+    const form = Object.fromEntries(new FormData($("login")));
+    const response = await fetch(`${API}/login`, {method: "POST", headers: {"Content-Type": "application/json"},
+                                                  body: JSON.stringify(form)});
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      $("login").querySelector(".error").textContent = data.error?.message ?? "login failed";
+      return;
+    }
+    this.token = data.token;
+    sessionStorage.setItem(TOKEN_KEY, this.token);
+    await this.start();
+  }
+
+  async logout() {
+    await this.call("POST", "/logout").catch(() => {});
+    this.socket?.close();
+    this.showLogin();
+  }
+
+  async start() {
+    const me = await this.call("GET", "/me");
+    $("login").hidden = true;
+    $("console").hidden = false;
+    $("me").textContent = me.nickname;
+    $("ready").checked = me.ready;
+    this.connect();
+    await this.refreshQueue();
+  }
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}${API}/events?token=${encodeURIComponent(this.token)}`);
+    this.socket = socket;
+    socket.onmessage = (e) => this.onEvent(JSON.parse(e.data));
+    socket.onclose = () => { if (this.socket === socket && this.token) setTimeout(() => this.connect(), 1000); };
+  }
+
+  async setReady(ready) {
+    const me = await this.call("POST", "/state", {ready});
+    $("status").textContent = me.ready ? "Ready for chats" : "Not ready";
+  }
+
+  async refreshQueue() {
+    const {chats} = await this.call("GET", "/queue");
+    const list = $("queue");
+    list.replaceChildren(...chats.map((c) => this.queueItem(c)));
+    $("queue-count").textContent = String(chats.length);
+  }
+
+  queueItem(chat) {
+    const data = el("dl", {});
+    const fields = {...chat.customer, ...chat.userData};
+    for (const [key, value] of Object.entries(fields)) data.append(el("dt", {text: key}), el("dd", {text: String(value)}));
+    return el("li", {"data-chat": chat.chatId},
+      el("strong", {text: chat.customer?.nickname || `${chat.customer?.firstName ?? ""} ${chat.customer?.lastName ?? ""}`}),
+      data,
+      el("button", {type: "button", text: "Accept", onclick: () => this.accept(chat.chatId)}));
+  }
+
+  async onEvent(event) {
+    switch (event.type) {
+      case "hello":
+        for (const chat of event.chats) await this.openChat(chat.chatId, null);
+        break;
+      case "offer":
+        this.notify(`New chat from ${event.chat.customer?.nickname ?? "a customer"}`);
+        await this.refreshQueue();
+        break;
+      case "offerRevoked":
+      case "queue":
+        await this.refreshQueue();
+        break;
+      case "message":
+        this.onMessage(event.chatId, event.message, event.chatEnded);
+        break;
+      case "userData": {
+        const chat = this.chats.get(event.chatId);
+        if (chat) chat.meta.textContent = this.describe(event.userData);
+        break;
+      }
+      case "idle":
+        this.notify("A customer is waiting for your reply");
+        break;
+    }
+  }
+
+  notify(text) {
+    $("status").textContent = text;
+    document.title = `● ${text}`;
+    setTimeout(() => { document.title = this.baseTitle; }, 4000);
+    if (window.Notification?.permission === "granted") new Notification(text);
+  }
+
+  describe(userData) {
+    return Object.entries(userData ?? {}).map(([k, v]) => `${k}: ${v}`).join(" · ");
+  }
+
+  async accept(chatId) {
+    try {
+      const chat = await this.call("POST", `/chats/${encodeURIComponent(chatId)}/accept`);
+      await this.openChat(chatId, chat);
+      await this.refreshQueue();
+    } catch (e) {
+      $("status").textContent = `Could not accept: ${e.message}`;
+    }
+  }
+
+  async openChat(chatId, detail) {
+    if (!this.chats.has(chatId)) {
+      detail ??= await this.call("GET", `/chats/${encodeURIComponent(chatId)}`);
+      const log = el("div", {class: "log", role: "log", "aria-live": "polite"});
+      const typing = el("div", {class: "typing", "aria-live": "polite"});
+      const input = el("textarea", {"aria-label": "Reply", placeholder: "Type a reply",
+                                    onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.send(chatId); } },
+                                    oninput: () => this.typing(chatId)});
+      const transferTo = el("input", {placeholder: "agent id (empty: queue)", "aria-label": "Transfer to", size: 14});
+      const meta = el("div", {class: "meta", text: this.describe(detail.userData)});
+      const panel = el("div", {class: "chat", role: "tabpanel", hidden: true, "data-chat": chatId},
+        meta, log, typing,
+        el("div", {class: "composer"}, input,
+          el("button", {type: "button", text: "Send", onclick: () => this.send(chatId)}),
+          el("button", {type: "button", class: "secondary", text: "End", onclick: () => this.end(chatId)}),
+          transferTo,
+          el("button", {type: "button", class: "secondary", text: "Transfer",
+                        onclick: () => this.transfer(chatId, transferTo.value.trim())})));
+      const tab = el("button", {type: "button", role: "tab", "aria-selected": "false", "data-chat": chatId,
+                                text: detail.customer?.nickname ?? chatId, onclick: () => this.select(chatId)});
+      $("tabs").append(tab);
+      $("panels").append(panel);
+      this.chats.set(chatId, {tab, panel, log, typing, input, meta, next: 1, ended: false});
+      for (const message of detail.messages ?? []) this.onMessage(chatId, message, false);
+      if (!this.current) this.select(chatId);
+    }
+  }
+
+  select(chatId) {
+    this.current = chatId;
+    for (const [id, chat] of this.chats) {
+      const on = id === chatId;
+      chat.tab.setAttribute("aria-selected", String(on));
+      chat.panel.hidden = !on;
+      if (on) { chat.tab.classList.remove("attention"); chat.input.focus(); }
+    }
+  }
+
+  onMessage(chatId, message, ended) {
+    const chat = this.chats.get(chatId);
+    if (!chat) { this.openChat(chatId, null); return; }
+    if (message.index && message.index < chat.next) return;  // already shown
+    chat.next = Math.max(chat.next, (message.index ?? 0) + 1);
+    const from = message.from ?? {};
+    if (message.type === "TypingStarted" || message.type === "TypingStopped") {
+      if (from.type === "Client") {
+        chat.typing.textContent = message.type === "TypingStarted"
+          ? `${from.nickname} is typing${message.text ? `: ${message.text}` : "…"}` : "";
+      }
+      return;
+    }
+    let line;
+    if (message.type === "Message") {
+      line = el("div", {class: "line", "data-index": message.index},
+        el("span", {class: "who", text: `${from.nickname}:`}), document.createTextNode(String(message.text ?? "")));
+      if (from.type === "Client") chat.typing.textContent = "";
+    } else {
+      const text = {ParticipantJoined: `${from.nickname} joined`, ParticipantLeft: `${from.nickname} left`,
+                    FileUploaded: `${from.nickname} sent ${message.userData?.["file-name"] ?? "a file"}`}[message.type]
+        ?? String(message.text ?? message.type);
+      line = el("div", {class: "line system", "data-index": message.index, text});
+    }
+    chat.log.append(line);
+    chat.log.scrollTop = chat.log.scrollHeight;
+    if (chatId !== this.current && from.type === "Client") chat.tab.classList.add("attention");
+    if (ended) { chat.ended = true; chat.tab.textContent += " (ended)"; }
+  }
+
+  async send(chatId) {
+    const chat = this.chats.get(chatId);
+    const text = chat.input.value;
+    if (!text.trim() || chat.ended) return;
+    chat.input.value = "";
+    try {
+      await this.call("POST", `/chats/${encodeURIComponent(chatId)}/send`, {text});
+      this.typingOff(chatId);
+    } catch (e) {
+      chat.input.value = text;
+      $("status").textContent = `Not sent: ${e.message}`;
+    }
+  }
+
+  typing(chatId) {
+    if (!this.typingTimers.has(chatId)) {
+      this.call("POST", `/chats/${encodeURIComponent(chatId)}/typing`, {typing: true}).catch(() => {});
+    } else {
+      clearTimeout(this.typingTimers.get(chatId));
+    }
+    this.typingTimers.set(chatId, setTimeout(() => this.typingOff(chatId), 3000));
+  }
+
+  typingOff(chatId) {
+    if (!this.typingTimers.has(chatId)) return;
+    clearTimeout(this.typingTimers.get(chatId));
+    this.typingTimers.delete(chatId);
+    this.call("POST", `/chats/${encodeURIComponent(chatId)}/typing`, {typing: false}).catch(() => {});
+  }
+
+  async end(chatId) {
+    await this.call("POST", `/chats/${encodeURIComponent(chatId)}/end`).catch((e) => { $("status").textContent = e.message; });
+  }
+
+  async transfer(chatId, toAgent) {
+    try {
+      await this.call("POST", `/chats/${encodeURIComponent(chatId)}/transfer`, toAgent ? {toAgent} : {});
+      const chat = this.chats.get(chatId);
+      chat.ended = true;
+      chat.tab.textContent += " (transferred)";
+    } catch (e) {
+      $("status").textContent = `Transfer failed: ${e.message}`;
+    }
+  }
+}
+
+window.agentConsole = new AgentConsole();

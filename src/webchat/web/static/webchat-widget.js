@@ -1,0 +1,356 @@
+// <webchat-widget>: a chat window for customers, built only on the bus API of WebChatService
+// (commands in, events out), in a Shadow DOM. Everything people type is shown as text — never
+// parsed as HTML — and only http(s) links become anchors.
+
+const STATE_KEY = "_webchat.widget.state";  // open/minimized survives reloads
+const CSS = `
+:host { all: initial; font: 14px/1.4 system-ui, sans-serif; color: #1d1d1f; }
+* { box-sizing: border-box; }
+button { font: inherit; cursor: pointer; }
+.launcher { position: fixed; right: 20px; bottom: 20px; z-index: 2147483000; border: 0;
+  border-radius: 24px; padding: 12px 20px; background: #0b5cad; color: #fff;
+  box-shadow: 0 4px 14px rgba(0,0,0,.25); }
+.launcher:focus-visible, button:focus-visible, textarea:focus-visible, input:focus-visible {
+  outline: 3px solid #f5a623; outline-offset: 2px; }
+.badge { display: inline-block; min-width: 20px; margin-left: 8px; padding: 0 6px;
+  border-radius: 10px; background: #d0021b; color: #fff; font-size: 12px; text-align: center; }
+.panel { position: fixed; right: 20px; bottom: 20px; z-index: 2147483001; width: 360px;
+  height: 540px; max-height: calc(100vh - 40px); display: flex; flex-direction: column;
+  background: #fff; border-radius: 10px; box-shadow: 0 8px 30px rgba(0,0,0,.3); overflow: hidden; }
+header { display: flex; align-items: center; gap: 6px; padding: 10px 12px; background: #0b5cad;
+  color: #fff; }
+header h2 { flex: 1; margin: 0; font-size: 16px; }
+header button { background: transparent; color: #fff; border: 1px solid rgba(255,255,255,.5);
+  border-radius: 4px; padding: 2px 8px; }
+form.register { padding: 14px; display: grid; gap: 8px; overflow: auto; }
+form.register label { display: grid; gap: 2px; font-size: 13px; }
+input, textarea { font: inherit; padding: 7px 8px; border: 1px solid #b5b5b5; border-radius: 5px; }
+.primary { background: #0b5cad; color: #fff; border: 0; border-radius: 5px; padding: 8px 14px; }
+.error { color: #b00020; min-height: 1em; }
+.log { flex: 1; overflow-y: auto; padding: 10px 12px; display: flex; flex-direction: column;
+  gap: 6px; background: #f6f7f9; }
+.msg { max-width: 82%; padding: 7px 10px; border-radius: 10px; white-space: pre-wrap;
+  overflow-wrap: anywhere; }
+.msg .who { display: block; font-size: 11px; color: #555; margin-bottom: 2px; }
+.msg.Client { align-self: flex-end; background: #0b5cad; color: #fff; }
+.msg.Client .who { color: #dbe8f6; }
+.msg.Agent, .msg.Supervisor { align-self: flex-start; background: #fff; border: 1px solid #dcdcdc; }
+.msg.system { align-self: center; background: transparent; color: #555; font-size: 12px;
+  text-align: center; }
+.msg a { color: inherit; }
+.typing { padding: 2px 12px; min-height: 20px; font-size: 12px; color: #555; }
+.composer { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #e2e2e2; }
+.composer textarea { flex: 1; resize: none; height: 40px; }
+.attach { background: #fff; color: #0b5cad; border: 1px solid #b5b5b5; border-radius: 5px;
+  padding: 0 8px; display: grid; place-items: center; }
+.dialog { position: absolute; inset: 0; display: grid; place-items: center;
+  background: rgba(0,0,0,.35); }
+.dialog > div { background: #fff; border-radius: 8px; padding: 16px; width: 80%; display: grid;
+  gap: 10px; }
+.dialog .buttons { display: flex; gap: 8px; justify-content: flex-end; }
+[hidden] { display: none !important; }
+@media (max-width: 600px) {
+  .panel { right: 0; bottom: 0; width: 100vw; height: 100dvh; max-height: none; border-radius: 0; }
+  .launcher { right: 12px; bottom: 12px; }
+}`;
+
+const SYSTEM_TYPES = new Set(["Notice", "CustomNotice", "IdleAlert", "IdleClose", "PushUrl",
+                              "FileUploaded", "FileDeleted", "ParticipantJoined", "ParticipantLeft"]);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== false && value != null) node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children);
+  return node;
+}
+
+// Text with http(s) URLs turned into safe links; everything else stays text nodes.
+export function linkify(text) {
+  const out = document.createDocumentFragment();
+  const re = /\bhttps?:\/\/[^\s<>"']+/gi;
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    out.append(document.createTextNode(text.slice(last, m.index)));
+    out.append(safeLink(m[0]) ?? document.createTextNode(m[0]));
+    last = m.index + m[0].length;
+  }
+  out.append(document.createTextNode(text.slice(last)));
+  return out;
+}
+
+function clip() {
+  // A paper clip drawn in SVG: icon fonts and emoji are not on every system.
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "18");
+  svg.setAttribute("height", "18");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5");
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "1.8");
+  path.setAttribute("stroke-linecap", "round");
+  svg.append(path);
+  return svg;
+}
+
+function safeLink(raw) {
+  let url;
+  try { url = new URL(raw); } catch { return null; }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+  return el("a", {href: url.href, target: "_blank", rel: "noopener noreferrer nofollow", text: raw});
+}
+
+class WebChatWidget extends HTMLElement {
+  constructor() {
+    super();
+    this.root = this.attachShadow({mode: "open"});
+    this.strings = {};
+    this.unread = 0;
+    this.open = false;
+    this.agentsTyping = new Set();
+  }
+
+  get bus() { return window.CXBus; }
+
+  async connectedCallback() {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(CSS);
+    this.root.adoptedStyleSheets = [sheet];
+    this.lang = this.getAttribute("lang") || window._genesys?.widgets?.main?.lang || "en";
+    this.strings = await this.loadStrings(this.lang);
+    this.build();
+    this.subscribe();
+    const saved = JSON.parse(localStorage.getItem(STATE_KEY) ?? "{}");
+    this.setOpen(Boolean(saved.open));
+    if (window._genesys?.widgets?.webchat?.uploadsEnabled) this.attach.hidden = false;
+  }
+
+  async loadStrings(lang) {
+    try {
+      const base = new URL("./i18n/", import.meta.url);
+      const response = await fetch(new URL(`${encodeURIComponent(lang)}.json`, base));
+      if (response.ok) return (await response.json()).webchat ?? {};
+    } catch { /* fall back to the keys' English defaults below */ }
+    return {};
+  }
+
+  t(key, params = {}) {
+    let value = key.split(".").reduce((node, part) => node?.[part], this.strings);
+    if (typeof value !== "string") value = key;
+    return value.replace(/<%(\w+)%>/g, (_, name) => params[name] ?? "");
+  }
+
+  build() {
+    const t = (k) => this.t(k);
+    this.badge = el("span", {class: "badge", "aria-label": t("UnreadMessagesTitle"), hidden: true});
+    this.launcher = el("button", {class: "launcher", type: "button", "aria-label": t("AriaMaximize"),
+                                  onclick: () => this.setOpen(true)}, t("ChatButton"), this.badge);
+    this.error = el("p", {class: "error", role: "alert"});
+    this.form = el("form", {class: "register", novalidate: true, onsubmit: (e) => this.onRegister(e)},
+      this.field("firstname", "ChatFormFirstName", "given-name", true),
+      this.field("lastname", "ChatFormLastName", "family-name", true),
+      this.field("email", "ChatFormEmail", "email", false, "email"),
+      this.field("subject", "ChatFormSubject", "off", false),
+      this.error,
+      el("button", {class: "primary", type: "submit", text: t("ChatFormSubmit")}));
+    this.log = el("div", {class: "log", role: "log", "aria-live": "polite", "aria-label": t("ChatTitle"), hidden: true});
+    this.typingLine = el("div", {class: "typing", "aria-live": "polite"});
+    this.input = el("textarea", {rows: 1, placeholder: t("ChatInputPlaceholder"), "aria-label": t("ChatInputPlaceholder"),
+                                 onkeydown: (e) => this.onKey(e), oninput: () => this.onTyping()});
+    this.fileInput = el("input", {type: "file", hidden: true, onchange: () => this.onFile()});
+    this.attach = el("button", {type: "button", hidden: true, class: "attach", "aria-label": t("ActionsSendFile"),
+                                title: t("ActionsSendFile"), onclick: () => this.fileInput.click()}, clip());
+    this.composer = el("div", {class: "composer", hidden: true}, this.attach, this.fileInput, this.input,
+      el("button", {class: "primary", type: "button", text: t("ChatInputSend"), onclick: () => this.onSend()}));
+    this.endButton = el("button", {type: "button", "aria-label": t("AriaClose"), text: "✕", onclick: () => this.onClose()});
+    this.dialog = el("div", {class: "dialog", hidden: true, role: "dialog", "aria-modal": "true"},
+      el("div", {}, el("p", {text: t("ChatEndQuestion")}),
+        el("div", {class: "buttons"},
+          el("button", {type: "button", text: t("ChatEndCancel"), onclick: () => this.hideDialog()}),
+          el("button", {class: "primary", type: "button", text: t("ChatEndConfirm"), onclick: () => this.confirmEnd()}))));
+    this.panel = el("section", {class: "panel", role: "dialog", "aria-label": t("ChatTitle"), hidden: true,
+                                onkeydown: (e) => { if (e.key === "Escape") this.setOpen(false); }},
+      el("header", {}, el("h2", {text: t("ChatTitle")}),
+        el("button", {type: "button", "aria-label": t("AriaMinimize"), text: "–", onclick: () => this.setOpen(false)}),
+        this.endButton),
+      this.form, this.log, this.typingLine, this.composer, this.dialog);
+    this.root.append(this.launcher, this.panel);
+  }
+
+  field(name, key, autocomplete, required, type = "text") {
+    return el("label", {}, this.t(key),
+      el("input", {name, type, autocomplete, required, placeholder: this.t(required
+        ? "ChatFormPlaceholderRequired" : "ChatFormPlaceholderOptional")}));
+  }
+
+  subscribe() {
+    const on = (name, fn) => this.bus.subscribe(`WebChatService.${name}`, (e) => fn(e.data));
+    on("messageReceived", (d) => { for (const m of d.messages) this.render(m, d.restoring); });
+    on("started", () => this.chatting(true));
+    on("restored", () => this.chatting(true));
+    on("ended", () => { this.typingLine.textContent = ""; this.composer.hidden = true;
+                        this.system(this.t("ChatEnded")); });
+    on("agentTypingStarted", (d) => { this.agentsTyping.add(d.message.from.nickname); this.showTyping(); });
+    on("agentTypingStopped", (d) => { this.agentsTyping.delete(d.message.from.nickname); this.showTyping(); });
+    on("restoreTimeout", () => this.system(this.t("RestoreTimeoutBody")));
+    on("chatServerWentOffline", () => this.system(this.t("Errors.ChatServerWentOffline")));
+    on("chatServerBackOnline", () => this.system(this.t("Errors.Reconnected")));
+  }
+
+  setOpen(open) {
+    this.open = open;
+    this.panel.hidden = !open;
+    this.launcher.hidden = open;
+    if (open) {
+      this.unread = 0;
+      this.badge.hidden = true;
+      (this.composer.hidden ? this.form.querySelector("input") : this.input)?.focus();
+    }
+    localStorage.setItem(STATE_KEY, JSON.stringify({open}));
+    this.dispatchEvent(new CustomEvent(open ? "webchat-open" : "webchat-minimize"));
+  }
+
+  chatting(on) {
+    this.form.hidden = on;
+    this.log.hidden = !on;
+    this.composer.hidden = !on;
+  }
+
+  showTyping() {
+    const names = [...this.agentsTyping];
+    this.typingLine.textContent = names.length ? `${names.join(", ")} ${this.t("AgentTyping")}` : "";
+  }
+
+  system(text) {
+    this.log.append(el("div", {class: "msg system", text}));
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  render(m, restoring) {
+    const from = m.from ?? {};
+    let node;
+    if (m.type === "Message") {
+      const mine = from.type === "Client";
+      node = el("div", {class: `msg ${from.type}`, "data-index": m.index},
+        el("span", {class: "who", text: mine ? this.t("AriaYouSaid") : from.nickname,
+                    "aria-label": mine ? this.t("AriaYouSaid") : `${from.nickname} ${this.t("AriaSaid")}`}),
+        linkify(String(m.text ?? "")));
+      if (!mine) {
+        this.agentsTyping.delete(from.nickname);
+        this.showTyping();
+      }
+      if (!mine && !restoring && !this.open) {
+        this.unread += 1;
+        this.badge.textContent = String(this.unread);
+        this.badge.hidden = false;
+      }
+    } else if (SYSTEM_TYPES.has(m.type)) {
+      const text = this.describe(m);
+      if (!text) return;
+      node = el("div", {class: "msg system", "data-index": m.index});
+      if (m.type === "PushUrl") node.append(safeLink(String(m.text ?? "")) ?? document.createTextNode(String(m.text ?? "")));
+      else node.textContent = text;
+    } else {
+      return;
+    }
+    this.log.append(node);
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  describe(m) {
+    const who = m.from?.nickname ?? "";
+    switch (m.type) {
+      case "ParticipantJoined":
+        if (m.from.type === "Agent") return this.t("AgentConnected", {Agent: who});
+        if (m.from.type === "Supervisor") return this.t("SupervisorConnected", {Agent: who});
+        return m.from.type === "Client" ? this.t("ChatStarted") : "";
+      case "ParticipantLeft":
+        if (m.from.type === "Agent") return this.t("AgentDisconnected", {Agent: who});
+        if (m.from.type === "Supervisor") return this.t("SupervisorDisconnected", {Agent: who});
+        return "";
+      case "FileUploaded":
+        return `${who} ${this.t("FileSent")} ${m.userData?.["file-name"] ?? ""}`;
+      case "FileDeleted":
+        return "";
+      default:
+        return String(m.text ?? "");
+    }
+  }
+
+  async onRegister(event) {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(this.form));
+    if (!data.firstname.trim() || !data.lastname.trim()) {
+      this.error.textContent = this.t(!data.firstname.trim() ? "Errors.102" : "Errors.103");
+      return;
+    }
+    this.error.textContent = "";
+    const options = {firstname: data.firstname.trim(), lastname: data.lastname.trim()};
+    if (data.email.trim()) options.email = data.email.trim();
+    if (data.subject.trim()) options.subject = data.subject.trim();
+    try {
+      await this.bus.command("WebChatService.startChat", options);
+      this.input.focus();
+    } catch (e) {
+      const code = e.data?.errors?.[0]?.code;
+      this.error.textContent = code ? this.t(`Errors.${code}`) : this.t("Errors.StartFailed");
+    }
+  }
+
+  onKey(event) {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      this.onSend();
+    }
+  }
+
+  onTyping() {
+    if (this.input.value) this.bus.command("WebChatService.sendTyping", {message: this.input.value}).catch(() => {});
+  }
+
+  async onSend() {
+    const text = this.input.value;
+    if (!text.trim()) return;
+    this.input.value = "";
+    try {
+      await this.bus.command("WebChatService.sendMessage", {message: text});
+    } catch {
+      this.input.value = text;
+      this.system(this.t("Errors.MessageFailed"));
+    }
+  }
+
+  async onFile() {
+    const files = this.fileInput.files;
+    if (!files?.length) return;
+    try {
+      await this.bus.command("WebChatService.sendFile", {files});
+    } catch (e) {
+      const code = e.data?.errors?.[0]?.code;
+      this.system(code && [201, 202, 203].includes(code) ? this.t(`Errors.${code}`) : this.t("Errors.FileSendFailed"));
+    }
+    this.fileInput.value = "";
+  }
+
+  async onClose() {
+    const active = await this.bus.command("WebChatService.verifySession").then((r) => r.sessionActive, () => false);
+    if (active) this.dialog.hidden = false;
+    else { this.chatting(false); this.setOpen(false); }
+  }
+
+  hideDialog() { this.dialog.hidden = true; }
+
+  async confirmEnd() {
+    this.hideDialog();
+    try { await this.bus.command("WebChatService.endChat"); } catch { /* already over */ }
+  }
+}
+
+customElements.define("webchat-widget", WebChatWidget);
