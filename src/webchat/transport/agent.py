@@ -72,6 +72,9 @@ class AgentClient:
                                      headers=headers) as resp:
             return resp.status, await resp.read(), resp.content_type
 
+    async def push_url(self, chat_id: str, url: str) -> None:
+        await self._call("POST", f"/chats/{quote(chat_id)}/pushUrl", {"url": url})
+
     async def supervise(self) -> list[dict[str, Any]]:
         """Every open chat (supervisors only)."""
         reply: dict[str, Any] = await self._call("GET", "/supervise")

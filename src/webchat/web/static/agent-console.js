@@ -21,6 +21,7 @@ class AgentConsole {
   constructor() {
     this.token = sessionStorage.getItem(TOKEN_KEY);
     this.chats = new Map();  // chatId -> {tab, panel, log, typing, next, ended}
+    this.opening = new Map();  // chatId -> promise of its panel
     this.current = null;
     this.socket = null;
     this.typingTimers = new Map();
@@ -156,8 +157,14 @@ class AgentConsole {
     }
   }
 
-  async openChat(chatId, detail) {
-    if (!this.chats.has(chatId)) {
+  openChat(chatId, detail) {
+    // One panel per chat even when the accept reply and the first pushed event race here.
+    if (!this.opening.has(chatId)) this.opening.set(chatId, this.buildChat(chatId, detail));
+    return this.opening.get(chatId);
+  }
+
+  async buildChat(chatId, detail) {
+    {
       detail ??= await this.call("GET", `/chats/${encodeURIComponent(chatId)}`);
       const log = el("div", {class: "log", role: "log", "aria-live": "polite"});
       const typing = el("div", {class: "typing", "aria-live": "polite"});
@@ -196,7 +203,10 @@ class AgentConsole {
 
   onMessage(chatId, message, ended) {
     const chat = this.chats.get(chatId);
-    if (!chat) { this.openChat(chatId, null); return; }
+    if (!chat) {
+      this.openChat(chatId, null).then(() => this.onMessage(chatId, message, ended));
+      return;
+    }
     if (message.index && message.index < chat.next) return;  // already shown
     chat.next = Math.max(chat.next, (message.index ?? 0) + 1);
     const from = message.from ?? {};

@@ -292,7 +292,9 @@ class WebChatWidget extends HTMLElement {
       return;
     }
     this.error.textContent = "";
-    const options = {firstname: data.firstname.trim(), lastname: data.lastname.trim()};
+    // The customer's language travels as GMS userData, so the server writes system messages in it.
+    const options = {firstname: data.firstname.trim(), lastname: data.lastname.trim(),
+                     userData: {GCTI_LanguageCode: this.lang}};
     if (data.email.trim()) options.email = data.email.trim();
     if (data.subject.trim()) options.subject = data.subject.trim();
     try {

@@ -1,0 +1,289 @@
+"""The widget, its WebChatService and the agent console in real headless Chromium (Debian's
+/usr/bin/chromium, driven by Playwright), against the real server on loopback — over CometD
+WebSocket, CometD long-polling and REST polling. Screenshots land in artifacts/screenshots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from webchat.transport.agent import AgentApiError
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+TRANSPORTS = ["websocket", "long-polling", "rest"]
+PHONE = {"width": 390, "height": 844}
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which(CHROMIUM) and not os.environ.get("CI"),
+    reason="Debian chromium is not installed (scripts/setup test installs it)")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        await launched.close()
+
+
+async def open_page(browser: Browser, url: str, **context: Any) -> Page:
+    page = await (await browser.new_context(**context)).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto(url)
+    return page
+
+
+def widget(page: Page):
+    return page.locator("webchat-widget")
+
+
+async def start_chat(page: Page, first: str = "Ada", last: str = "Byron") -> None:
+    w = widget(page)
+    await w.locator("button.launcher").click()
+    await w.locator("input[name=firstname]").fill(first)
+    await w.locator("input[name=lastname]").fill(last)
+    await w.locator("input[name=subject]").fill("Parcel A-1009")
+    await w.locator("form button[type=submit]").click()
+    await expect(w.locator(".log .msg.system").nth(1)).to_be_visible()  # the queue notice
+
+
+async def say(page: Page, text: str) -> None:
+    box = widget(page).locator("textarea")
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def indexes(page: Page) -> list[int]:
+    raw = await widget(page).locator(".log [data-index]").evaluate_all(
+        "nodes => nodes.map(n => Number(n.dataset.index))")
+    return [int(n) for n in raw]
+
+
+def shot(page_or_locator: Any, name: str) -> Any:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return page_or_locator.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_customer_page_and_agent_console_chat(server, browser, transport):
+    await server.add_agent("grace", nickname="Grace")
+    customer = await open_page(browser, f"{server.url}/?transport={transport}")
+    console = await open_page(browser, f"{server.url}/agent")
+    await console.fill("input[name=username]", "grace")
+    await console.fill("input[name=password]", "pw")
+    await console.click("#login button[type=submit]")
+    await expect(console.locator("#me")).to_have_text("Grace")
+
+    await start_chat(customer)
+    # The queue shows the waiting chat with its data; the agent accepts it.
+    item = console.locator("#queue li")
+    await expect(item).to_contain_text("Parcel A-1009")
+    await expect(item).to_contain_text("demo-page")  # userData from the page's configuration
+    await item.locator("button").click()
+    w = widget(customer)
+    await expect(w.locator(".log")).to_contain_text("Grace joined")
+
+    # Typing and messages, both ways.
+    reply = console.locator(".chat:not([hidden]) textarea")
+    await reply.press_sequentially("Hello Ada")
+    await expect(w.locator(".typing")).to_contain_text("Grace")
+    await reply.press("Enter")
+    await expect(w.locator(".msg.Agent")).to_contain_text("Hello Ada")
+    await expect(w.locator(".typing")).to_have_text("")
+    await w.locator("textarea").press_sequentially("My parcel")
+    await expect(console.locator(".chat:not([hidden]) .typing")).to_contain_text("is typing")
+    await w.locator("textarea").press("Enter")
+    await expect(console.locator(".chat:not([hidden]) .log")).to_contain_text("My parcel")
+    await shot(customer, f"widget-desktop-{transport}")
+    await shot(console, f"console-desktop-{transport}")
+
+    # The agent ends the chat; the customer is told.
+    await console.locator(".chat:not([hidden])").get_by_role("button", name="End",
+                                                           exact=True).click()
+    await expect(w.locator(".log")).to_contain_text("Chat ended")
+    await expect(w.locator(".composer")).to_be_hidden()
+    assert customer.errors == [] and console.errors == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_reload_mid_chat_restores_the_transcript_once(server, browser, agent_factory,
+                                                              transport):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
+    await start_chat(page)
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    await agent.client.accept(chat_id)
+    await agent.client.send(chat_id, "first answer")
+    await say(page, "my question")
+    await expect(widget(page).locator(".log")).to_contain_text("first answer")
+    await expect(widget(page).locator(".msg.Client")).to_have_count(1)
+
+    await page.reload()
+    w = widget(page)
+    await expect(w.locator(".log")).to_contain_text("first answer")
+    await agent.client.send(chat_id, "after the reload")
+    await expect(w.locator(".log")).to_contain_text("after the reload")
+    seen = await indexes(page)
+    assert seen == sorted(set(seen))  # each event shown once, in order
+    texts = [m.index for m in server.engine.chats[chat_id].events if m.type == "Message"]
+    assert set(texts) <= set(seen)  # every message, from before and after the reload
+    await expect(w.locator(".msg.Client")).to_have_text(["You saidmy question"])
+    await say(page, "still here")
+    await agent.wait_for(lambda _: any(m.get("text") == "still here"
+                                       for m in agent.messages(chat_id)))
+
+
+async def test_a_page_script_drives_webchatservice_with_bus_commands(server, browser,
+                                                                    agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    page = await open_page(browser, f"{server.url}/?transport=websocket")
+    result = await page.evaluate("""async () => {
+        const plugin = () => window.CXBus?.plugins.get("WebChatService");
+        await new Promise(r => { const wait = () => plugin()?.isReady ? r() : setTimeout(wait, 20);
+                                 wait(); });
+        const events = [];
+        CXBus.subscribe("WebChatService.messageReceived",
+                        e => events.push(...e.data.messages.map(m => m.type)));
+        CXBus.subscribe("WebChatService.started", e => events.push("started"));
+        const started = await new Promise((resolve, reject) =>
+            CXBus.command("WebChatService.startChat", {nickname: "Script", userData: {via: "bus"}})
+                 .done(resolve).fail(reject));
+        let rejected = null;
+        await CXBus.command("WebChatService.startChat", {nickname: "Again"})
+              .fail(e => { rejected = e.reason; }).catch(() => {});
+        await CXBus.command("WebChatService.sendMessage", {message: "sent by a script"});
+        const transcript = await CXBus.command("WebChatService.getTranscript");
+        return {chatId: started.chatId, rejected, events,
+                types: transcript.messages.map(m => m.type)};
+    }""")
+    assert result["rejected"] == "There is already an active chat session"
+    assert result["events"][0] == "started" and "ParticipantJoined" in result["events"]
+    chat = server.engine.chats[result["chatId"]]
+    assert chat.user_data == {"source": "demo-page", "via": "bus"}
+    assert [m.text for m in chat.events if m.type == "Message"] == ["sent by a script"]
+    await page.evaluate("""() => { window.agentJoined = new Promise(resolve =>
+        CXBus.subscribe("WebChatService.agentConnected",
+                        e => resolve(e.data.numAgentsConnected))); }""")
+    await agent.client.accept(result["chatId"])
+    got = await asyncio.wait_for(page.evaluate("() => window.agentJoined"), 10)
+    assert got == 1
+
+
+@pytest.mark.conformance("command:registerTypingPreviewInput")
+async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    page = await open_page(browser, f"{server.url}/?transport=rest")
+    await start_chat(page)
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    await page.evaluate("""async () => {
+        const input = document.createElement("input");
+        input.id = "preview";
+        document.body.append(input);
+        await CXBus.command("WebChatService.registerTypingPreviewInput", {input});
+    }""")
+    await page.locator("#preview").press_sequentially("order 42")
+    await agent.wait_for(lambda _: any(m["type"] == "TypingStarted" and m.get("text")
+                                       for m in agent.messages(chat_id)))
+
+
+async def test_markup_in_messages_is_shown_as_text_and_runs_nothing(server, browser,
+                                                                    agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    page = await open_page(browser, f"{server.url}/?transport=websocket")
+    await start_chat(page)
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    await agent.client.accept(chat_id)
+    attack = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    await agent.client.send(chat_id, attack)
+    await agent.client.send(chat_id, "see javascript:alert(1) or https://example.org/track?a=1")
+    with pytest.raises(AgentApiError, match="http"):  # the server refuses script URLs
+        await agent.client.push_url(chat_id, "javascript:window.__pwned=3")
+    await agent.client.push_url(chat_id, "https://example.org/order/1")
+    await say(page, "<b>bold?</b>")
+    w = widget(page)
+    await expect(w.locator(".msg.Agent").first).to_contain_text(attack)
+    await expect(w.locator(".msg.Client")).to_contain_text("<b>bold?</b>")
+    await expect(w.locator(".log")).to_contain_text("https://example.org/order/1")
+    assert await page.evaluate("window.__pwned") is None
+    assert await w.locator(".log img, .log script, .log b").count() == 0
+    links = await w.locator(".log a").evaluate_all("as => as.map(a => [a.href, a.rel])")
+    assert links == [["https://example.org/track?a=1", "noopener noreferrer nofollow"],
+                     ["https://example.org/order/1", "noopener noreferrer nofollow"]]
+
+
+async def test_unread_counter_minimize_and_phone_layout(server, browser, agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    page = await open_page(browser, f"{server.url}/?transport=websocket&lang=fr",
+                           viewport=PHONE, is_mobile=True, has_touch=True)
+    w = widget(page)
+    await expect(w.locator("button.launcher")).to_contain_text("Discuter")  # French strings
+    await start_chat(page)
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    await agent.client.accept(chat_id)
+    await agent.client.send(chat_id, "Bonjour Ada")
+    await expect(w.locator(".msg.Agent")).to_contain_text("Bonjour Ada")
+    await expect(w.locator(".log")).to_contain_text("Vous êtes numéro 1")  # server, in French
+    box = await w.locator(".panel").bounding_box()
+    assert box is not None and round(box["width"]) == PHONE["width"]  # full screen on a phone
+    await shot(page, "widget-phone")
+
+    await w.locator("header button").first.click()  # minimize
+    await expect(w.locator(".panel")).to_be_hidden()
+    await agent.client.send(chat_id, "Vous êtes là ?")
+    await agent.client.send(chat_id, "Votre colis arrive demain.")
+    await expect(w.locator(".badge")).to_have_text("2")
+    await page.reload()  # minimized state and chat survive a reload
+    await expect(w.locator(".panel")).to_be_hidden()
+    await w.locator("button.launcher").click()
+    await expect(w.locator(".badge")).to_be_hidden()
+    await expect(w.locator(".log")).to_contain_text("Votre colis arrive demain.")
+    # Keyboard: Escape minimizes, and the launcher is a focusable button.
+    await w.locator("textarea").press("Escape")
+    await expect(w.locator(".panel")).to_be_hidden()
+    await w.locator("button.launcher").focus()
+    await page.keyboard.press("Enter")
+    await expect(w.locator(".panel")).to_be_visible()
+
+
+async def test_agent_console_on_a_phone_and_several_chats_in_tabs(server, browser,
+                                                                  customer_factory):
+    await server.add_agent("grace", nickname="Grace")
+    await server.engine.set_ready("grace", True, 3)
+    first = await customer_factory(server.data_url)
+    second = await customer_factory(server.data_url)
+    await first.command("startChat", {"nickname": "Ada", "userData": {"orderId": "A-1"}})
+    await second.command("startChat", {"nickname": "Bo", "userData": {"orderId": "B-2"}})
+    console = await open_page(browser, f"{server.url}/agent", viewport=PHONE)
+    await console.fill("input[name=username]", "grace")
+    await console.fill("input[name=password]", "pw")
+    await console.click("#login button[type=submit]")
+    await expect(console.locator("#queue li")).to_have_count(2)
+    await console.locator("#queue li", has_text="A-1").locator("button").click()
+    await console.locator("#queue li", has_text="B-2").locator("button").click()
+    await expect(console.locator("[role=tab]")).to_have_text(["Ada", "Bo"])
+    await second.command("sendMessage", {"message": "hello from Bo"})
+    await expect(console.locator("[role=tab]", has_text="Bo")).to_have_class("attention")
+    await console.locator("[role=tab]", has_text="Bo").click()
+    await expect(console.locator(".chat:not([hidden]) .log")).to_contain_text("hello from Bo")
+    await shot(console, "console-phone")
