@@ -146,11 +146,12 @@ async def test_a_reload_mid_chat_restores_the_transcript_once(server, browser, a
                                        for m in agent.messages(chat_id)))
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_page_script_drives_webchatservice_with_bus_commands(server, browser,
-                                                                    agent_factory):
+                                                                    agent_factory, transport):
     await server.add_agent("grace", nickname="Grace")
     agent = await agent_factory(server.url, "grace")
-    page = await open_page(browser, f"{server.url}/?transport=websocket")
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
     result = await page.evaluate("""async () => {
         const plugin = () => window.CXBus?.plugins.get("WebChatService");
         await new Promise(r => { const wait = () => plugin()?.isReady ? r() : setTimeout(wait, 20);
@@ -184,10 +185,11 @@ async def test_a_page_script_drives_webchatservice_with_bus_commands(server, bro
 
 
 @pytest.mark.conformance("command:registerTypingPreviewInput")
-async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_factory):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_factory, transport):
     await server.add_agent("grace", nickname="Grace")
     agent = await agent_factory(server.url, "grace")
-    page = await open_page(browser, f"{server.url}/?transport=rest")
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
     await start_chat(page)
     await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
     chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
@@ -203,11 +205,12 @@ async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_f
                                        for m in agent.messages(chat_id)))
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_markup_in_messages_is_shown_as_text_and_runs_nothing(server, browser,
-                                                                    agent_factory):
+                                                                    agent_factory, transport):
     await server.add_agent("grace", nickname="Grace")
     agent = await agent_factory(server.url, "grace")
-    page = await open_page(browser, f"{server.url}/?transport=websocket")
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
     await start_chat(page)
     await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
     chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
@@ -230,10 +233,11 @@ async def test_markup_in_messages_is_shown_as_text_and_runs_nothing(server, brow
                      ["https://example.org/order/1", "noopener noreferrer nofollow"]]
 
 
-async def test_unread_counter_minimize_and_phone_layout(server, browser, agent_factory):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_unread_counter_minimize_and_phone_layout(server, browser, agent_factory, transport):
     await server.add_agent("grace", nickname="Grace")
     agent = await agent_factory(server.url, "grace")
-    page = await open_page(browser, f"{server.url}/?transport=websocket&lang=fr",
+    page = await open_page(browser, f"{server.url}/?transport={transport}&lang=fr",
                            viewport=PHONE, is_mobile=True, has_touch=True)
     w = widget(page)
     await expect(w.locator("button.launcher")).to_contain_text("Discuter")  # French strings
@@ -246,7 +250,7 @@ async def test_unread_counter_minimize_and_phone_layout(server, browser, agent_f
     await expect(w.locator(".log")).to_contain_text("Vous êtes numéro 1")  # server, in French
     box = await w.locator(".panel").bounding_box()
     assert box is not None and round(box["width"]) == PHONE["width"]  # full screen on a phone
-    await shot(page, "widget-phone")
+    await shot(page, f"widget-phone-{transport}")
 
     await w.locator("header button").first.click()  # minimize
     await expect(w.locator(".panel")).to_be_hidden()
@@ -286,4 +290,44 @@ async def test_agent_console_on_a_phone_and_several_chats_in_tabs(server, browse
     await expect(console.locator("[role=tab]", has_text="Bo")).to_have_class("attention")
     await console.locator("[role=tab]", has_text="Bo").click()
     await expect(console.locator(".chat:not([hidden]) .log")).to_contain_text("hello from Bo")
+    # Only the selected chat is on screen.
+    await expect(console.locator(".chat", has_text="orderId: A-1")).to_be_hidden()
+    await expect(console.locator(".chat", has_text="orderId: B-2")).to_be_visible()
     await shot(console, "console-phone")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_files_and_the_end_confirmation(server, browser, agent_factory, transport):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
+    await start_chat(page)
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    w = widget(page)
+    await expect(w.locator(".log")).to_contain_text("Grace")
+    await w.locator("input[type=file]").set_input_files(
+        files=[{"name": "receipt.txt", "mimeType": "text/plain", "buffer": b"order A-1009\n"}])
+    await expect(w.locator(".log")).to_contain_text("receipt.txt")
+    await agent.wait_for(lambda _: any(m["type"] == "FileUploaded"
+                                       for m in agent.messages(chat_id)))
+    file_id = next(m for m in agent.messages(chat_id) if m["type"] == "FileUploaded")["text"]
+    assert (await agent.client.download_file(chat_id, file_id))[0] == b"order A-1009\n"
+    # A forbidden type is refused with the widget's localized error, and nothing is stored.
+    await w.locator("input[type=file]").set_input_files(
+        files=[{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}])
+    await expect(w.locator(".log")).to_contain_text("not allowed")
+    assert len(server.engine.chats[chat_id].files) == 1
+
+    # Closing asks first; cancelling keeps the chat, confirming ends it.
+    await w.get_by_role("button", name="Close chat").click()
+    dialog = w.locator(".dialog")
+    await expect(dialog).to_contain_text("Do you want to end this chat?")
+    await dialog.get_by_role("button", name="Keep chatting").click()
+    await expect(dialog).to_be_hidden()
+    assert not server.engine.chats[chat_id].ended
+    await w.get_by_role("button", name="Close chat").click()
+    await dialog.get_by_role("button", name="End chat").click()
+    await expect(w.locator(".log")).to_contain_text("Chat ended")
+    assert server.engine.chats[chat_id].ended

@@ -112,7 +112,8 @@ class AgentConsole {
   async onEvent(event) {
     switch (event.type) {
       case "hello":
-        for (const chat of event.chats) await this.openChat(chat.chatId, null);
+        // Chats merely offered to us wait in the queue list until accepted.
+        for (const chat of event.chats) if (chat.status !== "queued") await this.openChat(chat.chatId, null);
         break;
       case "offer":
         this.notify(`New chat from ${event.chat.customer?.nickname ?? "a customer"}`);
@@ -149,8 +150,8 @@ class AgentConsole {
 
   async accept(chatId) {
     try {
-      const chat = await this.call("POST", `/chats/${encodeURIComponent(chatId)}/accept`);
-      await this.openChat(chatId, chat);
+      // The tab is reserved now, so tabs keep the order the agent clicked in.
+      await this.openChat(chatId, this.call("POST", `/chats/${encodeURIComponent(chatId)}/accept`));
       await this.refreshQueue();
     } catch (e) {
       $("status").textContent = `Could not accept: ${e.message}`;
@@ -163,32 +164,40 @@ class AgentConsole {
     return this.opening.get(chatId);
   }
 
-  async buildChat(chatId, detail) {
-    {
-      detail ??= await this.call("GET", `/chats/${encodeURIComponent(chatId)}`);
-      const log = el("div", {class: "log", role: "log", "aria-live": "polite"});
-      const typing = el("div", {class: "typing", "aria-live": "polite"});
-      const input = el("textarea", {"aria-label": "Reply", placeholder: "Type a reply",
-                                    onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.send(chatId); } },
-                                    oninput: () => this.typing(chatId)});
-      const transferTo = el("input", {placeholder: "agent id (empty: queue)", "aria-label": "Transfer to", size: 14});
-      const meta = el("div", {class: "meta", text: this.describe(detail.userData)});
-      const panel = el("div", {class: "chat", role: "tabpanel", hidden: true, "data-chat": chatId},
-        meta, log, typing,
-        el("div", {class: "composer"}, input,
-          el("button", {type: "button", text: "Send", onclick: () => this.send(chatId)}),
-          el("button", {type: "button", class: "secondary", text: "End", onclick: () => this.end(chatId)}),
-          transferTo,
-          el("button", {type: "button", class: "secondary", text: "Transfer",
-                        onclick: () => this.transfer(chatId, transferTo.value.trim())})));
-      const tab = el("button", {type: "button", role: "tab", "aria-selected": "false", "data-chat": chatId,
-                                text: detail.customer?.nickname ?? chatId, onclick: () => this.select(chatId)});
-      $("tabs").append(tab);
-      $("panels").append(panel);
-      this.chats.set(chatId, {tab, panel, log, typing, input, meta, next: 1, ended: false});
-      for (const message of detail.messages ?? []) this.onMessage(chatId, message, false);
-      if (!this.current) this.select(chatId);
+  async buildChat(chatId, pendingDetail) {
+    const log = el("div", {class: "log", role: "log", "aria-live": "polite"});
+    const typing = el("div", {class: "typing", "aria-live": "polite"});
+    const input = el("textarea", {"aria-label": "Reply", placeholder: "Type a reply",
+                                  onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.send(chatId); } },
+                                  oninput: () => this.typing(chatId)});
+    const transferTo = el("input", {placeholder: "agent id (empty: queue)", "aria-label": "Transfer to", size: 14});
+    const meta = el("div", {class: "meta"});
+    const panel = el("div", {class: "chat", role: "tabpanel", hidden: true, "data-chat": chatId},
+      meta, log, typing,
+      el("div", {class: "composer"}, input,
+        el("button", {type: "button", text: "Send", onclick: () => this.send(chatId)}),
+        el("button", {type: "button", class: "secondary", text: "End", onclick: () => this.end(chatId)}),
+        transferTo,
+        el("button", {type: "button", class: "secondary", text: "Transfer",
+                      onclick: () => this.transfer(chatId, transferTo.value.trim())})));
+    const tab = el("button", {type: "button", role: "tab", "aria-selected": "false", "data-chat": chatId,
+                              text: chatId, onclick: () => this.select(chatId)});
+    $("tabs").append(tab);
+    $("panels").append(panel);
+    let detail;
+    try {
+      detail = (await pendingDetail) ?? await this.call("GET", `/chats/${encodeURIComponent(chatId)}`);
+    } catch (e) {
+      tab.remove();
+      panel.remove();
+      this.opening.delete(chatId);
+      throw e;
     }
+    tab.textContent = detail.customer?.nickname ?? chatId;
+    meta.textContent = this.describe(detail.userData);
+    this.chats.set(chatId, {tab, panel, log, typing, input, meta, next: 1, ended: false});
+    for (const message of detail.messages ?? []) this.onMessage(chatId, message, false);
+    if (!this.current) this.select(chatId);
   }
 
   select(chatId) {
@@ -204,7 +213,7 @@ class AgentConsole {
   onMessage(chatId, message, ended) {
     const chat = this.chats.get(chatId);
     if (!chat) {
-      this.openChat(chatId, null).then(() => this.onMessage(chatId, message, ended));
+      this.openChat(chatId, null).then(() => this.onMessage(chatId, message, ended), () => {});
       return;
     }
     if (message.index && message.index < chat.next) return;  // already shown

@@ -747,12 +747,13 @@ export class WebChatService {
     this.requireSession();
     const {url, ntf} = this.fileEndpoint();
     const fields = {...this.identity(), ...extra};
+    if (ntf) fields.operation = op;
+    if (body) for (const [k, v] of Object.entries(fields)) body.append(k, v);  // multipart upload
     if (!ntf) {
       const rest = this.transport instanceof RestTransport ? this.transport : new RestTransport(this);
       return rest.call(`/${encodeURIComponent(this.session.chatId)}/${path}`, fields, {raw, body});
     }
-    const form = body ?? new URLSearchParams({operation: op, ...fields});
-    if (body) { body.append("operation", op); for (const [k, v] of Object.entries(fields)) body.append(k, v); }
+    const form = body ?? new URLSearchParams(fields);
     const response = await fetch(url, {method: "POST", body: form, credentials: "include"});
     const type = response.headers.get("Content-Type") ?? "";
     if (raw && response.ok && !type.startsWith("application/json")) return response;
