@@ -331,3 +331,61 @@ async def test_files_and_the_end_confirmation(server, browser, agent_factory, tr
     await dialog.get_by_role("button", name="End chat").click()
     await expect(w.locator(".log")).to_contain_text("Chat ended")
     assert server.engine.chats[chat_id].ended
+
+
+async def log_in(browser: Browser, url: str, user: str) -> Page:
+    console = await open_page(browser, f"{url}/agent")
+    await console.fill("input[name=username]", user)
+    await console.fill("input[name=password]", "pw")
+    await console.click("#login button[type=submit]")
+    await expect(console.locator("#console")).to_be_visible()
+    return console
+
+
+async def test_agent_ready_state_arrival_notice_and_transfer(server, browser, customer_factory):
+    await server.add_agent("grace", nickname="Grace")
+    await server.add_agent("alan", nickname="Alan")
+    grace = await log_in(browser, server.url, "grace")
+    alan = await log_in(browser, server.url, "alan")
+    # Ready is the agent's routing state on the server, both ways.
+    await grace.locator("#ready").check()
+    await expect(grace.locator("#status")).to_have_text("Ready for chats")
+    assert server.engine.router.presence("grace").ready
+    await grace.locator("#ready").uncheck()
+    await expect(grace.locator("#status")).to_have_text("Not ready")
+    assert not server.engine.router.presence("grace").ready
+    await grace.locator("#ready").check()
+    await expect(grace.locator("#status")).to_have_text("Ready for chats")
+
+    # A chat offered to a ready agent is announced in the page and in its title.
+    ada = await customer_factory(server.data_url)
+    await ada.command("startChat", {"nickname": "Ada"})
+    await expect(grace.locator("#status")).to_have_text("New chat from Ada")
+    await expect(grace).to_have_title("● New chat from Ada")
+    await grace.locator("#queue li", has_text="Ada").locator("button").click()
+    await expect(grace.locator("[role=tab]")).to_have_text(["Ada"])
+
+    # Transfer to Alan: Grace's tab is closed for her, Alan finds it waiting and takes it.
+    panel = grace.locator(".chat:not([hidden])")
+    await panel.get_by_label("Transfer to").fill("alan")
+    await panel.get_by_role("button", name="Transfer").click()
+    await expect(grace.locator("[role=tab]")).to_have_text(["Ada (transferred)"])
+    await expect(alan.locator("#queue li", has_text="Ada")).to_be_visible()
+    await alan.locator("#queue li", has_text="Ada").locator("button").click()
+    await expect(alan.locator(".chat:not([hidden]) .log")).to_contain_text("Alan joined")
+    await alan.locator(".chat:not([hidden]) textarea").fill("Alan here, I can help.")
+    await alan.locator(".chat:not([hidden]) textarea").press("Enter")
+    await ada.wait_for(lambda c: ("Agent", "Alan here, I can help.") in c.texts())
+    joined = [m["from"]["nickname"] for e in ada.events
+              if e.event == "WebChatService.messageReceived"
+              for m in e.data["messages"] if m["type"] == "ParticipantJoined"]
+    assert joined[1:] == ["Grace", "Alan"]
+    # A transfer to nobody known is refused and the chat stays with Alan.
+    panel = alan.locator(".chat:not([hidden])")
+    await panel.get_by_label("Transfer to").fill("nobody")
+    await panel.get_by_role("button", name="Transfer").click()
+    await expect(alan.locator("#status")).to_contain_text("Transfer failed")
+    await expect(alan.locator("[role=tab]")).to_have_text(["Ada"])
+    assert grace.errors == []  # type: ignore[attr-defined]
+    assert alan.errors == [  # type: ignore[attr-defined]
+        "Failed to load resource: the server responded with a status of 404 (Not Found)"]
