@@ -5,6 +5,8 @@ WebSocket, CometD long-polling and REST polling. Screenshots land in artifacts/s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -12,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from tests.conftest import free_port
 from webchat.transport.agent import AgentApiError
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,6 +46,34 @@ async def open_page(browser: Browser, url: str, **context: Any) -> Page:
     page.errors = errors  # type: ignore[attr-defined]
     await page.goto(url)
     return page
+
+
+async def service_ready(page: Page) -> None:
+    """Until the page's WebChatService has registered on the bus and reported ready."""
+    await page.wait_for_function("() => window.CXBus?.plugins.get('WebChatService')?.isReady")
+
+
+@contextlib.asynccontextmanager
+async def embedding_site(server: Any, config: dict[str, Any]) -> AsyncIterator[str]:
+    """Another origin (a second loopback port) whose page embeds the widget from the chat
+    server with the given ``webchat`` configuration, as a customer's own website would."""
+    html = (f"<!doctype html><script>window._genesys = {{widgets: {{webchat: "
+            f"{json.dumps(config)}}}}};</script><script type=module "
+            f"src='{server.url}/webchat/webchat.js'></script><webchat-widget></webchat-widget>")
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
 
 
 def widget(page: Page):
@@ -152,10 +184,8 @@ async def test_a_page_script_drives_webchatservice_with_bus_commands(server, bro
     await server.add_agent("grace", nickname="Grace")
     agent = await agent_factory(server.url, "grace")
     page = await open_page(browser, f"{server.url}/?transport={transport}")
+    await service_ready(page)
     result = await page.evaluate("""async () => {
-        const plugin = () => window.CXBus?.plugins.get("WebChatService");
-        await new Promise(r => { const wait = () => plugin()?.isReady ? r() : setTimeout(wait, 20);
-                                 wait(); });
         const events = [];
         CXBus.subscribe("WebChatService.messageReceived",
                         e => events.push(...e.data.messages.map(m => m.type)));
@@ -389,3 +419,52 @@ async def test_agent_ready_state_arrival_notice_and_transfer(server, browser, cu
     assert grace.errors == []  # type: ignore[attr-defined]
     assert alan.errors == [  # type: ignore[attr-defined]
         "Failed to load resource: the server responded with a status of 404 (Not Found)"]
+
+
+@pytest.mark.conformance("option:xhrFields")
+@pytest.mark.parametrize("with_credentials", [True, False])
+async def test_xhr_fields_with_credentials_sends_cookies_cross_origin(server, browser,
+                                                                     with_credentials):
+    # A site on another origin of the same host (another port) embeds the service; the chat
+    # server's cookies (a load balancer's sticky-session cookie, say) travel only when asked.
+    config = {"dataURL": server.data_url, "pollInterval": 100,
+              "xhrFields": {"withCredentials": with_credentials}}
+    context = await browser.new_context()
+    await context.add_cookies([{"name": "lb", "value": "node-2", "url": server.url}])
+    page = await context.new_page()
+    requests: list[Any] = []
+    page.on("request", lambda r: requests.append(r) if r.url.startswith(server.data_url) else None)
+    async with embedding_site(server, config) as site:
+        await page.goto(site)
+        await service_ready(page)
+        chat_id = await page.evaluate("""async () => {
+            const started = await CXBus.command("WebChatService.startChat", {nickname: "Cross"});
+            await CXBus.command("WebChatService.sendMessage", {message: "from another origin"});
+            return started.chatId;
+        }""")
+    assert server.engine.chats[chat_id].customer["nickname"] == "Cross"
+    cookies = {(await r.all_headers()).get("cookie") for r in requests}
+    assert requests and cookies == ({"lb=node-2"} if with_credentials else {None})
+    await context.close()
+
+
+@pytest.mark.conformance("option:stateStorageKey")
+async def test_the_session_is_kept_under_the_configured_storage_key(server, browser,
+                                                                     agent_factory):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    config = {"dataURL": server.data_url, "pollInterval": 100, "stateStorageKey": "acme.chat"}
+    async with embedding_site(server, config) as site:
+        page = await open_page(browser, site)
+        await start_chat(page)
+        await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+        chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+        await agent.client.accept(chat_id)
+        await agent.client.send(chat_id, "first answer")
+        await expect(widget(page).locator(".msg.Agent")).to_have_count(1)
+        saved = await page.evaluate("() => Object.keys(localStorage)")
+        assert "acme.chat" in saved and "_genesys.widgets.webchat.state.keys" not in saved
+        await page.reload()  # restored from that key: the transcript comes back, once
+        await expect(widget(page).locator(".msg.Agent")).to_have_text(["Gracefirst answer"])
+        seen = await indexes(page)
+        assert seen == sorted(set(seen))

@@ -165,6 +165,32 @@ async def test_async_chat_stays_open_across_a_day_and_resumes(server_config, cus
         await server.runner.cleanup()
 
 
+@pytest.mark.conformance("option:async.userDataKey")
+async def test_the_async_marker_key_is_configurable_on_both_sides(server_config,
+                                                                   customer_factory,
+                                                                   agent_factory):
+    clock = {"now": now_ms()}
+    server = await start_server(replace(server_config, async_user_data_key="X_Async",
+                                        inactivity=InactivityConfig(sweep_s=3600)),
+                                clock=lambda: clock["now"])
+    try:
+        marked = await customer_factory(server.data_url, **{
+            "async": {"enabled": True, "userDataKey": "X_Async"}})
+        default = await customer_factory(server.data_url, **{"async": {"enabled": True}})
+        agent, kept = await accepted_chat(server, marked, agent_factory)
+        closed = (await default.command("startChat", {"nickname": "Bo"}))["chatId"]
+        await agent.client.accept(closed)
+        assert server.engine.chats[kept].user_data == {"X_Async": "true"}
+        assert server.engine.chats[closed].user_data == {"GCTI_Chat_AsyncMode": "true"}
+        clock["now"] += 26 * 3600 * 1000
+        await server.engine.check_inactivity()
+        # Only the key the server was told about makes a chat asynchronous.
+        assert not server.engine.chats[kept].ended
+        assert server.engine.chats[closed].ended
+    finally:
+        await server.runner.cleanup()
+
+
 @pytest.mark.parametrize(("requested", "lang", "transport"), [
     ("fr-FR", "fr", "rest"), ("de", "de", "websocket"), ("es_MX", "es", "rest"),
     ("ja", "ja", "long-polling"), ("pt", "en", "rest")])

@@ -51,12 +51,15 @@ def _rate(value: str) -> tuple[float, int]:
               help="Chats one client address may request: sustained per second and burst.")
 @click.option("--cometd-handshake-rate", default="5:50", show_default=True,
               metavar="PER_S:BURST", help="Bayeux handshakes one client address may make.")
+@click.option("--async-user-data-key", default="GCTI_Chat_AsyncMode", show_default=True,
+              help="userData key (\"true\") marking an asynchronous chat; must match the "
+                   "clients' webchat.async.userDataKey.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
                   cors_origins: tuple[str, ...], http_errors: str, max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
-                  with_bot: bool) -> None:
+                  async_user_data_key: str, with_bot: bool) -> None:
     """Run the chat server."""
     from webchat.cli.main import run
 
@@ -65,7 +68,8 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
         http_errors=HttpErrorMode(http_errors), offer_timeout_s=offer_timeout,
         limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate),
-        cometd_handshake_rate=_rate(cometd_handshake_rate))
+        cometd_handshake_rate=_rate(cometd_handshake_rate),
+        async_user_data_key=async_user_data_key)
     run(_serve(config, host, port, [_agent_pair(a) for a in agents], with_bot))
 
 

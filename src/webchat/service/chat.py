@@ -11,7 +11,6 @@ from webchat.protocol.gms.session import ChatSession, HttpRequest
 from webchat.service.config import ConfigError, WebChatConfig
 from webchat.service.core import (
     ALREADY_ACTIVE,
-    ASYNC_USER_DATA_KEY,
     NO_MESSAGE,
     NO_SESSION,
     ServiceCore,
@@ -32,7 +31,7 @@ class ChatCommands(ServiceCore):
             raise CommandError(ALREADY_ACTIVE)
         user_data = {**self.config.userData, **string_map(opts.get("userData") or {})}
         if self.config.async_.enabled:
-            user_data.setdefault(ASYNC_USER_DATA_KEY, "true")
+            user_data.setdefault(self.config.async_.userDataKey, "true")
         form = {"nickname": opts.get("nickname"), "firstName": opts.get("firstname"),
                 "lastName": opts.get("lastname"), "emailAddress": opts.get("email"),
                 "subject": opts.get("subject")}

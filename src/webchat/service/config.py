@@ -38,6 +38,10 @@ class AsyncConfig:
     customer was away (``minimized`` or ``maximized``); reported in ``restored``."""
     getSessionData: Callable[[], Any] | None = None
     setSessionData: Callable[[Any], Any] | None = None
+    userDataKey: str = "GCTI_Chat_AsyncMode"
+    """Ours: the userData key sent ("true") with ``startChat`` so the server keeps the chat
+    open while the customer is away. The key GMS uses is unverified ([U]), so it is an option;
+    the server's ``--async-user-data-key`` must match."""
 
 
 RESTORE_STATES = ("minimized", "maximized")
@@ -131,6 +135,9 @@ def _async_config(value: Mapping[str, Any]) -> AsyncConfig:
         raise ConfigError(f"async: unknown option(s) {sorted(unknown)}")
     if "enabled" in value:
         _check("async.enabled", value["enabled"], bool)
+    if "userDataKey" in value and (not isinstance(value["userDataKey"], str)
+                                   or not value["userDataKey"]):
+        raise ConfigError("async.userDataKey must be a non-empty string")
     state = value.get("newMessageRestoreState", "minimized")
     if state not in RESTORE_STATES:
         raise ConfigError(f"async.newMessageRestoreState must be one of {list(RESTORE_STATES)}")

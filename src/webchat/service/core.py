@@ -44,9 +44,6 @@ NO_SESSION = "There is no active chat session"
 ALREADY_ACTIVE = "There is already an active chat session"
 BAD_USER_DATA = "malformed JSON provided in userData property"
 NO_MESSAGE = "No message text provided"
-ASYNC_USER_DATA_KEY = "GCTI_Chat_AsyncMode"
-"""Sent ("true") with ``startChat`` when ``async.enabled``, so the server keeps the chat open
-while the customer is away ([U] key; the server's ``async_user_data_key`` must match)."""
 _PUSH = HttpRequest("push", "", {})
 T = TypeVar("T")
 

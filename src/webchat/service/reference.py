@@ -52,6 +52,10 @@ OPTIONS: list[Item] = [
         async.setSessionData endpoint"""),
     Item("option", "xhrFields", "R", "browser", "extra XMLHttpRequest fields (withCredentials)"),
     *_items("option", "D", "python", "pollInterval typingStopDelay"),
+    Item("option", "async.userDataKey", "D", "both",
+         "userData key marking an asynchronous chat ([U] in GMS; the server's must match)"),
+    Item("option", "stateStorageKey", "D", "browser",
+         "localStorage key of the saved session ([U]: the original's key is unverified)"),
 ]
 
 COMMANDS: list[Item] = [

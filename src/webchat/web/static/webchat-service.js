@@ -11,8 +11,6 @@ const ALREADY_ACTIVE = "There is already an active chat session";
 const BAD_USER_DATA = "malformed JSON provided in userData property";
 const NO_MESSAGE = "No message text provided";
 const NOTHING_TO_RESTORE = "There is no chat session to restore";
-const STORAGE_KEY = "_genesys.widgets.webchat.state.keys";  // [U] the original's exact key
-const ASYNC_KEY = "GCTI_Chat_AsyncMode";
 const CONNECTED = {Agent: "agentConnected", Client: "clientConnected", Supervisor: "supervisorConnected"};
 const DISCONNECTED = {Agent: "agentDisconnected", Client: "clientDisconnected",
                       Supervisor: "supervisorDisconnected"};
@@ -21,10 +19,13 @@ const DEFAULTS = {
   dataURL: "", endpoint: "", apikey: "", enableCustomHeader: false, userData: {},
   ajaxTimeout: 3000, pollExceptionLimit: 5, restoreTimeout: 60000, pollInterval: 1000,
   typingStopDelay: 5000, xhrFields: {},
+  // Ours, for two unverified ([U]) names: where the page keeps the session for restore, and the
+  // userData key that marks an asynchronous chat (the server's --async-user-data-key).
+  stateStorageKey: "_genesys.widgets.webchat.state.keys",
   cometD: {enabled: false, cometURL: "", channel: "", apiURL: "", websocketEnabled: true,
            logLevel: "info"},
   async: {enabled: false, newMessageRestoreState: "minimized", getSessionData: null,
-          setSessionData: null},
+          setSessionData: null, userDataKey: "GCTI_Chat_AsyncMode"},
 };
 
 function checkOptions(options, allowed, required = []) {
@@ -431,19 +432,19 @@ export class WebChatService {
     if (this.session.state !== "active") return;
     const data = {...this.sessionData(), savedAt: Date.now(), async: this.config.async.enabled};
     if (this.config.async.setSessionData) this.config.async.setSessionData(data);
-    else this.storage?.setItem(STORAGE_KEY, JSON.stringify(data));
+    else this.storage?.setItem(this.config.stateStorageKey, JSON.stringify(data));
   }
 
   forget() {
     if (this.config.async.setSessionData) this.config.async.setSessionData(null);
-    else this.storage?.removeItem(STORAGE_KEY);
+    else this.storage?.removeItem(this.config.stateStorageKey);
   }
 
   loadSaved() {
     let data;
     try {
       data = this.config.async.getSessionData ? this.config.async.getSessionData()
-        : JSON.parse(this.storage?.getItem(STORAGE_KEY) ?? "null");
+        : JSON.parse(this.storage?.getItem(this.config.stateStorageKey) ?? "null");
     } catch { return null; }
     const ok = data && ["sessionID", "secureKey", "userId"].every((k) => typeof data[k] === "string" && data[k])
       && typeof data.alias === "string" && Number.isInteger(data.transcriptPosition) && Number.isInteger(data.savedAt);
@@ -498,6 +499,9 @@ export class WebChatService {
     for (const key of ["ajaxTimeout", "pollInterval", "typingStopDelay", "restoreTimeout"]) {
       if (!Number.isInteger(config[key]) || config[key] <= 0) throw rejection(`${key} must be a positive integer`);
     }
+    for (const [key, value] of [["stateStorageKey", config.stateStorageKey], ["async.userDataKey", config.async.userDataKey]]) {
+      if (typeof value !== "string" || !value) throw rejection(`${key} must be a non-empty string`);
+    }
     const connection = (c) => JSON.stringify([c.dataURL, c.endpoint, c.apikey, c.cometD]);
     if (connection(config) !== connection(this.config)) {
       if (this.active) throw rejection("the transport cannot change during an active chat session");
@@ -514,7 +518,7 @@ export class WebChatService {
                                      lastname: "string", email: "string", subject: "string"});
     if (this.active) throw rejection(ALREADY_ACTIVE);
     const userData = {...stringMap(this.config.userData), ...stringMap(o.userData)};
-    if (this.config.async.enabled) userData[ASYNC_KEY] ??= "true";
+    if (this.config.async.enabled) userData[this.config.async.userDataKey] ??= "true";
     const form = {nickname: o.nickname, firstName: o.firstname, lastName: o.lastname,
                   emailAddress: o.email, subject: o.subject};
     const fields = Object.fromEntries(Object.entries(form).filter(([, v]) => v));
