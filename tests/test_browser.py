@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.conftest import free_port
 from webchat.transport.agent import AgentApiError
@@ -39,7 +39,12 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def open_page(browser: Browser, url: str, **context: Any) -> Page:
-    page = await (await browser.new_context(**context)).new_page()
+    return await open_tab(await browser.new_context(**context), url)
+
+
+async def open_tab(context: BrowserContext, url: str) -> Page:
+    """A page whose script errors and console errors are kept in ``page.errors``."""
+    page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -80,9 +85,11 @@ def widget(page: Page):
     return page.locator("webchat-widget")
 
 
-async def start_chat(page: Page, first: str = "Ada", last: str = "Byron") -> None:
+async def start_chat(page: Page, first: str = "Ada", last: str = "Byron", *,
+                     launch: bool = True) -> None:
     w = widget(page)
-    await w.locator("button.launcher").click()
+    if launch:
+        await w.locator("button.launcher").click()
     await w.locator("input[name=firstname]").fill(first)
     await w.locator("input[name=lastname]").fill(last)
     await w.locator("input[name=subject]").fill("Parcel A-1009")
@@ -468,3 +475,92 @@ async def test_the_session_is_kept_under_the_configured_storage_key(server, brow
         await expect(widget(page).locator(".msg.Agent")).to_have_text(["Gracefirst answer"])
         seen = await indexes(page)
         assert seen == sorted(set(seen))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_one_chat_in_two_tabs_stays_in_sync(server, browser, agent_factory, transport):
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    context = await browser.new_context()  # one browser profile, two tabs of the site
+    tabs = [await open_tab(context, f"{server.url}/?transport={transport}") for _ in range(2)]
+    a, b = widget(tabs[0]), widget(tabs[1])
+    await b.locator("button.launcher").click()  # opening the chat in one tab opens it in both
+    await expect(a.locator(".panel")).to_be_visible()
+    await start_chat(tabs[0], launch=False)
+    # B, already open, follows the chat A started: no form, the transcript instead.
+    await expect(b.locator("form.register")).to_be_hidden()
+    await expect(b.locator(".log")).to_contain_text("Waiting for an agent")
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    await agent.client.send(chat_id, "hello both")
+    for w in (a, b):
+        await expect(w.locator(".msg.Agent")).to_have_text(["Gracehello both"])
+    await say(tabs[1], "typed in tab B")
+    await expect(a.locator(".msg.Client")).to_have_text(["You saidtyped in tab B"])
+    await agent.wait_for(lambda _: any(m.get("text") == "typed in tab B"
+                                       for m in agent.messages(chat_id)))
+
+    # Minimizing in one tab minimizes both; unread counts agree; reading in one clears both.
+    await a.locator("header button").first.click()
+    await expect(b.locator(".panel")).to_be_hidden()
+    await agent.client.send(chat_id, "one")
+    await agent.client.send(chat_id, "two")
+    for w in (a, b):
+        await expect(w.locator(".badge")).to_have_text("2")
+    await tabs[1].reload()  # the count survives a reload too
+    await expect(b.locator(".badge")).to_have_text("2")
+    await b.locator("button.launcher").click()
+    for w in (a, b):
+        await expect(w.locator(".panel")).to_be_visible()
+    await a.locator("header button").first.click()
+    for w in (a, b):
+        await expect(w.locator(".badge")).to_be_hidden()  # read in B, so nothing unread
+
+    # The end-chat question is one question: asked in both, answered from either.
+    await b.locator("button.launcher").click()
+    await a.get_by_role("button", name="Close chat").click()
+    await expect(b.locator(".dialog")).to_be_visible()
+    await b.locator(".dialog").get_by_role("button", name="Keep chatting").click()
+    await expect(a.locator(".dialog")).to_be_hidden()
+    assert not server.engine.chats[chat_id].ended
+    await b.get_by_role("button", name="Close chat").click()
+    await a.locator(".dialog").get_by_role("button", name="End chat").click()
+    for w in (a, b):
+        await expect(w.locator(".log")).to_contain_text("Chat ended")
+        await expect(w.locator(".dialog")).to_be_hidden()
+    assert server.engine.chats[chat_id].ended
+    texts = [m["text"] for m in agent.messages(chat_id) if m.get("type") == "Message"
+             and m["from"]["type"] == "Client"]
+    assert texts == ["typed in tab B"]  # sent once, whichever tab it came from
+    for tab in tabs:
+        seen = await indexes(tab)
+        assert seen == sorted(set(seen))  # nothing shown twice in either tab
+        assert tab.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_a_slow_strings_file_does_not_lose_the_restored_chat(server, browser,
+                                                                   agent_factory):
+    # The widget fetches its strings before it can subscribe; a restore finishing first used
+    # to leave the reloaded page with an empty transcript.
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    page = await open_page(browser, f"{server.url}/?transport=rest")
+    await start_chat(page)
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    await agent.client.accept(chat_id)
+    await agent.client.send(chat_id, "before the reload")
+    await expect(widget(page).locator(".msg.Agent")).to_have_count(1)
+
+    async def slowly(route: Any) -> None:
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route("**/webchat/i18n/*.json", slowly)
+    await page.reload()
+    await expect(widget(page).locator(".msg.Agent")).to_have_text(["Gracebefore the reload"])
+    await expect(widget(page).locator("form.register")).to_be_hidden()
+    seen = await indexes(page)
+    assert seen == sorted(set(seen))

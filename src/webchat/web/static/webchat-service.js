@@ -202,6 +202,8 @@ export class WebChatService {
     this.bus = bus;
     this.config = merge(DEFAULTS, options.config ?? window._genesys?.widgets?.webchat ?? {});
     this.storage = options.storage ?? window.localStorage;
+    // Another tab of the site that starts (or restores) a chat saves it here: follow it too.
+    if (this.storage === window.localStorage) window.addEventListener("storage", (e) => this.onSharedSession(e));
     this.plugin = bus.registerPlugin("WebChatService");
     this.reset();
     this.prefilters = [];
@@ -438,6 +440,12 @@ export class WebChatService {
   forget() {
     if (this.config.async.setSessionData) this.config.async.setSessionData(null);
     else this.storage?.removeItem(this.config.stateStorageKey);
+  }
+
+  onSharedSession(event) {
+    if (event.key !== this.config.stateStorageKey || !event.newValue) return;
+    if (this.active || !this.plugin.isReady || this.config.async.getSessionData) return;
+    this.restore({}).catch(() => { /* published as restoreFailed / restoreTimeout */ });
   }
 
   loadSaved() {

@@ -2,7 +2,13 @@
 // (commands in, events out), in a Shadow DOM. Everything people type is shown as text — never
 // parsed as HTML — and only http(s) links become anchors.
 
-const STATE_KEY = "_webchat.widget.state";  // open/minimized survives reloads
+// Shared by every tab of the site (storage events) and kept across reloads, one key each so that
+// tabs writing at once never overwrite each other's fields.
+const STATE = {
+  open: "_webchat.widget.open",  // "true" / "false"
+  read: "_webchat.widget.read",  // {chat, index}: the last message the customer has seen
+  question: "_webchat.widget.endQuestion",  // "true" while "end this chat?" is asked
+};
 const CSS = `
 :host { all: initial; font: 14px/1.4 system-ui, sans-serif; color: #1d1d1f; }
 * { box-sizing: border-box; }
@@ -112,8 +118,12 @@ class WebChatWidget extends HTMLElement {
     super();
     this.root = this.attachShadow({mode: "open"});
     this.strings = {};
-    this.unread = 0;
     this.open = false;
+    this.chatId = null;
+    this.readIndex = 0;  // the last message index of this chat the customer has seen, in any tab
+    this.received = [];  // indexes of the messages others wrote, for the unread count
+    this.shown = new Set();  // indexes already in the log
+    this.ended = false;
     this.agentsTyping = new Set();
   }
 
@@ -127,8 +137,10 @@ class WebChatWidget extends HTMLElement {
     this.strings = await this.loadStrings(this.lang);
     this.build();
     this.subscribe();
-    const saved = JSON.parse(localStorage.getItem(STATE_KEY) ?? "{}");
-    this.setOpen(Boolean(saved.open));
+    await this.catchUp();
+    this.setOpen(localStorage.getItem(STATE.open) === "true", false);
+    window.addEventListener("storage", (e) => this.onSharedState(e));
+    document.addEventListener("visibilitychange", () => this.markRead());
     if (window._genesys?.widgets?.webchat?.uploadsEnabled) this.attach.hidden = false;
   }
 
@@ -190,12 +202,24 @@ class WebChatWidget extends HTMLElement {
         ? "ChatFormPlaceholderRequired" : "ChatFormPlaceholderOptional")}));
   }
 
+  // A chat the service restored or started before this element subscribed (the strings fetch
+  // above can lose that race) is shown all the same; render() skips what it has shown already.
+  async catchUp() {
+    const {sessionActive, sessionData} = await this.bus.command("WebChatService.verifySession")
+      .catch(() => ({sessionActive: false}));
+    if (!sessionActive) return;
+    if (this.chatId !== sessionData.sessionID) this.newChat(sessionData.sessionID);
+    const {messages} = await this.bus.command("WebChatService.getTranscript");
+    for (const m of messages) this.render(m);
+  }
+
   subscribe() {
     const on = (name, fn) => this.bus.subscribe(`WebChatService.${name}`, (e) => fn(e.data));
-    on("messageReceived", (d) => { for (const m of d.messages) this.render(m, d.restoring); });
-    on("started", () => this.chatting(true));
-    on("restored", () => this.chatting(true));
-    on("ended", () => { this.typingLine.textContent = ""; this.composer.hidden = true;
+    on("messageReceived", (d) => { for (const m of d.messages) this.render(m); });
+    on("started", (d) => this.newChat(d.sessionID));
+    on("restored", (d) => this.newChat(d.sessionData.sessionID));
+    on("ended", () => { this.typingLine.textContent = ""; this.composer.hidden = true; this.ended = true;
+                        if (!this.dialog.hidden) this.hideDialog();
                         this.system(this.t("ChatEnded")); });
     on("agentTypingStarted", (d) => { this.agentsTyping.add(d.message.from.nickname); this.showTyping(); });
     on("agentTypingStopped", (d) => { this.agentsTyping.delete(d.message.from.nickname); this.showTyping(); });
@@ -204,17 +228,61 @@ class WebChatWidget extends HTMLElement {
     on("chatServerBackOnline", () => this.system(this.t("Errors.Reconnected")));
   }
 
-  setOpen(open) {
+  storedRead() {
+    try { return JSON.parse(localStorage.getItem(STATE.read) ?? "null") ?? {}; } catch { return {}; }
+  }
+
+  // Another tab changed the shared state: mirror it here without writing it back.
+  onSharedState(event) {
+    if (event.key === STATE.open) {
+      const open = event.newValue === "true";
+      if (open !== this.open) this.setOpen(open, false);
+    } else if (event.key === STATE.question) {
+      this.dialog.hidden = event.newValue !== "true";
+    } else if (event.key === STATE.read) {
+      const read = this.storedRead();
+      if (read.chat === this.chatId && read.index > this.readIndex) this.readIndex = read.index;
+      this.showUnread();
+    }
+  }
+
+  setOpen(open, share = true) {
     this.open = open;
     this.panel.hidden = !open;
     this.launcher.hidden = open;
-    if (open) {
-      this.unread = 0;
-      this.badge.hidden = true;
-      (this.composer.hidden ? this.form.querySelector("input") : this.input)?.focus();
-    }
-    localStorage.setItem(STATE_KEY, JSON.stringify({open}));
+    if (open) (this.composer.hidden ? this.form.querySelector("input") : this.input)?.focus();
+    if (share) localStorage.setItem(STATE.open, String(open));
+    this.markRead();
+    this.showUnread();
     this.dispatchEvent(new CustomEvent(open ? "webchat-open" : "webchat-minimize"));
+  }
+
+  markRead() {
+    if (!this.open || document.visibilityState !== "visible" || !this.received.length) return;
+    const last = this.received[this.received.length - 1];
+    if (last <= this.readIndex) return;
+    this.readIndex = last;
+    const stored = this.storedRead();
+    if (stored.chat !== this.chatId || !(stored.index >= last)) {
+      localStorage.setItem(STATE.read, JSON.stringify({chat: this.chatId, index: last}));
+    }
+  }
+
+  showUnread() {
+    const unread = this.open ? 0 : this.received.filter((i) => i > this.readIndex).length;
+    this.badge.textContent = String(unread);
+    this.badge.hidden = unread === 0;
+  }
+
+  newChat(chatId) {
+    if (this.ended) this.log.replaceChildren();  // a new chat after an ended one starts clean
+    this.ended = false;
+    this.received = [];
+    this.shown = new Set();
+    this.chatId = chatId;
+    const read = this.storedRead();
+    this.readIndex = read.chat === chatId ? read.index : 0;
+    this.chatting(true);
   }
 
   chatting(on) {
@@ -233,7 +301,11 @@ class WebChatWidget extends HTMLElement {
     this.log.scrollTop = this.log.scrollHeight;
   }
 
-  render(m, restoring) {
+  render(m) {
+    if (m.index) {
+      if (this.shown.has(m.index)) return;
+      this.shown.add(m.index);
+    }
     const from = m.from ?? {};
     let node;
     if (m.type === "Message") {
@@ -246,10 +318,10 @@ class WebChatWidget extends HTMLElement {
         this.agentsTyping.delete(from.nickname);
         this.showTyping();
       }
-      if (!mine && !restoring && !this.open) {
-        this.unread += 1;
-        this.badge.textContent = String(this.unread);
-        this.badge.hidden = false;
+      if (!mine && m.index > (this.received[this.received.length - 1] ?? 0)) {
+        this.received.push(m.index);
+        this.markRead();
+        this.showUnread();
       }
     } else if (SYSTEM_TYPES.has(m.type)) {
       const text = this.describe(m);
@@ -343,11 +415,11 @@ class WebChatWidget extends HTMLElement {
 
   async onClose() {
     const active = await this.bus.command("WebChatService.verifySession").then((r) => r.sessionActive, () => false);
-    if (active) this.dialog.hidden = false;
+    if (active) { this.dialog.hidden = false; localStorage.setItem(STATE.question, "true"); }
     else { this.chatting(false); this.setOpen(false); }
   }
 
-  hideDialog() { this.dialog.hidden = true; }
+  hideDialog() { this.dialog.hidden = true; localStorage.setItem(STATE.question, "false"); }
 
   async confirmEnd() {
     this.hideDialog();
