@@ -24,6 +24,8 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 TRANSPORTS = ["websocket", "long-polling", "rest"]
 PHONE = {"width": 390, "height": 844}
+# Waiting, not timing: a loaded 2-core CI machine can take longer than Playwright's 5 s default.
+expect.set_options(timeout=15_000)
 
 pytestmark = pytest.mark.skipif(
     not shutil.which(CHROMIUM) and not os.environ.get("CI"),
@@ -109,6 +111,18 @@ async def indexes(page: Page) -> list[int]:
     return [int(n) for n in raw]
 
 
+async def grace(server: Any, agent_factory: Any) -> Any:
+    """Agent "grace" (Grace), logged in through the agent API and recording her events."""
+    await server.add_agent("grace", nickname="Grace")
+    return await agent_factory(server.url, "grace")
+
+
+async def offered(agent: Any) -> str:
+    """The id of the first chat offered to the agent, once it has been."""
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
+    return str(next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"])
+
+
 def shot(page_or_locator: Any, name: str) -> Any:
     SHOTS.mkdir(parents=True, exist_ok=True)
     return page_or_locator.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -158,12 +172,10 @@ async def test_customer_page_and_agent_console_chat(server, browser, transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_reload_mid_chat_restores_the_transcript_once(server, browser, agent_factory,
                                                               transport):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
     await start_chat(page)
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    chat_id = await offered(agent)
     await agent.client.accept(chat_id)
     await agent.client.send(chat_id, "first answer")
     await say(page, "my question")
@@ -188,8 +200,7 @@ async def test_a_reload_mid_chat_restores_the_transcript_once(server, browser, a
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_page_script_drives_webchatservice_with_bus_commands(server, browser,
                                                                     agent_factory, transport):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
     await service_ready(page)
     result = await page.evaluate("""async () => {
@@ -224,12 +235,10 @@ async def test_a_page_script_drives_webchatservice_with_bus_commands(server, bro
 @pytest.mark.conformance("command:registerTypingPreviewInput")
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_factory, transport):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
     await start_chat(page)
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    chat_id = await offered(agent)
     agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
     await page.evaluate("""async () => {
         const input = document.createElement("input");
@@ -245,12 +254,10 @@ async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_f
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_markup_in_messages_is_shown_as_text_and_runs_nothing(server, browser,
                                                                     agent_factory, transport):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
     await start_chat(page)
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    chat_id = await offered(agent)
     await agent.client.accept(chat_id)
     attack = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
     await agent.client.send(chat_id, attack)
@@ -272,15 +279,13 @@ async def test_markup_in_messages_is_shown_as_text_and_runs_nothing(server, brow
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_unread_counter_minimize_and_phone_layout(server, browser, agent_factory, transport):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}&lang=fr",
                            viewport=PHONE, is_mobile=True, has_touch=True)
     w = widget(page)
     await expect(w.locator("button.launcher")).to_contain_text("Discuter")  # French strings
     await start_chat(page)
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    chat_id = await offered(agent)
     await agent.client.accept(chat_id)
     await agent.client.send(chat_id, "Bonjour Ada")
     await expect(w.locator(".msg.Agent")).to_contain_text("Bonjour Ada")
@@ -335,12 +340,10 @@ async def test_agent_console_on_a_phone_and_several_chats_in_tabs(server, browse
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_files_and_the_end_confirmation(server, browser, agent_factory, transport):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
     await start_chat(page)
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    chat_id = await offered(agent)
     agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
     w = widget(page)
     await expect(w.locator(".log")).to_contain_text("Grace")
@@ -458,14 +461,12 @@ async def test_xhr_fields_with_credentials_sends_cookies_cross_origin(server, br
 @pytest.mark.conformance("option:stateStorageKey")
 async def test_the_session_is_kept_under_the_configured_storage_key(server, browser,
                                                                      agent_factory):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     config = {"dataURL": server.data_url, "pollInterval": 100, "stateStorageKey": "acme.chat"}
     async with embedding_site(server, config) as site:
         page = await open_page(browser, site)
         await start_chat(page)
-        await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-        chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+        chat_id = await offered(agent)
         await agent.client.accept(chat_id)
         await agent.client.send(chat_id, "first answer")
         await expect(widget(page).locator(".msg.Agent")).to_have_count(1)
@@ -479,8 +480,7 @@ async def test_the_session_is_kept_under_the_configured_storage_key(server, brow
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_one_chat_in_two_tabs_stays_in_sync(server, browser, agent_factory, transport):
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     context = await browser.new_context()  # one browser profile, two tabs of the site
     tabs = [await open_tab(context, f"{server.url}/?transport={transport}") for _ in range(2)]
     a, b = widget(tabs[0]), widget(tabs[1])
@@ -490,8 +490,7 @@ async def test_one_chat_in_two_tabs_stays_in_sync(server, browser, agent_factory
     # B, already open, follows the chat A started: no form, the transcript instead.
     await expect(b.locator("form.register")).to_be_hidden()
     await expect(b.locator(".log")).to_contain_text("Waiting for an agent")
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    chat_id = await offered(agent)
     agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
     await agent.client.send(chat_id, "hello both")
     for w in (a, b):
@@ -544,12 +543,10 @@ async def test_a_slow_strings_file_does_not_lose_the_restored_chat(server, brows
                                                                    agent_factory):
     # The widget fetches its strings before it can subscribe; a restore finishing first used
     # to leave the reloaded page with an empty transcript.
-    await server.add_agent("grace", nickname="Grace")
-    agent = await agent_factory(server.url, "grace")
+    agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport=rest")
     await start_chat(page)
-    await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev))
-    chat_id = next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"]
+    chat_id = await offered(agent)
     await agent.client.accept(chat_id)
     await agent.client.send(chat_id, "before the reload")
     await expect(widget(page).locator(".msg.Agent")).to_have_count(1)
