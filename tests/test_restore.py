@@ -172,3 +172,34 @@ async def test_async_chat_kept_by_the_site_resumes_the_next_day(
 def _unseen(customer) -> list[dict]:
     return [m for e in customer.events if e.event == "WebChatService.messageReceived"
             and not e.data["restoring"] for m in e.data["messages"]]
+
+
+@pytest.mark.parametrize("transport", ["rest", "websocket"])
+async def test_processes_sharing_a_session_file_are_one_chat(server, customer_factory,
+                                                             agent_factory, tmp_path, transport):
+    # Two services with nothing in common but the session file (as two processes would be):
+    # the second is idle and follows whatever chat the first starts, like a second browser tab.
+    path = tmp_path / "session.json"
+    options = transport_options(server, transport)
+    first = await customer_factory(server.data_url, storage=FileStorage(path), **options)
+    second = await customer_factory(server.data_url, storage=FileStorage(path), **options)
+    second.service.follow_shared_session(0.05)
+    agent, chat_id = await accepted_chat(server, first, agent_factory)
+    restored = await second.wait_event("restored")
+    assert restored.data["sessionData"]["sessionID"] == chat_id
+    await agent.client.send(chat_id, "to both")
+    for customer in (first, second):
+        await customer.wait_for(lambda c: ("Agent", "to both") in c.texts())
+    await second.command("sendMessage", {"message": "from the second process"})
+    await first.wait_for(lambda c: ("Client", "from the second process") in c.texts())
+    await agent.wait_for(lambda _: any(m.get("text") == "from the second process"
+                                       for m in agent.messages(chat_id)))
+    await first.command("endChat")
+    await second.wait_event("ended")
+    sent = [m["text"] for m in agent.messages(chat_id)
+            if m.get("type") == "Message" and m["from"]["type"] == "Client"]
+    assert sent == ["from the second process"]  # once, though two processes follow the chat
+    for customer in (first, second):
+        assert customer.texts().count(("Agent", "to both")) == 1
+    await asyncio.sleep(0.2)  # the ended chat is not joined again
+    assert second.names().count("restored") == 1

@@ -130,6 +130,8 @@ class ServiceCore:
         self._typing_timer: asyncio.TimerHandle | None = None
         self._typing = False
         self._background: set[asyncio.Task[None]] = set()
+        self._follower: asyncio.Task[None] | None = None
+        """Watches the storage for a chat another process starts (``follow_shared_session``)."""
 
     @staticmethod
     def make_transport(config: WebChatConfig) -> Transport:
@@ -160,6 +162,9 @@ class ServiceCore:
             self.transport.on_resync = self._resync
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            self._follower = None
         self._stop_polling(publish=True)
         self._cancel_typing_timer()
         await self.transport.close()

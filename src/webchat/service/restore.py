@@ -10,6 +10,7 @@ the server no longer knows is forgotten (``restoreFailed``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -87,6 +88,22 @@ class RestoreCommands(ServiceCore):
         if saved is not None:
             with contextlib.suppress(CommandError):  # reported by restoreTimeout/restoreFailed
                 await self.restore_saved(saved)
+
+    def follow_shared_session(self, interval_s: float = 1.0) -> None:
+        """Ours, beyond the original: while no chat is active here, look at the storage every
+        ``interval_s`` and join a chat another process saved there — what a browser tab does
+        on a ``storage`` event — so several processes sharing a session file are one chat."""
+        if self._follower is None:
+            self._follower = asyncio.ensure_future(self._follow(interval_s))
+
+    async def _follow(self, interval_s: float) -> None:
+        while True:
+            saved = None if self.session.active else self.storage.load()
+            # An ended chat stays in session.chat_id: only a different chat is joined.
+            if saved is not None and saved["sessionID"] != self.session.chat_id:
+                with contextlib.suppress(CommandError):  # published as restoreFailed/Timeout
+                    await self.restore_saved(saved)
+            await asyncio.sleep(interval_s)
 
 
 def _public(saved: SessionData) -> dict[str, Any]:
