@@ -203,3 +203,39 @@ async def test_processes_sharing_a_session_file_are_one_chat(server, customer_fa
         assert customer.texts().count(("Agent", "to both")) == 1
     await asyncio.sleep(0.2)  # the ended chat is not joined again
     assert second.names().count("restored") == 1
+
+
+async def test_webchat_chat_follow_joins_a_chat_another_process_started(
+        server, customer_factory, agent_factory, tmp_path):
+    session_file = tmp_path / "chat.json"
+    proc = await asyncio.create_subprocess_exec(
+        WEBCHAT, "chat", "--url", server.data_url, "--name", "unused", "--follow",
+        "--session-file", str(session_file), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    output = b""
+
+    async def read_until(text: bytes) -> None:
+        nonlocal output
+        async with asyncio.timeout(15):
+            while text not in output:
+                chunk = await proc.stdout.read(4096)
+                assert chunk, f"webchat chat exited; it printed {output!r}"
+                output += chunk
+
+    try:
+        await read_until(b"waiting for a chat")
+        assert server.engine.chats == {}  # following starts no chat of its own
+        customer = await customer_factory(server.data_url, storage=FileStorage(session_file))
+        agent, chat_id = await accepted_chat(server, customer, agent_factory)
+        await agent.client.send(chat_id, "hello to every window")
+        await read_until(b"hello to every window")
+        proc.stdin.write(b"typed in the terminal\n")
+        await proc.stdin.drain()
+        await customer.wait_for(lambda c: any(
+            m.get("text") == "typed in the terminal" for e in c.events
+            if e.event == "WebChatService.messageReceived" for m in e.data["messages"]))
+        assert len(server.engine.chats) == 1
+    finally:
+        proc.kill()
+        await proc.wait()

@@ -44,8 +44,8 @@ def _show(event: BusEvent) -> None:
         note(f"error: {data.get('text') if isinstance(data, dict) else data}")
 
 
-async def _chat(config: WebChatConfig, form: dict[str, Any], session_file: str | None
-                ) -> None:
+async def _chat(config: WebChatConfig, form: dict[str, Any], session_file: str | None,
+                follow: bool = False) -> None:
     bus = Bus()
     storage = FileStorage(session_file) if session_file else None
     service = WebChatService(bus, config, storage=storage)
@@ -59,11 +59,16 @@ async def _chat(config: WebChatConfig, form: dict[str, Any], session_file: str |
 
     bus.subscribe("WebChatService.ended", on_end)
     try:
-        if not service.session.active:
+        if follow:
+            # Join whatever chat another process keeps in the session file, now or later.
+            service.follow_shared_session()
+            if not service.session.active:
+                note("waiting for a chat started with the same --session-file")
+        elif not service.session.active:
             await bus.command("WebChatService.startChat", form)
         note(HELP)
         async for line in lines():
-            if ended or line == "/quit":
+            if (ended and not follow) or line == "/quit":
                 break
             try:
                 if line == "/end":
@@ -110,12 +115,18 @@ async def _chat(config: WebChatConfig, form: dict[str, Any], session_file: str |
 @click.option("--api-url", default="", help="webchat.cometD.apiURL (files over CometD)")
 @click.option("--session-file", default=None, metavar="PATH",
               help="Keep the chat here: quitting leaves it open and the next run restores it.")
+@click.option("--follow", is_flag=True,
+              help="With --session-file: start no chat; join the one another process keeps "
+                   "there (and the next one after it ends).")
 def chat_command(data_url: str, name: str, email: str, subject: str,
                  user_data: tuple[str, ...], apikey: str, cometd_url: str, channel: str,
-                 long_polling: bool, api_url: str, session_file: str | None) -> None:
+                 long_polling: bool, api_url: str, session_file: str | None,
+                 follow: bool) -> None:
     """Chat as a customer from the terminal."""
     from webchat.cli.main import run
 
+    if follow and not session_file:
+        raise click.UsageError("--follow needs --session-file")
     data = {}
     for item in user_data:
         key, sep, value = item.partition("=")
@@ -133,4 +144,4 @@ def chat_command(data_url: str, name: str, email: str, subject: str,
     if subject:
         form["subject"] = subject
     with contextlib.suppress(KeyboardInterrupt):
-        run(_chat(config, form, session_file))
+        run(_chat(config, form, session_file, follow))
