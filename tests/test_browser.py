@@ -123,6 +123,14 @@ async def offered(agent: Any) -> str:
     return str(next(e for e in agent.events if e["type"] == "offer")["chat"]["chatId"])
 
 
+async def accepted_on_page(page: Page, agent: Any) -> str:
+    """The customer on ``page`` starts a chat; the agent accepts it and follows its transcript."""
+    await start_chat(page)
+    chat_id = await offered(agent)
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    return chat_id
+
+
 def shot(page_or_locator: Any, name: str) -> Any:
     SHOTS.mkdir(parents=True, exist_ok=True)
     return page_or_locator.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -174,9 +182,7 @@ async def test_a_reload_mid_chat_restores_the_transcript_once(server, browser, a
                                                               transport):
     agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
-    await start_chat(page)
-    chat_id = await offered(agent)
-    await agent.client.accept(chat_id)
+    chat_id = await accepted_on_page(page, agent)
     await agent.client.send(chat_id, "first answer")
     await say(page, "my question")
     await expect(widget(page).locator(".log")).to_contain_text("first answer")
@@ -237,9 +243,7 @@ async def test_a_page_script_drives_webchatservice_with_bus_commands(server, bro
 async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_factory, transport):
     agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
-    await start_chat(page)
-    chat_id = await offered(agent)
-    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    chat_id = await accepted_on_page(page, agent)
     await page.evaluate("""async () => {
         const input = document.createElement("input");
         input.id = "preview";
@@ -256,9 +260,7 @@ async def test_markup_in_messages_is_shown_as_text_and_runs_nothing(server, brow
                                                                     agent_factory, transport):
     agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
-    await start_chat(page)
-    chat_id = await offered(agent)
-    await agent.client.accept(chat_id)
+    chat_id = await accepted_on_page(page, agent)
     attack = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
     await agent.client.send(chat_id, attack)
     await agent.client.send(chat_id, "see javascript:alert(1) or https://example.org/track?a=1")
@@ -284,9 +286,7 @@ async def test_unread_counter_minimize_and_phone_layout(server, browser, agent_f
                            viewport=PHONE, is_mobile=True, has_touch=True)
     w = widget(page)
     await expect(w.locator("button.launcher")).to_contain_text("Discuter")  # French strings
-    await start_chat(page)
-    chat_id = await offered(agent)
-    await agent.client.accept(chat_id)
+    chat_id = await accepted_on_page(page, agent)
     await agent.client.send(chat_id, "Bonjour Ada")
     await expect(w.locator(".msg.Agent")).to_contain_text("Bonjour Ada")
     await expect(w.locator(".log")).to_contain_text("Vous êtes numéro 1")  # server, in French
@@ -342,9 +342,7 @@ async def test_agent_console_on_a_phone_and_several_chats_in_tabs(server, browse
 async def test_files_and_the_end_confirmation(server, browser, agent_factory, transport):
     agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport={transport}")
-    await start_chat(page)
-    chat_id = await offered(agent)
-    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    chat_id = await accepted_on_page(page, agent)
     w = widget(page)
     await expect(w.locator(".log")).to_contain_text("Grace")
     await w.locator("input[type=file]").set_input_files(
@@ -465,9 +463,7 @@ async def test_the_session_is_kept_under_the_configured_storage_key(server, brow
     config = {"dataURL": server.data_url, "pollInterval": 100, "stateStorageKey": "acme.chat"}
     async with embedding_site(server, config) as site:
         page = await open_page(browser, site)
-        await start_chat(page)
-        chat_id = await offered(agent)
-        await agent.client.accept(chat_id)
+        chat_id = await accepted_on_page(page, agent)
         await agent.client.send(chat_id, "first answer")
         await expect(widget(page).locator(".msg.Agent")).to_have_count(1)
         saved = await page.evaluate("() => Object.keys(localStorage)")
@@ -545,9 +541,7 @@ async def test_a_slow_strings_file_does_not_lose_the_restored_chat(server, brows
     # to leave the reloaded page with an empty transcript.
     agent = await grace(server, agent_factory)
     page = await open_page(browser, f"{server.url}/?transport=rest")
-    await start_chat(page)
-    chat_id = await offered(agent)
-    await agent.client.accept(chat_id)
+    chat_id = await accepted_on_page(page, agent)
     await agent.client.send(chat_id, "before the reload")
     await expect(widget(page).locator(".msg.Agent")).to_have_count(1)
 

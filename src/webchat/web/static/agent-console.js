@@ -2,20 +2,11 @@
 // several chats in tabs (transcript, typing both ways, end, transfer). Talks to /agent/v1 (REST)
 // and its WebSocket event stream. Customer text is always inserted as text, never as HTML.
 
+import {el} from "./dom.js";
+
 const API = "/agent/v1";
 const TOKEN_KEY = "webchat.agent.token";
 const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== false && value != null) node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
-}
 
 class AgentConsole {
   constructor() {

@@ -2,6 +2,8 @@
 // (commands in, events out), in a Shadow DOM. Everything people type is shown as text — never
 // parsed as HTML — and only http(s) links become anchors.
 
+import {el} from "./dom.js";
+
 // Shared by every tab of the site (storage events) and kept across reloads, one key each so that
 // tabs writing at once never overwrite each other's fields.
 const STATE = {
@@ -62,17 +64,6 @@ input, textarea { font: inherit; padding: 7px 8px; border: 1px solid #b5b5b5; bo
 
 const SYSTEM_TYPES = new Set(["Notice", "CustomNotice", "IdleAlert", "IdleClose", "PushUrl",
                               "FileUploaded", "FileDeleted", "ParticipantJoined", "ParticipantLeft"]);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== false && value != null) node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
-}
 
 // Text with http(s) URLs turned into safe links; everything else stays text nodes.
 export function linkify(text) {
@@ -258,8 +249,8 @@ class WebChatWidget extends HTMLElement {
   }
 
   markRead() {
-    if (!this.open || document.visibilityState !== "visible" || !this.received.length) return;
-    const last = this.received[this.received.length - 1];
+    if (!this.open || document.visibilityState !== "visible") return;
+    const last = Math.max(0, ...this.received);
     if (last <= this.readIndex) return;
     this.readIndex = last;
     const stored = this.storedRead();
@@ -317,9 +308,7 @@ class WebChatWidget extends HTMLElement {
       if (!mine) {
         this.agentsTyping.delete(from.nickname);
         this.showTyping();
-      }
-      if (!mine && m.index > (this.received[this.received.length - 1] ?? 0)) {
-        this.received.push(m.index);
+        if (m.index) this.received.push(m.index);
         this.markRead();
         this.showUnread();
       }
