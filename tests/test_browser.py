@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.conftest import free_port
+from tests.conftest import RunningServer, free_port, start_server
+from webchat.server import ServerConfig
+from webchat.server.files import FileLimits
 from webchat.transport.agent import AgentApiError
 
 CHROMIUM = "/usr/bin/chromium"
@@ -145,11 +148,14 @@ async def test_customer_page_and_agent_console_chat(server, browser, transport):
     await console.fill("input[name=password]", "pw")
     await console.click("#login button[type=submit]")
     await expect(console.locator("#me")).to_have_text("Grace")
+    await expect(console.locator("#queue-empty")).to_have_text("No chats are waiting.")
 
     await start_chat(customer)
     # The queue shows the waiting chat with its data; the agent accepts it.
     item = console.locator("#queue li")
     await expect(item).to_contain_text("Parcel A-1009")
+    await expect(console.locator("#queue-count")).to_have_text("1")
+    await expect(console.locator("#queue-empty")).to_be_hidden()
     await expect(item).to_contain_text("demo-page")  # userData from the page's configuration
     await item.locator("button").click()
     w = widget(customer)
@@ -555,3 +561,59 @@ async def test_a_slow_strings_file_does_not_lose_the_restored_chat(server, brows
     await expect(widget(page).locator("form.register")).to_be_hidden()
     seen = await indexes(page)
     assert seen == sorted(set(seen))
+
+
+@contextlib.asynccontextmanager
+async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
+    """A server with a configuration of the test's own, stopped afterwards."""
+    started = await start_server(config)
+    try:
+        yield started
+    finally:
+        await started.runner.cleanup()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "rest"])
+async def test_the_demo_page_chats_on_the_service_the_server_runs(server_config, browser,
+                                                                   agent_factory, transport):
+    # webchat serve --service sales: the demo page must talk to "sales", not a built-in name.
+    async with running(replace(server_config, services=("sales",))) as sales:
+        agent = await grace(sales, agent_factory)
+        page = await open_page(browser, f"{sales.url}/?transport={transport}")
+        chat_id = await accepted_on_page(page, agent)
+        assert sales.engine.chats[chat_id].service == "sales"
+        await agent.client.send(chat_id, "sales here")
+        await expect(widget(page).locator(".msg.Agent")).to_have_text(["Gracesales here"])
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_file_limits_are_named_and_a_large_file_never_leaves_the_page(
+        server_config, browser, agent_factory, transport):
+    limits = FileLimits(max_file_size=2048, max_files=2)
+    async with running(replace(server_config, files=limits)) as server:
+        agent = await grace(server, agent_factory)
+        page = await open_page(browser, f"{server.url}/?transport={transport}")
+        uploads: list[str] = []
+        page.on("request", lambda r: uploads.append(r.url) if r.headers.get(
+            "content-type", "").startswith("multipart/form-data") else None)  # uploads only
+        chat_id = await accepted_on_page(page, agent)
+        w = widget(page)
+        picker = w.locator("input[type=file]")
+        await expect(picker).to_have_attribute("accept", ".jpg,.jpeg,.png,.gif,.pdf,.txt")
+
+        await picker.set_input_files(files=[{"name": "scan.pdf", "mimeType": "application/pdf",
+                                             "buffer": b"%PDF-1.4\n" + b"0" * 4096}])
+        await expect(w.locator(".log")).to_contain_text("larger than 2 KB")
+        assert uploads == [] and server.engine.chats[chat_id].files == {}
+
+        for name in ("a.txt", "b.txt"):
+            await picker.set_input_files(files=[{"name": name, "mimeType": "text/plain",
+                                                 "buffer": name.encode()}])
+            await expect(w.locator(".log")).to_contain_text(name)
+        await picker.set_input_files(files=[{"name": "c.txt", "mimeType": "text/plain",
+                                             "buffer": b"third"}])
+        await expect(w.locator(".log")).to_contain_text("at most 2 files can be attached")
+        assert len(server.engine.chats[chat_id].files) == 2
+        assert len(uploads) == 3  # the count refusal is the server's: those bytes did travel
+        assert "Errors." not in await w.locator(".log").inner_text()

@@ -90,6 +90,8 @@ async def _serve(config: ServerConfig, host: str, port: int,
     site = web.TCPSite(runner, host, port)
     await site.start()
     base = f"http://{host}:{port}"
+    console.print(f"demo site   {base}/   (chat widget; ?transport=websocket|long-polling|rest)")
+    console.print(f"console     {base}/agent   (agent console: log in, tick Ready, answer chats)")
     for service in config.services:
         console.print(f"chat API    {base}{config.api_prefix}/2/chat/{service}")
     console.print(f"CometD      {base}{config.api_prefix}/cometd   (channel /service/chatV2/"

@@ -105,7 +105,7 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
         return web.json_response({"status": "ok", "chats": len(engine.chats),
                                   "waiting": len(engine.router.waiting())})
 
-    web_pages.add_routes(app)
+    web_pages.add_routes(app, service=config.services[0], api_prefix=config.api_prefix)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", health)
 

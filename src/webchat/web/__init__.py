@@ -8,6 +8,7 @@ only: no inline script, no eval, so a message that slipped through as markup sti
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
@@ -25,11 +26,26 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
+
+
 def _page(name: str) -> Handler:
     async def handler(_: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / name, headers={
-            "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+        return web.FileResponse(STATIC / name, headers=PAGE_HEADERS)
+    return handler
+
+
+def _demo_page(service: str, api_prefix: str) -> Handler:
+    """The demo site, told which chat service and URL prefix this server runs: the page's
+    configuration script reads them from the root element (no inline script under the CSP)."""
+    text = (STATIC / "index.html").read_text(encoding="utf-8").replace(
+        "<html lang=\"en\">",
+        f"<html lang=\"en\" data-service=\"{html.escape(service)}\" "
+        f"data-api-prefix=\"{html.escape(api_prefix)}\">", 1)
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(text=text, content_type="text/html", headers=PAGE_HEADERS)
     return handler
 
 
@@ -43,11 +59,11 @@ async def _no_icon(_: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, service: str, api_prefix: str) -> None:
     if not (STATIC / "vendor" / "cometd" / "cometd.js").exists():
         log.warning("the browser's CometD client is not vendored; run scripts/setup "
                     "(the widget then works with REST polling only)")
-    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/", _demo_page(service, api_prefix))
     app.router.add_get("/agent", _page("agent.html"))
     app.router.add_get("/favicon.ico", _no_icon)
     app.router.add_get("/webchat/i18n/{lang}.json", _strings)

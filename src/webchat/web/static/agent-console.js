@@ -88,6 +88,8 @@ class AgentConsole {
     const list = $("queue");
     list.replaceChildren(...chats.map((c) => this.queueItem(c)));
     $("queue-count").textContent = String(chats.length);
+    $("queue-count").classList.toggle("empty", chats.length === 0);
+    $("queue-empty").hidden = chats.length > 0;
   }
 
   queueItem(chat) {

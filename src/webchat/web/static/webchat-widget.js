@@ -62,6 +62,18 @@ input, textarea { font: inherit; padding: 7px 8px; border: 1px solid #b5b5b5; bo
   .launcher { right: 12px; bottom: 12px; }
 }`;
 
+const FILE_TOO_LARGE = 1013;  // the server's code for a file over upload-max-file-size
+
+// 10485760 -> "10 MB": sizes in the file error texts, as a person reads them.
+function byteSize(value) {
+  const bytes = Number(value);
+  if (!Number.isFinite(bytes) || bytes <= 0) return "";
+  const units = ["bytes", "KB", "MB", "GB"];
+  let size = bytes, unit = 0;
+  while (size >= 1024 && unit < units.length - 1) { size /= 1024; unit += 1; }
+  return `${Number.isInteger(size) ? size : size.toFixed(1)} ${units[unit]}`;
+}
+
 const SYSTEM_TYPES = new Set(["Notice", "CustomNotice", "IdleAlert", "IdleClose", "PushUrl",
                               "FileUploaded", "FileDeleted", "ParticipantJoined", "ParticipantLeft"]);
 
@@ -132,7 +144,6 @@ class WebChatWidget extends HTMLElement {
     this.setOpen(localStorage.getItem(STATE.open) === "true", false);
     window.addEventListener("storage", (e) => this.onSharedState(e));
     document.addEventListener("visibilitychange", () => this.markRead());
-    if (window._genesys?.widgets?.webchat?.uploadsEnabled) this.attach.hidden = false;
   }
 
   async loadStrings(lang) {
@@ -148,6 +159,13 @@ class WebChatWidget extends HTMLElement {
     let value = key.split(".").reduce((node, part) => node?.[part], this.strings);
     if (typeof value !== "string") value = key;
     return value.replace(/<%(\w+)%>/g, (_, name) => params[name] ?? "");
+  }
+
+  // The localized text for a server error code, or for `fallback` when the code has none: a
+  // customer never sees a bare key such as "Errors.1008".
+  errorText(code, fallback, params = {}) {
+    const known = code != null && typeof this.strings.Errors?.[code] === "string";
+    return this.t(known ? `Errors.${code}` : fallback, params);
   }
 
   build() {
@@ -168,7 +186,7 @@ class WebChatWidget extends HTMLElement {
     this.input = el("textarea", {rows: 1, placeholder: t("ChatInputPlaceholder"), "aria-label": t("ChatInputPlaceholder"),
                                  onkeydown: (e) => this.onKey(e), oninput: () => this.onTyping()});
     this.fileInput = el("input", {type: "file", hidden: true, onchange: () => this.onFile()});
-    this.attach = el("button", {type: "button", hidden: true, class: "attach", "aria-label": t("ActionsSendFile"),
+    this.attach = el("button", {type: "button", hidden: !window._genesys?.widgets?.webchat?.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
                                 title: t("ActionsSendFile"), onclick: () => this.fileInput.click()}, clip());
     this.composer = el("div", {class: "composer", hidden: true}, this.attach, this.fileInput, this.input,
       el("button", {class: "primary", type: "button", text: t("ChatInputSend"), onclick: () => this.onSend()}));
@@ -274,6 +292,14 @@ class WebChatWidget extends HTMLElement {
     const read = this.storedRead();
     this.readIndex = read.chat === chatId ? read.index : 0;
     this.chatting(true);
+    if (!this.attach.hidden) this.offerFileTypes();
+  }
+
+  // The file picker offers only the types this chat accepts (the server checks them anyway).
+  async offerFileTypes() {
+    const limits = await this.bus.command("WebChatService.getFileLimits").catch(() => null);
+    const types = String(limits?.["upload-file-types"] ?? "").split(":").filter(Boolean);
+    if (types.length) this.fileInput.accept = types.map((t) => `.${t}`).join(",");
   }
 
   chatting(on) {
@@ -362,8 +388,7 @@ class WebChatWidget extends HTMLElement {
       await this.bus.command("WebChatService.startChat", options);
       this.input.focus();
     } catch (e) {
-      const code = e.data?.errors?.[0]?.code;
-      this.error.textContent = code ? this.t(`Errors.${code}`) : this.t("Errors.StartFailed");
+      this.error.textContent = this.errorText(e.data?.errors?.[0]?.code, "Errors.StartFailed");
     }
   }
 
@@ -393,11 +418,23 @@ class WebChatWidget extends HTMLElement {
   async onFile() {
     const files = this.fileInput.files;
     if (!files?.length) return;
+    // The chat's limits name the numbers in the error texts; a file over the size limit is
+    // refused here, before its bytes travel.
+    const limits = await this.bus.command("WebChatService.getFileLimits").catch(() => ({}));
+    const params = {MaxFilesAllowed: limits["upload-max-files"] ?? "",
+                    MaxAttachmentsSize: byteSize(limits["upload-max-total-size"]),
+                    MaxSizePerFile: byteSize(limits["upload-max-file-size"])};
+    const maxSize = Number(limits["upload-max-file-size"]);
     try {
-      await this.bus.command("WebChatService.sendFile", {files});
+      if (maxSize > 0 && files[0].size > maxSize) {
+        this.system(this.t("Errors.FileTransferSizeError", params));
+      } else {
+        await this.bus.command("WebChatService.sendFile", {files});
+      }
     } catch (e) {
       const code = e.data?.errors?.[0]?.code;
-      this.system(code && [201, 202, 203].includes(code) ? this.t(`Errors.${code}`) : this.t("Errors.FileSendFailed"));
+      this.system(code === FILE_TOO_LARGE ? this.t("Errors.FileTransferSizeError", params)
+                                          : this.errorText(code, "Errors.FileSendFailed", params));
     }
     this.fileInput.value = "";
   }
