@@ -74,8 +74,12 @@ async def embedding_site(server: Any, config: dict[str, Any]) -> AsyncIterator[s
     async def page(_: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html")
 
+    async def no_icon(_: web.Request) -> web.Response:
+        return web.Response(status=204)
+
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_get("/favicon.ico", no_icon)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -617,3 +621,33 @@ async def test_file_limits_are_named_and_a_large_file_never_leaves_the_page(
         assert len(server.engine.chats[chat_id].files) == 2
         assert len(uploads) == 3  # the count refusal is the server's: those bytes did travel
         assert "Errors." not in await w.locator(".log").inner_text()
+
+
+@pytest.mark.conformance("event:restoreTimeout")
+async def test_restore_timeout_counts_the_time_away_from_the_page(server, browser,
+                                                                  agent_factory):
+    agent = await grace(server, agent_factory)
+    config = {"dataURL": server.data_url, "pollInterval": 100, "restoreTimeout": 3000}
+    async with embedding_site(server, config) as site:
+        page = await open_page(browser, site)
+        w = widget(page)
+        chat_id = await accepted_on_page(page, agent)
+        await agent.client.send(chat_id, "hold on")
+        await expect(w.locator(".msg.Agent")).to_have_count(1)
+        # Quiet for longer than restoreTimeout, but on the page all along: a reload keeps it.
+        await asyncio.sleep(4)
+        await page.reload()
+        await expect(w.locator(".msg.Agent")).to_have_text(["Gracehold on"])
+        await expect(w.locator("form.register")).to_be_hidden()
+
+        # Away from the page for longer than restoreTimeout: not restored, and the customer
+        # is told so where a new chat starts.
+        await page.goto("about:blank")
+        await asyncio.sleep(4)
+        await page.goto(site)
+        await expect(w.locator("form.register")).to_be_visible()
+        await expect(w.locator("form.register [role=alert]")).to_have_text(
+            "Your previous chat has timed out. Start a new one?")
+        assert "_genesys.widgets.webchat.state.keys" not in await page.evaluate(
+            "() => Object.keys(localStorage)")
+        assert page.errors == []  # type: ignore[attr-defined]

@@ -120,6 +120,23 @@ async def test_a_chat_left_longer_than_restore_timeout_is_not_restored(
     await third.wait_event("restored")
 
 
+async def test_restore_timeout_counts_from_when_the_process_left_not_the_last_message(
+        server, customer_factory):
+    storage = MemoryStorage()
+    first = await customer_factory(server.data_url, storage=storage)
+    await first.command("startChat", {"nickname": "Ada"})
+    quiet = storage.load()
+    assert quiet is not None
+    storage.save({**quiet, "savedAt": now_ms() - 61_000})  # nothing new for over a minute
+    await first.close()  # ...then the customer quits: that is when the time away starts
+    left = storage.load()
+    assert left is not None and now_ms() - left["savedAt"] < 61_000
+
+    second = await customer_factory(server.data_url, storage=storage)
+    await second.wait_event("restored")
+    assert "restoreTimeout" not in second.names()
+
+
 @pytest.mark.conformance("event:restoreFailed")
 async def test_a_chat_the_server_refuses_fails_to_restore_and_is_forgotten(
         server, customer_factory):

@@ -162,6 +162,8 @@ class ServiceCore:
             self.transport.on_resync = self._resync
 
     async def close(self) -> None:
+        # restoreTimeout counts the time away, so leaving stamps the saved session.
+        self.save()
         if self._follower is not None:
             self._follower.cancel()
             self._follower = None

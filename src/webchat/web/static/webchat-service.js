@@ -204,6 +204,9 @@ export class WebChatService {
     this.storage = options.storage ?? window.localStorage;
     // Another tab of the site that starts (or restores) a chat saves it here: follow it too.
     if (this.storage === window.localStorage) window.addEventListener("storage", (e) => this.onSharedSession(e));
+    // restoreTimeout counts the time away from the page, not the time since the last message:
+    // a customer who waited quietly in the queue and then reloads keeps the chat.
+    window.addEventListener("pagehide", () => this.save());
     this.plugin = bus.registerPlugin("WebChatService");
     this.reset();
     this.prefilters = [];

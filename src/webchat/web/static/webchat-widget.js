@@ -116,7 +116,7 @@ function safeLink(raw) {
   return el("a", {href: url.href, target: "_blank", rel: "noopener noreferrer nofollow", text: raw});
 }
 
-class WebChatWidget extends HTMLElement {
+export class WebChatWidget extends HTMLElement {
   constructor() {
     super();
     this.root = this.attachShadow({mode: "open"});
@@ -133,12 +133,17 @@ class WebChatWidget extends HTMLElement {
   get bus() { return window.CXBus; }
 
   async connectedCallback() {
+    // A restore that fails is reported while the strings below still load: keep the outcome and
+    // say it on the registration form, where the customer starts over.
+    this.bus.subscribe("WebChatService.restoreTimeout", () => this.formNotice("RestoreTimeoutBody"));
+    this.bus.subscribe("WebChatService.restoreFailed", () => this.formNotice("Errors.RestoreFailed"));
     const sheet = new CSSStyleSheet();
     sheet.replaceSync(CSS);
     this.root.adoptedStyleSheets = [sheet];
     this.lang = this.getAttribute("lang") || window._genesys?.widgets?.main?.lang || "en";
     this.strings = await this.loadStrings(this.lang);
     this.build();
+    if (this.notice) this.formNotice(this.notice);
     this.subscribe();
     await this.catchUp();
     this.setOpen(localStorage.getItem(STATE.open) === "true", false);
@@ -232,9 +237,13 @@ class WebChatWidget extends HTMLElement {
                         this.system(this.t("ChatEnded")); });
     on("agentTypingStarted", (d) => { this.agentsTyping.add(d.message.from.nickname); this.showTyping(); });
     on("agentTypingStopped", (d) => { this.agentsTyping.delete(d.message.from.nickname); this.showTyping(); });
-    on("restoreTimeout", () => this.system(this.t("RestoreTimeoutBody")));
     on("chatServerWentOffline", () => this.system(this.t("Errors.ChatServerWentOffline")));
     on("chatServerBackOnline", () => this.system(this.t("Errors.Reconnected")));
+  }
+
+  formNotice(key) {
+    this.notice = key;
+    if (this.error) this.error.textContent = this.t(key);
   }
 
   storedRead() {
@@ -453,4 +462,3 @@ class WebChatWidget extends HTMLElement {
   }
 }
 
-customElements.define("webchat-widget", WebChatWidget);

@@ -4,7 +4,7 @@
 
 import {Bus} from "./cxbus.js";
 import {WebChatService} from "./webchat-service.js";
-import "./webchat-widget.js";
+import {WebChatWidget} from "./webchat-widget.js";
 
 const genesys = (window._genesys ??= {});
 const widgets = (genesys.widgets ??= {});
@@ -13,5 +13,8 @@ window.CXBus = bus;
 widgets.bus = bus;
 
 export const service = new WebChatService(bus);
+// Defined once the bus exists and before the service starts: the widgets already in the page
+// connect now and hear everything the start publishes (a restore, or why it failed).
+if (!customElements.get("webchat-widget")) customElements.define("webchat-widget", WebChatWidget);
 export const ready = service.start();
 window.dispatchEvent(new CustomEvent("webchat:loaded", {detail: {bus}}));
