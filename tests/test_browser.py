@@ -20,6 +20,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.conftest import RunningServer, free_port, start_server
 from webchat.server import ServerConfig
+from webchat.server.app import AGENT_API
 from webchat.server.files import FileLimits
 from webchat.transport.agent import AgentApiError
 
@@ -651,3 +652,115 @@ async def test_restore_timeout_counts_the_time_away_from_the_page(server, browse
         assert "_genesys.widgets.webchat.state.keys" not in await page.evaluate(
             "() => Object.keys(localStorage)")
         assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def console_with_chat(browser: Browser, server: Any, customer: Any) -> tuple[Page, Any]:
+    """Grace's console, ready, with the customer's new chat accepted; its open chat panel."""
+    await server.add_agent("grace", nickname="Grace")
+    console = await log_in(browser, server.url, "grace")
+    await console.locator("#ready").check()
+    await customer.command("startChat", {"nickname": "Ada"})
+    await console.locator("#queue li", has_text="Ada").locator("button").click()
+    return console, console.locator(".chat:not([hidden])")
+
+
+async def test_the_console_catches_up_after_its_event_stream_drops(server, browser,
+                                                                   customer_factory):
+    ada = await customer_factory(server.data_url)
+    console, panel = await console_with_chat(browser, server, ada)
+    await ada.command("sendMessage", {"message": "before the drop"})
+    await expect(panel.locator(".log")).to_contain_text("before the drop")
+
+    # The agent's network goes away and the server drops the event stream; Ada writes meanwhile.
+    await console.context.set_offline(True)
+    sockets = server.app[AGENT_API].sockets
+    for ws in list(sockets):
+        await ws.close()
+    async with asyncio.timeout(10):
+        while sockets:  # noqa: ASYNC110 - the server forgets the socket on its own
+            await asyncio.sleep(0.02)
+    await ada.command("sendMessage", {"message": "while you were away"})
+    await console.context.set_offline(False)
+
+    await expect(panel.locator(".log")).to_contain_text("while you were away")
+    await ada.command("sendMessage", {"message": "after the drop"})
+    await expect(panel.locator(".log")).to_contain_text("after the drop")
+    lines = panel.locator(".line:not(.system)")
+    await expect(lines).to_have_count(3)  # each once, in order
+    assert [t.split(":", 1)[1].strip() for t in await lines.all_inner_texts()] == [
+        "before the drop", "while you were away", "after the drop"]
+
+
+async def test_the_console_downloads_a_customer_file_and_closes_an_ended_tab(
+        server, browser, customer_factory):
+    ada = await customer_factory(server.data_url)
+    console, panel = await console_with_chat(browser, server, ada)
+    await expect(panel.locator(".log")).to_contain_text("Grace joined")
+    await ada.command("sendFile", {"data": b"order A-1009\n", "fileName": "receipt.txt"})
+    await expect(panel.locator(".log")).to_contain_text("Ada sent receipt.txt")
+    async with console.expect_download() as info:
+        await panel.get_by_role("button", name="Download").click()
+    download = await info.value
+    assert download.suggested_filename == "receipt.txt"
+    assert await asyncio.to_thread(Path(await download.path()).read_bytes) == b"order A-1009\n"
+
+    # Once Ada ends the chat, the agent can no longer write in it and can close its tab.
+    await ada.command("endChat")
+    await expect(console.locator("[role=tab]")).to_have_text(["Ada (ended)"])
+    await expect(panel.locator("textarea")).to_be_disabled()
+    await panel.get_by_role("button", name="Close tab").click()
+    await expect(console.locator("[role=tab]")).to_have_count(0)
+    await expect(console.locator(".chat")).to_have_count(0)
+    assert console.errors == []  # type: ignore[attr-defined]
+
+
+async def focused(page: Page) -> str:
+    """What has keyboard focus inside the widget: a field's name, else a button's text."""
+    return str(await page.evaluate("""() => {
+        const a = document.querySelector("webchat-widget").shadowRoot.activeElement;
+        return a ? (a.name || a.getAttribute("aria-label") || a.textContent.trim()) : "";
+    }"""))
+
+
+async def test_the_widget_is_usable_with_the_keyboard_alone(server, browser, agent_factory):
+    agent = await grace(server, agent_factory)
+    page = await open_page(browser, f"{server.url}/?transport=rest")
+    w = widget(page)
+    await w.locator("button.launcher").focus()
+    await page.keyboard.press("Enter")
+    assert await focused(page) == "firstname"
+    await page.keyboard.type("Ada")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("Byron")
+    await page.keyboard.press("Enter")  # submits the form
+    chat_id = await offered(agent)
+    await agent.client.accept(chat_id)
+    await expect(w.locator(".log")).to_contain_text("Grace joined")
+    assert await focused(page) == "Type your message here"
+    await page.keyboard.type("typed, not clicked")
+    await page.keyboard.press("Enter")
+    await expect(w.locator(".msg.Client")).to_have_text(["You saidtyped, not clicked"])
+
+    await page.keyboard.press("Escape")  # minimize: focus goes back to the chat button
+    await expect(w.locator(".panel")).to_be_hidden()
+    assert await focused(page) == "Open chat"
+    await page.keyboard.press("Enter")
+    await expect(w.locator(".panel")).to_be_visible()
+    assert await focused(page) == "Type your message here"
+
+    # The end-chat question takes focus on its harmless answer; Escape answers it.
+    await w.get_by_role("button", name="Close chat").focus()
+    await page.keyboard.press("Enter")
+    await expect(w.locator(".dialog")).to_be_visible()
+    assert await focused(page) == "Keep chatting"
+    await page.keyboard.press("Escape")
+    await expect(w.locator(".dialog")).to_be_hidden()
+    await expect(w.locator(".panel")).to_be_visible()
+    assert await focused(page) == "Type your message here"
+    await w.get_by_role("button", name="Close chat").focus()
+    await page.keyboard.press("Enter")
+    await page.keyboard.press("Tab")
+    assert await focused(page) == "End chat"
+    await page.keyboard.press("Enter")
+    await expect(w.locator(".log")).to_contain_text("Chat ended")
+    assert server.engine.chats[chat_id].ended

@@ -11,7 +11,8 @@ const $ = (id) => document.getElementById(id);
 class AgentConsole {
   constructor() {
     this.token = sessionStorage.getItem(TOKEN_KEY);
-    this.chats = new Map();  // chatId -> {tab, panel, log, typing, next, ended}
+    this.chats = new Map();  // chatId -> {tab, panel, log, typing, input, endButton, meta, next, ended}
+    this.closed = new Set();  // chats whose tab the agent closed: late events do not reopen them
     this.opening = new Map();  // chatId -> promise of its panel
     this.current = null;
     this.socket = null;
@@ -104,10 +105,19 @@ class AgentConsole {
 
   async onEvent(event) {
     switch (event.type) {
-      case "hello":
-        // Chats merely offered to us wait in the queue list until accepted.
-        for (const chat of event.chats) if (chat.status !== "queued") await this.openChat(chat.chatId, null);
+      case "hello": {
+        // Sent on every (re)connect. Chats merely offered to us wait in the queue list until
+        // accepted; chats already on screen fetch what was said while the stream was down, and
+        // so do those that ended or left us meanwhile (they are no longer listed).
+        const listed = new Set(event.chats.map((c) => c.chatId));
+        for (const chat of event.chats) {
+          if (this.chats.has(chat.chatId)) await this.catchUp(chat.chatId);
+          else if (chat.status !== "queued" && !this.closed.has(chat.chatId)) await this.openChat(chat.chatId, null);
+        }
+        for (const [id, chat] of this.chats) if (!chat.ended && !listed.has(id)) await this.catchUp(id);
+        await this.refreshQueue();
         break;
+      }
       case "offer":
         this.notify(`New chat from ${event.chat.customer?.nickname ?? "a customer"}`);
         await this.refreshQueue();
@@ -163,13 +173,14 @@ class AgentConsole {
     const input = el("textarea", {"aria-label": "Reply", placeholder: "Type a reply",
                                   onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.send(chatId); } },
                                   oninput: () => this.typing(chatId)});
+    const endButton = el("button", {type: "button", class: "secondary", text: "End", onclick: () => this.end(chatId)});
     const transferTo = el("input", {placeholder: "agent id (empty: queue)", "aria-label": "Transfer to", size: 14});
     const meta = el("div", {class: "meta"});
     const panel = el("div", {class: "chat", role: "tabpanel", hidden: true, "data-chat": chatId},
       meta, log, typing,
       el("div", {class: "composer"}, input,
         el("button", {type: "button", text: "Send", onclick: () => this.send(chatId)}),
-        el("button", {type: "button", class: "secondary", text: "End", onclick: () => this.end(chatId)}),
+        endButton,
         transferTo,
         el("button", {type: "button", class: "secondary", text: "Transfer",
                       onclick: () => this.transfer(chatId, transferTo.value.trim())})));
@@ -188,9 +199,47 @@ class AgentConsole {
     }
     tab.textContent = detail.customer?.nickname ?? chatId;
     meta.textContent = this.describe(detail.userData);
-    this.chats.set(chatId, {tab, panel, log, typing, input, meta, next: 1, ended: false});
+    this.chats.set(chatId, {tab, panel, log, typing, input, endButton, meta, next: 1, ended: false});
     for (const message of detail.messages ?? []) this.onMessage(chatId, message, false);
+    if (detail.status === "ended") this.finish(chatId, "ended");
     if (!this.current) this.select(chatId);
+  }
+
+  // What was said in a chat after the last event shown, fetched after the stream was down.
+  async catchUp(chatId) {
+    const chat = this.chats.get(chatId);
+    try {
+      const detail = await this.call("GET", `/chats/${encodeURIComponent(chatId)}?from=${chat.next}`);
+      for (const message of detail.messages ?? []) this.onMessage(chatId, message, false);
+      if (detail.status === "ended") this.finish(chatId, "ended");
+    } catch (e) {
+      $("status").textContent = `Chat ${chatId} is no longer yours: ${e.message}`;
+      this.finish(chatId, "closed");
+    }
+  }
+
+  // The chat is over for this agent: nothing more can be sent, and its tab can be closed.
+  finish(chatId, why) {
+    const chat = this.chats.get(chatId);
+    if (!chat || chat.ended) return;
+    chat.ended = true;
+    chat.tab.textContent += ` (${why})`;
+    chat.input.disabled = true;
+    chat.endButton.textContent = "Close tab";
+  }
+
+  closeTab(chatId) {
+    const chat = this.chats.get(chatId);
+    this.closed.add(chatId);
+    this.chats.delete(chatId);
+    this.opening.delete(chatId);
+    chat.tab.remove();
+    chat.panel.remove();
+    if (this.current === chatId) {
+      this.current = null;
+      const next = this.chats.keys().next();
+      if (!next.done) this.select(next.value);
+    }
   }
 
   select(chatId) {
@@ -206,7 +255,7 @@ class AgentConsole {
   onMessage(chatId, message, ended) {
     const chat = this.chats.get(chatId);
     if (!chat) {
-      this.openChat(chatId, null).then(() => this.onMessage(chatId, message, ended), () => {});
+      if (!this.closed.has(chatId)) this.openChat(chatId, null).then(() => this.onMessage(chatId, message, ended), () => {});
       return;
     }
     if (message.index && message.index < chat.next) return;  // already shown
@@ -224,16 +273,37 @@ class AgentConsole {
       line = el("div", {class: "line", "data-index": message.index},
         el("span", {class: "who", text: `${from.nickname}:`}), document.createTextNode(String(message.text ?? "")));
       if (from.type === "Client") chat.typing.textContent = "";
+    } else if (message.type === "FileUploaded") {
+      const name = String(message.userData?.["file-name"] ?? "a file");
+      line = el("div", {class: "line system", "data-index": message.index, text: `${from.nickname} sent ${name} `},
+        el("button", {type: "button", class: "link", text: "Download",
+                      onclick: () => this.download(chatId, String(message.text), name)}));
     } else {
-      const text = {ParticipantJoined: `${from.nickname} joined`, ParticipantLeft: `${from.nickname} left`,
-                    FileUploaded: `${from.nickname} sent ${message.userData?.["file-name"] ?? "a file"}`}[message.type]
+      const text = {ParticipantJoined: `${from.nickname} joined`, ParticipantLeft: `${from.nickname} left`}[message.type]
         ?? String(message.text ?? message.type);
       line = el("div", {class: "line system", "data-index": message.index, text});
     }
     chat.log.append(line);
     chat.log.scrollTop = chat.log.scrollHeight;
     if (chatId !== this.current && from.type === "Client") chat.tab.classList.add("attention");
-    if (ended) { chat.ended = true; chat.tab.textContent += " (ended)"; }
+    if (ended) this.finish(chatId, "ended");
+  }
+
+  // Files need the agent's token, so they are fetched here and handed to the browser as a blob.
+  async download(chatId, fileId, name) {
+    const response = await fetch(`${API}/chats/${encodeURIComponent(chatId)}/files/${encodeURIComponent(fileId)}`,
+                                 {headers: {"Authorization": `Bearer ${this.token}`}});
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      $("status").textContent = `Download failed: ${data.error?.message ?? `HTTP ${response.status}`}`;
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", {href: url, download: name, hidden: true});
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
   }
 
   async send(chatId) {
@@ -267,15 +337,14 @@ class AgentConsole {
   }
 
   async end(chatId) {
+    if (this.chats.get(chatId)?.ended) { this.closeTab(chatId); return; }
     await this.call("POST", `/chats/${encodeURIComponent(chatId)}/end`).catch((e) => { $("status").textContent = e.message; });
   }
 
   async transfer(chatId, toAgent) {
     try {
       await this.call("POST", `/chats/${encodeURIComponent(chatId)}/transfer`, toAgent ? {toAgent} : {});
-      const chat = this.chats.get(chatId);
-      chat.ended = true;
-      chat.tab.textContent += " (transferred)";
+      this.finish(chatId, "transferred");
     } catch (e) {
       $("status").textContent = `Transfer failed: ${e.message}`;
     }

@@ -199,10 +199,10 @@ export class WebChatWidget extends HTMLElement {
     this.dialog = el("div", {class: "dialog", hidden: true, role: "dialog", "aria-modal": "true"},
       el("div", {}, el("p", {text: t("ChatEndQuestion")}),
         el("div", {class: "buttons"},
-          el("button", {type: "button", text: t("ChatEndCancel"), onclick: () => this.hideDialog()}),
+          this.keepButton = el("button", {type: "button", text: t("ChatEndCancel"), onclick: () => this.keepChatting()}),
           el("button", {class: "primary", type: "button", text: t("ChatEndConfirm"), onclick: () => this.confirmEnd()}))));
     this.panel = el("section", {class: "panel", role: "dialog", "aria-label": t("ChatTitle"), hidden: true,
-                                onkeydown: (e) => { if (e.key === "Escape") this.setOpen(false); }},
+                                onkeydown: (e) => this.onPanelKey(e)},
       el("header", {}, el("h2", {text: t("ChatTitle")}),
         el("button", {type: "button", "aria-label": t("AriaMinimize"), text: "–", onclick: () => this.setOpen(false)}),
         this.endButton),
@@ -264,11 +264,20 @@ export class WebChatWidget extends HTMLElement {
     }
   }
 
+  // Escape answers the end-chat question with "keep chatting" when it is asked, else minimizes.
+  onPanelKey(event) {
+    if (event.key !== "Escape") return;
+    if (!this.dialog.hidden) this.keepChatting();
+    else this.setOpen(false);
+  }
+
   setOpen(open, share = true) {
+    const focused = this.root.activeElement !== null;  // keyboard focus inside the widget
     this.open = open;
     this.panel.hidden = !open;
     this.launcher.hidden = open;
     if (open) (this.composer.hidden ? this.form.querySelector("input") : this.input)?.focus();
+    else if (focused) this.launcher.focus();  // not lost in a hidden panel
     if (share) localStorage.setItem(STATE.open, String(open));
     this.markRead();
     this.showUnread();
@@ -450,11 +459,20 @@ export class WebChatWidget extends HTMLElement {
 
   async onClose() {
     const active = await this.bus.command("WebChatService.verifySession").then((r) => r.sessionActive, () => false);
-    if (active) { this.dialog.hidden = false; localStorage.setItem(STATE.question, "true"); }
+    if (active) {
+      this.dialog.hidden = false;
+      localStorage.setItem(STATE.question, "true");
+      this.keepButton.focus();  // the harmless answer first, for keyboard users
+    }
     else { this.chatting(false); this.setOpen(false); }
   }
 
   hideDialog() { this.dialog.hidden = true; localStorage.setItem(STATE.question, "false"); }
+
+  keepChatting() {
+    this.hideDialog();
+    this.input.focus();
+  }
 
   async confirmEnd() {
     this.hideDialog();
