@@ -173,6 +173,13 @@ class AgentRecorder:
         return [e["message"] for e in self.events
                 if e["type"] == "message" and e["chatId"] == chat_id]
 
+    async def wait_message(self, chat_id: str, predicate: Callable[[dict[str, Any]], Any],
+                           within: float = 5.0) -> dict[str, Any]:
+        """The first transcript event of the chat the agent received that satisfies
+        ``predicate``, once it has arrived."""
+        await self.wait_for(lambda _: any(predicate(m) for m in self.messages(chat_id)), within)
+        return next(m for m in self.messages(chat_id) if predicate(m))
+
 
 @pytest.fixture
 async def agent_factory() -> AsyncIterator[Callable[..., Any]]:

@@ -210,8 +210,7 @@ async def test_a_reload_mid_chat_restores_the_transcript_once(server, browser, a
     assert set(texts) <= set(seen)  # every message, from before and after the reload
     await expect(w.locator(".msg.Client")).to_have_text(["You saidmy question"])
     await say(page, "still here")
-    await agent.wait_for(lambda _: any(m.get("text") == "still here"
-                                       for m in agent.messages(chat_id)))
+    await agent.wait_message(chat_id, lambda m: m.get("text") == "still here")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -262,8 +261,7 @@ async def test_typing_preview_input_sends_what_is_typed(server, browser, agent_f
         await CXBus.command("WebChatService.registerTypingPreviewInput", {input});
     }""")
     await page.locator("#preview").press_sequentially("order 42")
-    await agent.wait_for(lambda _: any(m["type"] == "TypingStarted" and m.get("text")
-                                       for m in agent.messages(chat_id)))
+    await agent.wait_message(chat_id, lambda m: m["type"] == "TypingStarted" and m.get("text"))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -359,9 +357,7 @@ async def test_files_and_the_end_confirmation(server, browser, agent_factory, tr
     await w.locator("input[type=file]").set_input_files(
         files=[{"name": "receipt.txt", "mimeType": "text/plain", "buffer": b"order A-1009\n"}])
     await expect(w.locator(".log")).to_contain_text("receipt.txt")
-    await agent.wait_for(lambda _: any(m["type"] == "FileUploaded"
-                                       for m in agent.messages(chat_id)))
-    file_id = next(m for m in agent.messages(chat_id) if m["type"] == "FileUploaded")["text"]
+    file_id = (await agent.wait_message(chat_id, lambda m: m["type"] == "FileUploaded"))["text"]
     assert (await agent.client.download_file(chat_id, file_id))[0] == b"order A-1009\n"
     # A forbidden type is refused with the widget's localized error, and nothing is stored.
     await w.locator("input[type=file]").set_input_files(
@@ -504,8 +500,7 @@ async def test_one_chat_in_two_tabs_stays_in_sync(server, browser, agent_factory
         await expect(w.locator(".msg.Agent")).to_have_text(["Gracehello both"])
     await say(tabs[1], "typed in tab B")
     await expect(a.locator(".msg.Client")).to_have_text(["You saidtyped in tab B"])
-    await agent.wait_for(lambda _: any(m.get("text") == "typed in tab B"
-                                       for m in agent.messages(chat_id)))
+    await agent.wait_message(chat_id, lambda m: m.get("text") == "typed in tab B")
 
     # Minimizing in one tab minimizes both; unread counts agree; reading in one clears both.
     await a.locator("header button").first.click()

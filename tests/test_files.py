@@ -54,9 +54,7 @@ async def test_files_both_ways(server, customer_factory, agent_factory, transpor
     assert uploaded.data["fileId"] == file_id
     assert (uploaded.data["fileName"], uploaded.data["fileSize"]) == ("receipt.png", len(PNG))
     # The agent sees the FileUploaded event and downloads exactly those bytes.
-    await agent.wait_for(lambda _: any(m["type"] == "FileUploaded"
-                                       for m in agent.messages(chat_id)))
-    event = next(m for m in agent.messages(chat_id) if m["type"] == "FileUploaded")
+    event = await agent.wait_message(chat_id, lambda m: m["type"] == "FileUploaded")
     assert event["userData"]["file-description"] == "my receipt"
     data, ctype = await agent.client.download_file(chat_id, file_id)
     assert (data, ctype) == (PNG, "image/png")

@@ -85,8 +85,7 @@ async def test_an_idle_customer_is_warned_then_the_chat_closes(
         assert alert["index"] < close["index"]
         assert "agentDisconnected" in customer.names()
         assert server.engine.chats[chat_id].ended
-        await agent.wait_for(lambda _: any(m["type"] == "IdleClose"
-                                           for m in agent.messages(chat_id)))
+        await agent.wait_message(chat_id, lambda m: m["type"] == "IdleClose")
     finally:
         await server.runner.cleanup()
 

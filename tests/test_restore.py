@@ -93,8 +93,7 @@ async def test_chat_restores_in_a_new_process_after_the_first_was_killed(
 
     # The restored chat goes on, and nothing was sent twice on the way.
     await customer.command("sendMessage", {"message": "back again"})
-    await agent.wait_for(lambda _: any(m.get("text") == "back again"
-                                       for m in agent.messages(chat_id)))
+    await agent.wait_message(chat_id, lambda m: m.get("text") == "back again")
     texts = [m.text for m in server.engine.chats[chat_id].events if m.type == "Message"]
     assert texts.count("hello one") == 1 and texts.count("back again") == 1
 
@@ -209,8 +208,7 @@ async def test_processes_sharing_a_session_file_are_one_chat(server, customer_fa
         await customer.wait_for(lambda c: ("Agent", "to both") in c.texts())
     await second.command("sendMessage", {"message": "from the second process"})
     await first.wait_for(lambda c: ("Client", "from the second process") in c.texts())
-    await agent.wait_for(lambda _: any(m.get("text") == "from the second process"
-                                       for m in agent.messages(chat_id)))
+    await agent.wait_message(chat_id, lambda m: m.get("text") == "from the second process")
     await first.command("endChat")
     await second.wait_event("ended")
     sent = [m["text"] for m in agent.messages(chat_id)
