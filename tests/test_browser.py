@@ -759,3 +759,42 @@ async def test_the_widget_is_usable_with_the_keyboard_alone(server, browser, age
     await page.keyboard.press("Enter")
     await expect(w.locator(".log")).to_contain_text("Chat ended")
     assert server.engine.chats[chat_id].ended
+
+
+async def transport_in_use(page: Page) -> str:
+    """How the page's WebChatService carries the chat: websocket, long-polling or rest."""
+    return str(await page.evaluate("""async () => {
+        const {service} = await import("/webchat/webchat.js");
+        return service.transport.pushes ? service.transport.connectionType : "rest";
+    }"""))
+
+
+@pytest.mark.parametrize(("broken", "fallback"), [
+    ("cometd endpoint refused", "rest"),
+    ("websocket blocked", "long-polling"),
+    ("cometd client missing", "rest"),
+])
+async def test_a_customer_still_chats_when_cometd_is_unavailable(server, browser, agent_factory,
+                                                                 broken, fallback):
+    agent = await grace(server, agent_factory)
+    context = await browser.new_context()
+    if broken != "cometd client missing":
+        await context.route_web_socket("**/genesys/cometd", lambda ws: ws.close())
+    if broken == "cometd endpoint refused":
+        await context.route("**/genesys/cometd**", lambda route: route.fulfill(status=404))
+    elif broken == "cometd client missing":
+        await context.route("**/vendor/cometd/cometd.js", lambda route: route.abort())
+    page = await open_tab(context, f"{server.url}/?transport=websocket")
+    w = widget(page)
+    chat_id = await accepted_on_page(page, agent)
+    assert await transport_in_use(page) == fallback
+    await agent.client.send(chat_id, "can you read me?")
+    await expect(w.locator(".msg.Agent")).to_have_text(["Gracecan you read me?"])
+    await say(page, "loud and clear")
+    await agent.wait_message(chat_id, lambda m: m.get("text") == "loud and clear")
+    # Files follow the transport actually in use, not the configured one.
+    await w.locator("input[type=file]").set_input_files(
+        files=[{"name": "note.txt", "mimeType": "text/plain", "buffer": b"note"}])
+    await agent.wait_message(chat_id, lambda m: m["type"] == "FileUploaded")
+    assert [e for e in page.errors if not e.startswith("Failed to load resource")] == []  # type: ignore[attr-defined]
+    await context.close()

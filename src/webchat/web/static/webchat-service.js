@@ -136,22 +136,32 @@ class CometdTransport {
     this.cometd.configure({url: c.cometURL, logLevel: c.logLevel === "warn" ? "warn" : c.logLevel});
     this.started = null;
     this.up = null;
+    this.isUp = false;
     this.handshakes = 0;
   }
-  get connectionType() { return this.cometd.getTransport()?.getType() ?? ""; }
+  get connectionType() { return this.cometd.getTransport()?.type ?? ""; }
   start() {
     if (this.up) return this.up;
     this.up = new Promise((resolve, reject) => {
       this.cometd.addListener("/meta/handshake", (reply) => {
-        if (!reply.successful) return;
-        this.handshakes += 1;
-        if (this.handshakes > 1) this.service.resync();  // re-handshake: ask for what we missed
+        if (reply.successful) {
+          this.handshakes += 1;
+          if (this.handshakes > 1) { this.service.resync(); return; }  // re-handshake: catch up
+          this.cometd.subscribe(this.channel, (message) => this.delivered(message.data), (sub) => {
+            if (!sub.successful) { reject(this.service.transportError("subscribe failed")); return; }
+            this.isUp = true;
+            resolve();
+          });
+          return;
+        }
+        if (this.handshakes > 0) return;  // once up, the client re-handshakes by itself
+        // A WebSocket that fails is the client's cue to try long-polling: wait for that.
+        const failedType = reply.failure?.connectionType;
+        if (failedType === "websocket" && this.cometd.getTransportTypes().includes("long-polling")) return;
+        this.up = null;
+        reject(this.service.transportError(`CometD handshake failed: ${reply.error ?? reply.failure?.reason ?? failedType ?? ""}`));
       });
-      this.cometd.handshake((reply) => {
-        if (!reply.successful) { this.up = null; reject(this.service.transportError(`CometD handshake failed: ${reply.error ?? ""}`)); return; }
-        this.cometd.subscribe(this.channel, (message) => this.delivered(message.data),
-                              (sub) => sub.successful ? resolve() : reject(this.service.transportError("subscribe failed")));
-      });
+      this.cometd.handshake();
     });
     return this.up;
   }
@@ -190,8 +200,11 @@ class CometdTransport {
     return {statusCode: 0};
   }
   async close() {
-    if (this.up) await new Promise((resolve) => this.cometd.disconnect(resolve));
+    const wasUp = this.isUp;
     this.up = null;
+    this.isUp = false;
+    if (wasUp) await new Promise((resolve) => this.cometd.disconnect(resolve));
+    else this.cometd.disconnect();  // also ends the client's own handshake retries
   }
 }
 
@@ -243,12 +256,26 @@ export class WebChatService {
   async loadTransport() {
     if (this.transport) return this.transport;
     if (this.config.cometD.enabled) {
-      const {CometD, AckExtension} = await import("./vendor/cometd/cometd.js");
-      this.transport = new CometdTransport(this, CometD, AckExtension);
-    } else {
-      this.transport = new RestTransport(this);
+      try {
+        const {CometD, AckExtension} = await import("./vendor/cometd/cometd.js");
+        this.transport = new CometdTransport(this, CometD, AckExtension);
+        return this.transport;
+      } catch (e) {
+        console.warn(`webchat: the CometD client did not load (${e.message}); using REST polling`);
+      }
     }
+    this.transport = new RestTransport(this);
     return this.transport;
+  }
+
+  // CometD that cannot even handshake (the endpoint is down, or a proxy refuses it) must not
+  // stop the customer from chatting: the chat goes over REST polling instead. Only before a
+  // chat exists on CometD; once one does, the CometD client reconnects by itself.
+  async fallBackToRest(error) {
+    const failed = this.transport;
+    console.warn(`webchat: CometD is unavailable (${error.message}); using REST polling`);
+    this.transport = new RestTransport(this);
+    await failed.close().catch(() => {});
   }
 
   async start({autoRestore = true} = {}) {
@@ -296,11 +323,19 @@ export class WebChatService {
   }
 
   async carry(op, fields) {
-    const transport = await this.loadTransport();
+    let transport = await this.loadTransport();
+    if (transport.pushes && !transport.isUp) {
+      try {
+        await transport.start();
+      } catch (e) {
+        await this.fallBackToRest(e);
+        transport = this.transport;
+      }
+    }
     try {
       if (transport.pushes) {
         const cometOp = {send: "sendMessage", refresh: "requestNotifications"}[op] ?? op;
-        return await transport.call(cometOp, op === "requestChat" ? fields : fields);
+        return await transport.call(cometOp, fields);
       }
       const path = op === "requestChat" ? "" : `/${encodeURIComponent(this.session.chatId)}/${op}`;
       return await transport.call(path, fields);
@@ -751,7 +786,7 @@ export class WebChatService {
 
   fileEndpoint() {
     const c = this.config;
-    if (c.cometD.enabled) {
+    if (this.transport?.pushes) {
       if (!c.cometD.apiURL) throw rejection("file operations over CometD need webchat.cometD.apiURL");
       return {url: c.cometD.apiURL, ntf: true};
     }
