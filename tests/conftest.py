@@ -51,11 +51,12 @@ class RunningServer:
         await self.app[ACCOUNTS].upsert(name, password, nickname, supervisor=supervisor)
 
 
-async def start_server(config: ServerConfig, **app_options: Any) -> RunningServer:
+async def start_server(config: ServerConfig, *, port: int = 0, **app_options: Any
+                       ) -> RunningServer:
     app = build_app(config, **app_options)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return RunningServer(f"http://127.0.0.1:{port}", app, runner, config)

@@ -564,9 +564,9 @@ async def test_a_slow_strings_file_does_not_lose_the_restored_chat(server, brows
 
 
 @contextlib.asynccontextmanager
-async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
+async def running(config: ServerConfig, port: int = 0) -> AsyncIterator[RunningServer]:
     """A server with a configuration of the test's own, stopped afterwards."""
-    started = await start_server(config)
+    started = await start_server(config, port=port)
     try:
         yield started
     finally:
@@ -798,3 +798,32 @@ async def test_a_customer_still_chats_when_cometd_is_unavailable(server, browser
     await agent.wait_message(chat_id, lambda m: m["type"] == "FileUploaded")
     assert [e for e in page.errors if not e.startswith("Failed to load resource")] == []  # type: ignore[attr-defined]
     await context.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_the_widget_carries_on_across_a_server_restart(server_config, browser,
+                                                              agent_factory, transport):
+    port = free_port()
+    first = await start_server(server_config, port=port)
+    agent = await grace(first, agent_factory)
+    page = await open_page(browser, f"{first.url}/?transport={transport}")
+    w = widget(page)
+    chat_id = await accepted_on_page(page, agent)
+    await agent.client.send(chat_id, "before the restart")
+    await say(page, "question one")
+    await agent.wait_message(chat_id, lambda m: m.get("text") == "question one")
+
+    await first.runner.cleanup()  # the server goes away mid-chat...
+    async with running(server_config, port=port) as second:  # ...and comes back on its data
+        await agent.client.send(chat_id, "after the restart")
+        await expect(w.locator(".msg.Agent")).to_have_text(
+            ["Gracebefore the restart", "Graceafter the restart"], timeout=30_000)
+        await say(page, "question two")
+        await agent.wait_message(chat_id, lambda m: m.get("text") == "question two", within=30)
+        await expect(w.locator(".msg.Client")).to_have_text(
+            ["You saidquestion one", "You saidquestion two"])
+        seen = await indexes(page)
+        assert seen == sorted(set(seen))  # nothing shown twice
+        texts = [m.text for m in second.engine.chats[chat_id].events if m.type == "Message"]
+        assert texts == ["before the restart", "question one", "after the restart",
+                         "question two"]  # each stored once

@@ -146,11 +146,17 @@ class CometdTransport {
       this.cometd.addListener("/meta/handshake", (reply) => {
         if (reply.successful) {
           this.handshakes += 1;
-          if (this.handshakes > 1) { this.service.resync(); return; }  // re-handshake: catch up
+          const again = this.handshakes > 1;  // the server had lost us (a restart, say)
+          // Every handshake clears the client's subscriptions, so each one subscribes anew;
+          // after a re-handshake the chat is then caught up from its transcript position.
           this.cometd.subscribe(this.channel, (message) => this.delivered(message.data), (sub) => {
-            if (!sub.successful) { reject(this.service.transportError("subscribe failed")); return; }
+            if (!sub.successful) {
+              if (!again) reject(this.service.transportError("subscribe failed"));
+              return;
+            }
             this.isUp = true;
-            resolve();
+            if (again) this.service.resync();
+            else resolve();
           });
           return;
         }
