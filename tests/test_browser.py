@@ -827,3 +827,23 @@ async def test_the_widget_carries_on_across_a_server_restart(server_config, brow
         texts = [m.text for m in second.engine.chats[chat_id].events if m.type == "Message"]
         assert texts == ["before the restart", "question one", "after the restart",
                          "question two"]  # each stored once
+
+
+async def test_customer_markup_is_text_in_the_agent_console(server, browser, customer_factory):
+    attack = '<img src=x onerror="window.__pwned=1">'
+    mallory = await customer_factory(server.data_url)
+    await server.add_agent("grace", nickname="Grace")
+    console = await log_in(browser, server.url, "grace")
+    script = "<script>window.__pwned=2</script>"
+    await mallory.command("startChat", {"nickname": attack, "userData": {"<b>order</b>": script}})
+    item = console.locator("#queue li")
+    await expect(item).to_contain_text(attack)
+    await expect(item).to_contain_text("<b>order</b>")
+    await item.locator("button").click()
+    await mallory.command("sendMessage", {"message": f"{attack} and <i>more</i>"})
+    panel = console.locator(".chat:not([hidden])")
+    await expect(panel.locator(".log")).to_contain_text(f"{attack} and <i>more</i>")
+    await expect(console.locator("[role=tab]")).to_have_text([attack])
+    assert await console.evaluate("window.__pwned") is None
+    assert await console.locator("#queue img, #queue script, #queue b, .chat img, .chat i, "
+                                 "[role=tab] img").count() == 0
