@@ -814,11 +814,15 @@ async def test_the_widget_carries_on_across_a_server_restart(server_config, brow
     await agent.wait_message(chat_id, lambda m: m.get("text") == "question one")
 
     await first.runner.cleanup()  # the server goes away mid-chat...
+    # What the customer writes meanwhile is not lost in silence: they are told, and keep it.
+    await say(page, "question two")
+    await expect(w.locator(".log")).to_contain_text("Your message was not delivered")
+    await expect(w.locator("textarea")).to_have_value("question two")
     async with running(server_config, port=port) as second:  # ...and comes back on its data
         await agent.client.send(chat_id, "after the restart")
         await expect(w.locator(".msg.Agent")).to_have_text(
             ["Gracebefore the restart", "Graceafter the restart"], timeout=30_000)
-        await say(page, "question two")
+        await w.locator("textarea").press("Enter")  # sent again, now that it can be
         await agent.wait_message(chat_id, lambda m: m.get("text") == "question two", within=30)
         await expect(w.locator(".msg.Client")).to_have_text(
             ["You saidquestion one", "You saidquestion two"])

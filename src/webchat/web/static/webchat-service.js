@@ -196,7 +196,10 @@ class CometdTransport {
       this.started = null;
       const parts = String(reply.error ?? "").split(":");
       const code = parts.length >= 3 && /^\d+$/.test(parts[1]) ? Number(parts[1]) : 1099;
-      return {statusCode: 2, errors: [{code, advice: parts.slice(2).join(":") || reply.error}]};
+      // No error string: the publish never reached the server (no connection right now).
+      const advice = parts.slice(2).join(":") || reply.error
+        || `not delivered over CometD: ${reply.failure?.reason || "no connection to the server"}`;
+      return {statusCode: 2, errors: [{code, advice}]};
     }
     if (startedP) {
       return await Promise.race([startedP, new Promise((_, reject) => setTimeout(
