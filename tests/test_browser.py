@@ -851,3 +851,24 @@ async def test_customer_markup_is_text_in_the_agent_console(server, browser, cus
     assert await console.evaluate("window.__pwned") is None
     assert await console.locator("#queue img, #queue script, #queue b, .chat img, .chat i, "
                                  "[role=tab] img").count() == 0
+
+
+@pytest.mark.parametrize("transport", ["websocket", "rest"])
+async def test_the_registration_form_explains_what_is_wrong(server, browser, transport):
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
+    w = widget(page)
+    await w.locator("button.launcher").click()
+    form = w.locator("form.register")
+    await form.locator("input[name=lastname]").fill("Byron")
+    await form.locator("button[type=submit]").click()
+    await expect(form.locator("[role=alert]")).to_have_text("First name is required")
+    await form.locator("input[name=firstname]").fill("Ada")
+    await form.locator("input[name=email]").fill("not-an-address")
+    await form.locator("button[type=submit]").click()  # the server refuses it (GMS code 364)
+    await expect(form.locator("[role=alert]")).to_have_text("Invalid email address")
+    assert server.engine.chats == {}
+    await form.locator("input[name=email]").fill("ada@example.org")
+    await form.locator("button[type=submit]").click()
+    await expect(form).to_be_hidden()
+    chat = next(iter(server.engine.chats.values()))
+    assert (chat.customer["firstName"], chat.customer["emailAddress"]) == ("Ada", "ada@example.org")
