@@ -872,3 +872,29 @@ async def test_the_registration_form_explains_what_is_wrong(server, browser, tra
     await expect(form).to_be_hidden()
     chat = next(iter(server.engine.chats.values()))
     assert (chat.customer["firstName"], chat.customer["emailAddress"]) == ("Ada", "ada@example.org")
+
+
+@pytest.mark.parametrize("transport", ["websocket", "rest"])
+async def test_a_second_chat_after_the_first_ended_starts_clean(server, browser, agent_factory,
+                                                                transport):
+    agent = await grace(server, agent_factory)
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
+    w = widget(page)
+    first = await accepted_on_page(page, agent)
+    await agent.client.send(first, "first chat")
+    await expect(w.locator(".msg.Agent")).to_have_text(["Gracefirst chat"])
+    await agent.client.end(first)
+    await expect(w.locator(".log")).to_contain_text("Chat ended")
+
+    await w.get_by_role("button", name="Close chat").click()  # nothing to confirm any more
+    await expect(w.locator(".panel")).to_be_hidden()
+    await w.locator("button.launcher").click()
+    await expect(w.locator("form.register")).to_be_visible()
+    await start_chat(page, "Ada", "Again", launch=False)
+    second = next(cid for cid in server.engine.chats if cid != first)
+    await agent.client.accept(second)
+    await agent.client.send(second, "second chat")
+    await expect(w.locator(".msg.Agent")).to_have_text(["Gracesecond chat"])  # no leftovers
+    await expect(w.locator(".log")).not_to_contain_text("Chat ended")
+    await page.reload()  # and it is the second chat that a reload restores
+    await expect(w.locator(".msg.Agent")).to_have_text(["Gracesecond chat"])
