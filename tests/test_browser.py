@@ -898,3 +898,15 @@ async def test_a_second_chat_after_the_first_ended_starts_clean(server, browser,
     await expect(w.locator(".log")).not_to_contain_text("Chat ended")
     await page.reload()  # and it is the second chat that a reload restores
     await expect(w.locator(".msg.Agent")).to_have_text(["Gracesecond chat"])
+
+
+async def test_no_attach_button_where_the_server_takes_no_files(server_config, browser,
+                                                                agent_factory):
+    async with running(replace(server_config, files=FileLimits(enabled=False))) as server:
+        agent = await grace(server, agent_factory)
+        page = await open_page(browser, f"{server.url}/?transport=rest")
+        w = widget(page)
+        await accepted_on_page(page, agent)
+        await expect(w.locator(".log")).to_contain_text("Grace joined")
+        await expect(w.locator("textarea")).to_be_visible()
+        await expect(w.locator("button.attach")).to_be_hidden()

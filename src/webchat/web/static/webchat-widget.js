@@ -313,9 +313,11 @@ export class WebChatWidget extends HTMLElement {
     if (!this.attach.hidden) this.offerFileTypes();
   }
 
-  // The file picker offers only the types this chat accepts (the server checks them anyway).
+  // The file picker offers only the types this chat accepts (the server checks them anyway),
+  // and no attach button is shown where the server takes no files at all.
   async offerFileTypes() {
     const limits = await this.bus.command("WebChatService.getFileLimits").catch(() => null);
+    if (limits?.["upload-max-files"] === "0") { this.attach.hidden = true; return; }
     const types = String(limits?.["upload-file-types"] ?? "").split(":").filter(Boolean);
     if (types.length) this.fileInput.accept = types.map((t) => `.${t}`).join(",");
   }
