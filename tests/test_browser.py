@@ -910,3 +910,31 @@ async def test_no_attach_button_where_the_server_takes_no_files(server_config, b
         await expect(w.locator(".log")).to_contain_text("Grace joined")
         await expect(w.locator("textarea")).to_be_visible()
         await expect(w.locator("button.attach")).to_be_hidden()
+
+
+async def test_the_console_asks_for_notifications_when_ready_and_notifies_new_chats(
+        server, browser, customer_factory):
+    await server.add_agent("grace", nickname="Grace")
+    context = await browser.new_context()
+    # A stand-in for the browser's permission prompt and notifications, recording both.
+    await context.add_init_script("""
+        window.__asked = 0; window.__notes = [];
+        window.Notification = class {
+            static permission = "default";
+            static async requestPermission() {
+                window.__asked += 1; window.Notification.permission = "granted"; return "granted";
+            }
+            constructor(text) { window.__notes.push(text); }
+        };""")
+    console = await open_tab(context, f"{server.url}/agent")
+    await console.fill("input[name=username]", "grace")
+    await console.fill("input[name=password]", "pw")
+    await console.click("#login button[type=submit]")
+    await console.locator("#ready").check()
+    await expect(console.locator("#status")).to_have_text("Ready for chats")
+    assert await console.evaluate("window.__asked") == 1
+    ada = await customer_factory(server.data_url)
+    await ada.command("startChat", {"nickname": "Ada"})
+    await expect(console.locator("#status")).to_have_text("New chat from Ada")
+    assert await console.evaluate("window.__notes") == ["New chat from Ada"]
+    await context.close()

@@ -80,6 +80,11 @@ class AgentConsole {
   }
 
   async setReady(ready) {
+    // Going ready is the moment to ask for desktop notifications: a click, as browsers require,
+    // and the moment new chats start to matter.
+    if (ready && window.Notification?.permission === "default") {
+      Notification.requestPermission().catch(() => {});
+    }
     const me = await this.call("POST", "/state", {ready});
     $("status").textContent = me.ready ? "Ready for chats" : "Not ready";
   }
