@@ -148,10 +148,7 @@ def shot(page_or_locator: Any, name: str) -> Any:
 async def test_customer_page_and_agent_console_chat(server, browser, transport):
     await server.add_agent("grace", nickname="Grace")
     customer = await open_page(browser, f"{server.url}/?transport={transport}")
-    console = await open_page(browser, f"{server.url}/agent")
-    await console.fill("input[name=username]", "grace")
-    await console.fill("input[name=password]", "pw")
-    await console.click("#login button[type=submit]")
+    console = await log_in(browser, server.url, "grace")
     await expect(console.locator("#me")).to_have_text("Grace")
     await expect(console.locator("#queue-empty")).to_have_text("No chats are waiting.")
 
@@ -329,10 +326,7 @@ async def test_agent_console_on_a_phone_and_several_chats_in_tabs(server, browse
     second = await customer_factory(server.data_url)
     await first.command("startChat", {"nickname": "Ada", "userData": {"orderId": "A-1"}})
     await second.command("startChat", {"nickname": "Bo", "userData": {"orderId": "B-2"}})
-    console = await open_page(browser, f"{server.url}/agent", viewport=PHONE)
-    await console.fill("input[name=username]", "grace")
-    await console.fill("input[name=password]", "pw")
-    await console.click("#login button[type=submit]")
+    console = await log_in(browser, server.url, "grace", viewport=PHONE)
     await expect(console.locator("#queue li")).to_have_count(2)
     await console.locator("#queue li", has_text="A-1").locator("button").click()
     await console.locator("#queue li", has_text="B-2").locator("button").click()
@@ -378,13 +372,17 @@ async def test_files_and_the_end_confirmation(server, browser, agent_factory, tr
     assert server.engine.chats[chat_id].ended
 
 
-async def log_in(browser: Browser, url: str, user: str) -> Page:
-    console = await open_page(browser, f"{url}/agent")
+async def signed_in(console: Page, user: str) -> Page:
+    """The agent console page, signed in through its form as ``user`` (password "pw")."""
     await console.fill("input[name=username]", user)
     await console.fill("input[name=password]", "pw")
     await console.click("#login button[type=submit]")
     await expect(console.locator("#console")).to_be_visible()
     return console
+
+
+async def log_in(browser: Browser, url: str, user: str, **context: Any) -> Page:
+    return await signed_in(await open_page(browser, f"{url}/agent", **context), user)
 
 
 async def test_agent_ready_state_arrival_notice_and_transfer(server, browser, customer_factory):
@@ -926,10 +924,7 @@ async def test_the_console_asks_for_notifications_when_ready_and_notifies_new_ch
             }
             constructor(text) { window.__notes.push(text); }
         };""")
-    console = await open_tab(context, f"{server.url}/agent")
-    await console.fill("input[name=username]", "grace")
-    await console.fill("input[name=password]", "pw")
-    await console.click("#login button[type=submit]")
+    console = await signed_in(await open_tab(context, f"{server.url}/agent"), "grace")
     await console.locator("#ready").check()
     await expect(console.locator("#status")).to_have_text("Ready for chats")
     assert await console.evaluate("window.__asked") == 1
