@@ -127,6 +127,7 @@ export class WebChatWidget extends HTMLElement {
     this.received = [];  // indexes of the messages others wrote, for the unread count
     this.shown = new Set();  // indexes already in the log
     this.ended = false;
+    this.fileLimits = Promise.resolve({});  // the chat's file limits, once a chat exists
     this.agentsTyping = new Set();
   }
 
@@ -310,15 +311,18 @@ export class WebChatWidget extends HTMLElement {
     const read = this.storedRead();
     this.readIndex = read.chat === chatId ? read.index : 0;
     this.chatting(true);
-    if (!this.attach.hidden) this.offerFileTypes();
+    // Asked once per chat: the picker, the size check and the error texts all use them.
+    this.fileLimits = this.attach.hidden ? Promise.resolve({})
+      : this.bus.command("WebChatService.getFileLimits").catch(() => ({}));
+    this.offerFileTypes();
   }
 
   // The file picker offers only the types this chat accepts (the server checks them anyway),
   // and no attach button is shown where the server takes no files at all.
   async offerFileTypes() {
-    const limits = await this.bus.command("WebChatService.getFileLimits").catch(() => null);
-    if (limits?.["upload-max-files"] === "0") { this.attach.hidden = true; return; }
-    const types = String(limits?.["upload-file-types"] ?? "").split(":").filter(Boolean);
+    const limits = await this.fileLimits;
+    if (limits["upload-max-files"] === "0") { this.attach.hidden = true; return; }
+    const types = String(limits["upload-file-types"] ?? "").split(":").filter(Boolean);
     if (types.length) this.fileInput.accept = types.map((t) => `.${t}`).join(",");
   }
 
@@ -440,7 +444,7 @@ export class WebChatWidget extends HTMLElement {
     if (!files?.length) return;
     // The chat's limits name the numbers in the error texts; a file over the size limit is
     // refused here, before its bytes travel.
-    const limits = await this.bus.command("WebChatService.getFileLimits").catch(() => ({}));
+    const limits = await this.fileLimits;
     const params = {MaxFilesAllowed: limits["upload-max-files"] ?? "",
                     MaxAttachmentsSize: byteSize(limits["upload-max-total-size"]),
                     MaxSizePerFile: byteSize(limits["upload-max-file-size"])};
