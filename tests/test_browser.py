@@ -327,6 +327,9 @@ async def test_agent_console_on_a_phone_and_several_chats_in_tabs(server, browse
     await first.command("startChat", {"nickname": "Ada", "userData": {"orderId": "A-1"}})
     await second.command("startChat", {"nickname": "Bo", "userData": {"orderId": "B-2"}})
     console = await log_in(browser, server.url, "grace", viewport=PHONE)
+    # Ready before this login (set elsewhere): the console says so from the start.
+    await expect(console.locator("#ready")).to_be_checked()
+    await expect(console.locator("#status")).to_have_text("Ready for chats")
     await expect(console.locator("#queue li")).to_have_count(2)
     await console.locator("#queue li", has_text="A-1").locator("button").click()
     await console.locator("#queue li", has_text="B-2").locator("button").click()

@@ -66,7 +66,7 @@ class AgentConsole {
     $("login").hidden = true;
     $("console").hidden = false;
     $("me").textContent = me.nickname;
-    $("ready").checked = me.ready;
+    this.showReady(me.ready);  // an agent may log in already ready (another tab, a reload)
     this.connect();
     await this.refreshQueue();
   }
@@ -86,7 +86,12 @@ class AgentConsole {
       Notification.requestPermission().catch(() => {});
     }
     const me = await this.call("POST", "/state", {ready});
-    $("status").textContent = me.ready ? "Ready for chats" : "Not ready";
+    this.showReady(me.ready);
+  }
+
+  showReady(ready) {
+    $("ready").checked = ready;
+    $("status").textContent = ready ? "Ready for chats" : "Not ready";
   }
 
   async refreshQueue() {
