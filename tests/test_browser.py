@@ -704,6 +704,9 @@ async def test_the_console_downloads_a_customer_file_and_closes_an_ended_tab(
     await ada.command("endChat")
     await expect(console.locator("[role=tab]")).to_have_text(["Ada (ended)"])
     await expect(panel.locator("textarea")).to_be_disabled()
+    for control in ("Send", "Transfer"):
+        await expect(panel.get_by_role("button", name=control, exact=True)).to_be_disabled()
+    await expect(panel.get_by_label("Transfer to")).to_be_disabled()
     await panel.get_by_role("button", name="Close tab").click()
     await expect(console.locator("[role=tab]")).to_have_count(0)
     await expect(console.locator(".chat")).to_have_count(0)

@@ -234,7 +234,9 @@ class AgentConsole {
     if (!chat || chat.ended) return;
     chat.ended = true;
     chat.tab.textContent += ` (${why})`;
-    chat.input.disabled = true;
+    for (const control of chat.panel.querySelectorAll(".composer :is(textarea, input, button)")) {
+      control.disabled = control !== chat.endButton;  // reply, send and transfer are over
+    }
     chat.endButton.textContent = "Close tab";
   }
 
