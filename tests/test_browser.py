@@ -939,3 +939,40 @@ async def test_the_console_asks_for_notifications_when_ready_and_notifies_new_ch
     await expect(console.locator("#status")).to_have_text("New chat from Ada")
     assert await console.evaluate("window.__notes") == ["New chat from Ada"]
     await context.close()
+
+
+@pytest.mark.parametrize("transport", ["long-polling", "rest"])
+async def test_an_ended_chat_is_never_saved_again_nor_followed_back(server, browser,
+                                                                     agent_factory, transport):
+    agent = await grace(server, agent_factory)
+    context = await browser.new_context()
+    tabs = [await open_tab(context, f"{server.url}/?transport={transport}") for _ in range(2)]
+    a, b = widget(tabs[0]), widget(tabs[1])
+    await start_chat(tabs[0])
+    chat_id = await offered(agent)
+    await agent.client.accept(chat_id)
+    for w in (a, b):
+        await expect(w.locator(".log")).to_contain_text("Grace joined")
+    key = "_genesys.widgets.webchat.state.keys"
+    # From here on, tab A counts every write of this chat to the shared storage by tab B.
+    await tabs[0].evaluate("""([key, chat]) => { window.rewrites = 0;
+        window.addEventListener("storage", (e) => {
+            if (e.key === key && e.newValue && JSON.parse(e.newValue).sessionID === chat)
+                window.rewrites += 1;
+        }); }""", [key, chat_id])
+    saved = await tabs[1].evaluate("(key) => localStorage.getItem(key)", key)
+    await agent.client.end(chat_id)
+    for w in (a, b):
+        await expect(w.locator(".log")).to_contain_text("Chat ended")
+    assert await tabs[0].evaluate("window.rewrites") == 0  # the ending reply is not saved
+    assert await tabs[1].evaluate("(key) => localStorage.getItem(key)", key) is None
+
+    # Even a stale copy of the ended chat written by some other tab is not followed back.
+    await tabs[0].evaluate("""() => { window.restoredAgain = 0;
+        CXBus.subscribe("WebChatService.restored", () => { window.restoredAgain += 1; }); }""")
+    await tabs[1].evaluate("([key, value]) => localStorage.setItem(key, value)", [key, saved])
+    await tabs[0].wait_for_timeout(1000)  # room for a wrong restore to happen
+    assert await tabs[0].evaluate("window.restoredAgain") == 0
+    await expect(a.locator(".log")).to_contain_text("Chat ended")
+    await expect(a.locator(".composer")).to_be_hidden()
+    await context.close()

@@ -398,7 +398,9 @@ export class WebChatService {
     if (covered && reply.nextPosition > s.nextPosition) s.nextPosition = reply.nextPosition;
     if (fresh.length) {
       s.transcript.push(...fresh);
-      this.save();
+      // A reply that ends the chat is not saved (as in the Python service): saving it would
+      // hand other tabs, and the next page load, a chat that is already over.
+      if (!reply.chatEnded) this.save();
       this.publishMessages(fresh);
       for (const msg of fresh) this.interpret(msg);
     }
@@ -492,6 +494,9 @@ export class WebChatService {
   onSharedSession(event) {
     if (event.key !== this.config.stateStorageKey || !event.newValue) return;
     if (this.active || !this.plugin.isReady || this.config.async.getSessionData) return;
+    // An ended chat keeps its id here: only a different chat is joined (as the Python
+    // follow_shared_session does), never the one this tab has just seen end.
+    if (this.loadSaved()?.sessionID === this.session.chatId) return;
     this.restore({}).catch(() => { /* published as restoreFailed / restoreTimeout */ });
   }
 
