@@ -1,4 +1,9 @@
-"""Bad input gets the documented GMS error shape and code, never a 500, and changes nothing."""
+"""Bad input gets the documented GMS error shape and code, never a 500, and changes nothing.
+
+These run in strict mode (``--http-errors strict --strict-fields``): each kind of refusal has
+its own HTTP status and unknown fields are refused, exactly as before the default became GMS's
+tolerance (tests/test_genesys_widgets.py covers the defaults).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,14 @@ import pytest
 
 from tests.conftest import SERVICE, start_server
 from webchat.protocol.gms.models import ChatResponse
-from webchat.server.config import HttpErrorMode, Limits
+from webchat.server.config import HttpErrorMode, Limits, ServerConfig
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def server_config(server_config: ServerConfig) -> ServerConfig:
+    return replace(server_config, http_errors=HttpErrorMode.STRICT, strict_fields=True)
 
 
 async def post(http, url, data=None, headers=None, raw=None):

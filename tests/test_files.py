@@ -140,7 +140,21 @@ async def test_count_and_total_limits(server_config, customer_factory):
         await server.runner.cleanup()
 
 
-async def test_file_endpoints_refuse_bad_requests(server, http, customer_factory):
+@pytest.fixture
+async def strict_server(server_config):
+    """Strict HTTP statuses (``--http-errors strict``): each refusal its own status."""
+    from dataclasses import replace
+
+    from tests.conftest import start_server
+    from webchat.server.config import HttpErrorMode
+    server = await start_server(replace(server_config, http_errors=HttpErrorMode.STRICT,
+                                        chat_ntf_requires_cookie=True))
+    yield server
+    await server.runner.cleanup()
+
+
+async def test_file_endpoints_refuse_bad_requests(strict_server, http, customer_factory):
+    server = strict_server
     customer = await customer_factory(server.data_url)
     started = await customer.command("startChat", {"nickname": "Ada"})
     base = f"{server.data_url}/{started['chatId']}"
@@ -183,8 +197,10 @@ async def test_file_endpoints_refuse_bad_requests(server, http, customer_factory
         assert await resp.read() == b"hello\n"
 
 
-async def test_chat_ntf_needs_the_bayeux_cookie_of_a_following_session(server, http,
+async def test_chat_ntf_needs_the_bayeux_cookie_of_a_following_session(strict_server, http,
                                                                        customer_factory):
+    """With ``--chat-ntf-cookie`` (off by default: see test_genesys_widgets.py)."""
+    server = strict_server
     customer = await customer_factory(server.data_url)
     started = await customer.command("startChat", {"nickname": "Ada"})
     ntf = f"{server.url}/genesys/2/chat-ntf"

@@ -43,7 +43,17 @@ def _rate(value: str) -> tuple[float, int]:
               help="Require this apikey on chat API calls (repeatable).")
 @click.option("--cors-origin", "cors_origins", multiple=True, default=["*"], show_default=True)
 @click.option("--http-errors", type=click.Choice([m.value for m in HttpErrorMode]),
-              default="strict", show_default=True)
+              default="gms", show_default=True,
+              help="HTTP status of refusals: gms = 400 with errors[] (what the Genesys widgets "
+                   "read), strict = a 4xx/5xx per kind, lenient = always 200.")
+@click.option("--strict-fields", is_flag=True,
+              help="Refuse fields an operation does not know (1005) instead of ignoring them "
+                   "as GMS does; for developing clients.")
+@click.option("--typing-timeout", default=10.0, show_default=True, type=float,
+              help="Seconds after which a customer's typing that nothing followed ends.")
+@click.option("--chat-ntf-cookie", is_flag=True,
+              help="CometD file requests (chat-ntf) also need the BAYEUX_BROWSER cookie of a "
+                   "session following the chat (breaks the Genesys widgets cross-origin).")
 @click.option("--max-message-chars", default=4096, show_default=True, type=int)
 @click.option("--offer-timeout", default=30.0, show_default=True, type=float,
               help="Seconds an agent has to accept an offered chat.")
@@ -57,7 +67,8 @@ def _rate(value: str) -> tuple[float, int]:
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
-                  cors_origins: tuple[str, ...], http_errors: str, max_message_chars: int,
+                  cors_origins: tuple[str, ...], http_errors: str, strict_fields: bool,
+                  typing_timeout: float, chat_ntf_cookie: bool, max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
                   async_user_data_key: str, with_bot: bool) -> None:
     """Run the chat server."""
@@ -66,7 +77,9 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
     start_rate = _rate(chat_start_rate)
     config = ServerConfig(
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
-        http_errors=HttpErrorMode(http_errors), offer_timeout_s=offer_timeout,
+        http_errors=HttpErrorMode(http_errors), strict_fields=strict_fields,
+        typing_timeout_s=typing_timeout, chat_ntf_requires_cookie=chat_ntf_cookie,
+        offer_timeout_s=offer_timeout,
         limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate),
         cometd_handshake_rate=_rate(cometd_handshake_rate),
         async_user_data_key=async_user_data_key)

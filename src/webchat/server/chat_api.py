@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
+from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.forms import FormError, parse_form
-from webchat.protocol.gms.models import ChatResponse, ErrorEntry, EventType, Message, encode
+from webchat.protocol.gms.models import ChatResponse, EventType, Message, encode
 from webchat.server import validation as v
 from webchat.server.config import HttpErrorMode, ServerConfig
 from webchat.server.engine import CUSTOMER_ID, ChatEngine
@@ -35,25 +35,33 @@ _NTF_ACTIONS = {"fileGetLimits": "limits", "fileGetsLimits": "limits", "fileUplo
                 "fileDownload": "download", "fileDelete": "delete"}
 
 
-def _check_file_fields(action: str, form: dict[str, str]) -> None:
-    allowed = v.IDENTITY | ({"transcriptPosition"} if action == "limits" else set())
-    for key in form:
-        if key not in allowed and not (action == "upload" and key.startswith("userData[")):
-            raise ChatError(ErrorCode.MALFORMED_REQUEST,
-                            f"unknown field {key[:64]!r} for file {action}")
+def http_status(exc: ChatError, mode: HttpErrorMode) -> int:
+    """The HTTP status of a refusal in the configured mode (see :class:`HttpErrorMode`)."""
+    if mode is HttpErrorMode.GMS:
+        return 400
+    return 200 if mode is HttpErrorMode.LENIENT else exc.http_status
+
+
+def without_api_key(action: str) -> bool:
+    """Downloads need no API key: the Genesys widgets download with a ``target=_blank`` form
+    POST, which cannot carry the ``apikey`` header. The chat's secureKey still authorizes it
+    (the API key is a site-wide token published in the page, never a per-chat secret), and a
+    download is counted against ``download-attempts`` and the per-chat rate limit."""
+    return action == "download"
 
 
 Handler = Callable[[ChatRecord, dict[str, str]], Awaitable[list[Message] | None]]
 
 
-def chat_response(chat: ChatRecord, messages: list[Message] | None, *, with_key: bool = True
-                  ) -> ChatResponse:
-    """A successful reply about ``chat``: identity, end flag, next position, ``messages``.
-    REST echoes the secureKey on every reply; CometD pushes only send it once, at the start."""
+def chat_response(chat: ChatRecord, messages: list[Message] | None) -> ChatResponse:
+    """A successful reply about ``chat``: identity (the secureKey too, on every reply: the
+    Genesys widgets learn it again from replies after a reload), end flag, next position and
+    ``messages`` — a snapshot, never the chat's live event list, because a CometD reply is
+    encoded only when it leaves, and events added meanwhile also go out as pushes."""
     return ChatResponse(
         statusCode=0, chatId=chat.chat_id, alias=chat.alias, userId=chat.user_id,
-        secureKey=chat.secure_key if with_key else None, chatEnded=chat.ended,
-        nextPosition=chat.next_index, messages=messages or None)
+        secureKey=chat.secure_key, chatEnded=chat.ended, nextPosition=chat.next_index,
+        messages=list(messages) if messages else None)
 
 
 class ChatApi:
@@ -61,6 +69,7 @@ class ChatApi:
         self.engine = engine
         self.config = config
         self.limits = config.limits
+        self.fields = v.FieldPolicy(config.strict_fields, config.max_ignored_field_chars)
         self.start_limiter = RateLimiter(*config.limits.request_chat_rate)
         self.op_limiter = RateLimiter(*config.limits.chat_op_rate)
         self.base = f"{config.api_prefix}/2/chat"
@@ -82,6 +91,8 @@ class ChatApi:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(self.ntf, self.chat_ntf)
         app.router.add_post(self.base + "/{service}", self.request_chat)
+        # The Genesys widgets strip dataURL's trailing slashes, then request a chat at "dataURL/".
+        app.router.add_post(self.base + "/{service}/", self.request_chat)
         app.router.add_post(self.base + "/{service}/{chat_id}/{op:.+}", self.operation)
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -90,10 +101,7 @@ class ChatApi:
         return web.Response(body=encode(response), status=status, content_type=JSON)
 
     def error(self, exc: ChatError, chat_id: str | None = None) -> web.Response:
-        body = ChatResponse(statusCode=ERROR_STATUS_CODE, chatId=chat_id,
-                            errors=[ErrorEntry(int(exc.code), exc.advice)])
-        status = exc.http_status if self.config.http_errors is HttpErrorMode.STRICT else 200
-        return self.reply(body, status)
+        return self.reply(exc.response(chat_id), http_status(exc, self.config.http_errors))
 
     def _check_api_key(self, request: web.Request) -> None:
         if not self.config.api_keys:
@@ -146,8 +154,9 @@ class ChatApi:
             service = self._check_service(request)
             if not self.start_limiter.allow(self._client(request)):
                 raise ChatError(ErrorCode.RATE_LIMITED, "too many chats requested; slow down")
-            form = v.customer_form(await self._read_form(request), self.limits)
-            chat = await self.engine.request_chat(service, form)
+            form = await self._read_form(request)
+            self.fields.check("requestChat", form)
+            chat = await self.engine.request_chat(service, v.customer_form(form, self.limits))
         except ChatError as exc:
             return self.error(exc)
         return self.reply(chat_response(chat, chat.events))
@@ -156,15 +165,15 @@ class ChatApi:
         chat_id = request.match_info["chat_id"]
         op = request.match_info["op"]
         try:
-            self._check_api_key(request)
             service = self._check_service(request)
             if op == "file" or op.startswith("file/"):
                 return await self._file_operation(request, service, chat_id, op)
             handler = self._ops.get(op)
             if handler is None:
                 raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
+            self._check_api_key(request)
             form = await self._read_form(request)
-            v.check_fields(op, form)
+            self.fields.check(op, form)
             chat = await self.engine.customer_chat(
                 service, chat_id, form.get("userId", ""), form.get("secureKey", ""),
                 form.get("alias", ""))
@@ -189,11 +198,13 @@ class ChatApi:
         if match is None:
             raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
         action = match.group("action") or match.group("verb") or "upload"
+        if not without_api_key(action):
+            self._check_api_key(request)
         upload = await read_upload(
             request, self.engine.file_limits.max_file_size, self.limits.max_form_fields,
         ) if action == "upload" else None
         form = upload.fields if upload is not None else await self._read_form(request)
-        _check_file_fields(action, form)
+        self.fields.check(f"file/{action}", form)
         chat = await self.engine.customer_chat(
             service, chat_id, form.get("userId", ""), form.get("secureKey", ""),
             form.get("alias", ""))
@@ -204,7 +215,6 @@ class ChatApi:
         chat is found by its secureKey; with ``chat_ntf_requires_cookie`` the request must also
         carry the ``BAYEUX_BROWSER`` cookie of a CometD session that follows the chat."""
         try:
-            self._check_api_key(request)
             if request.content_type == "multipart/form-data":
                 upload: Upload | None = await read_upload(
                     request, self.engine.file_limits.max_file_size,
@@ -219,13 +229,15 @@ class ChatApi:
             if action is None:
                 raise ChatError(ErrorCode.UNKNOWN_OPERATION,
                                 f"unknown chat-ntf operation {operation[:64]!r}")
+            if not without_api_key(action):
+                self._check_api_key(request)
             file_id = form.pop("fileId", None)
             if action in ("download", "delete") and not file_id:
                 raise ChatError(ErrorCode.MISSING_FIELD, "fileId is required")
             if action == "upload" and upload is None:
                 raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
             form.pop("clientId", None)  # some integrations forward it; the cookie decides
-            _check_file_fields(action, form)
+            self.fields.check(f"file/{action}", form)
             chat = await self.engine.chat_for_key(form.get("secureKey", ""),
                                                   form.get("userId"), form.get("alias"))
             if self.config.chat_ntf_requires_cookie and not (
@@ -268,7 +280,13 @@ class ChatApi:
     # ---- operations ------------------------------------------------------------------------
 
     async def _refresh(self, chat: ChatRecord, form: dict[str, str]) -> list[Message]:
-        return self.engine.transcript(chat, v.position(form))
+        # The Genesys widgets send what the customer is typing with every refresh.
+        preview = v.text(form, "message", self.limits.max_message_chars,
+                         code=ErrorCode.MESSAGE_TOO_LONG)
+        if preview:
+            await self.engine.customer_preview(chat, preview)
+        return self.engine.transcript(self.engine.chats.get(chat.chat_id, chat),
+                                      v.position(form))
 
     async def _send(self, chat: ChatRecord, form: dict[str, str]) -> list[Message] | None:
         text = v.text(form, "message", self.limits.max_message_chars, required=True,

@@ -17,9 +17,9 @@ import msgspec
 
 from webchat.protocol.bayeux.messages import BayeuxMessage
 from webchat.protocol.bayeux.server import ServerSession
-from webchat.protocol.gms.errors import ERROR_STATUS_CODE, ErrorCode
+from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.forms import form_value
-from webchat.protocol.gms.models import ChatResponse, ErrorEntry, EventType, Message
+from webchat.protocol.gms.models import ChatResponse, EventType, Message
 from webchat.server import validation as v
 from webchat.server.chat_api import chat_response
 from webchat.server.cometd import CometdEndpoint
@@ -66,6 +66,8 @@ class ChatChannel:
         self.engine = engine
         self.endpoint = endpoint
         self.limits = engine.config.limits
+        self.fields = v.FieldPolicy(engine.config.strict_fields,
+                                    engine.config.max_ignored_field_chars)
         self.followers: dict[str, set[ServerSession]] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
         endpoint.on_service = self.handle
@@ -105,10 +107,13 @@ class ChatChannel:
         # Only the chat's last event says it ended: a client may stop listening at that flag.
         ended = bool(chat and chat.ended and msg.index >= chat.next_index - 1)
         # The same push for every follower; only the channel it is delivered on differs.
+        # With the secureKey, as every reply: the Genesys widgets forget their key on a reload
+        # and learn it again from whatever reply comes first. Every follower proved it knows it.
         response = ChatResponse(statusCode=0, chatId=chat_id, chatEnded=ended,
                                 nextPosition=msg.index + 1, messages=[msg],
                                 alias=chat.alias if chat else None,
-                                userId=chat.user_id if chat else None)
+                                userId=chat.user_id if chat else None,
+                                secureKey=chat.secure_key if chat else None)
         for session in list(self.followers.get(chat_id, ())):
             channel = session.attachments.get(FOLLOWS, {}).get(chat_id)
             if channel is not None:
@@ -125,8 +130,7 @@ class ChatChannel:
         try:
             await self._operate(session, channel, msg.data)
         except ChatError as exc:
-            self._reply(session, channel, ChatResponse(
-                statusCode=ERROR_STATUS_CODE, errors=[ErrorEntry(int(exc.code), exc.advice)]))
+            self._reply(session, channel, exc.response())
             return f"400:{int(exc.code)}:{exc.advice}"
         return None
 
@@ -140,24 +144,30 @@ class ChatChannel:
         if op not in OPERATIONS:
             raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
         form = as_form(data)
+        checked = form if op != "requestNotifications" else \
+            {k: val for k, val in form.items() if not k.startswith("userData[")}
+        self.fields.check(_FORM_OP.get(op) or op, checked, v.CHANNEL_FIELDS)
         if op == "requestChat":
             chat = await self.engine.request_chat(service, v.customer_form(form, self.limits))
             # No await between the snapshot and following: no event can fall in between.
             self._reply(session, channel, chat_response(chat, chat.events))
             self.follow(session, chat, channel)
             return
-        checked = form if op != "requestNotifications" else \
-            {k: val for k, val in form.items() if not k.startswith("userData[")}
-        v.check_fields(_FORM_OP.get(op) or op, checked)
         chat = await self.engine.chat_by_key(service, form.get("secureKey", ""),
                                              form.get("userId"), form.get("alias"))
+        if form.get("chatId") and form["chatId"] != chat.chat_id:
+            raise ChatError(ErrorCode.CHAT_NOT_FOUND,
+                            "no chat matches this chatId, userId, alias and secureKey")
         position = v.position(form)
         self.engine.check_position(chat, position)
         if op == "requestNotifications":
+            preview = v.text(form, "message", self.limits.max_message_chars,
+                             code=ErrorCode.MESSAGE_TOO_LONG)
+            if preview:
+                await self.engine.customer_preview(chat, preview)
             chat = self.engine.chats.get(chat.chat_id, chat)
             self._reply(session, channel,
-                        chat_response(chat, self.engine.transcript(chat, position),
-                                      with_key=False))
+                        chat_response(chat, self.engine.transcript(chat, position)))
             self.follow(session, chat, channel)
             return
         self.follow(session, chat, channel)

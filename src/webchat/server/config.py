@@ -13,6 +13,9 @@ from webchat.server.inactivity import InactivityConfig
 class HttpErrorMode(enum.StrEnum):
     """How errors map to HTTP statuses (protocols.md §1.9 leaves GMS's own choice unknown)."""
 
+    GMS = "gms"
+    """HTTP 400 for every refusal, with ``errors[]``: the only non-200 status the Genesys
+    widgets read a refusal from (they show nothing for a 403, 429 or 503)."""
     STRICT = "strict"
     """4xx statuses: 400 validation, 403 unknown chat or bad key, 409 ended, 429 rate limit."""
     LENIENT = "lenient"
@@ -47,7 +50,16 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ("*",)
     """Allowed browser origins; ``*`` allows any (the origin is echoed, credentials allowed)."""
     cors_extra_headers: tuple[str, ...] = ()
-    http_errors: HttpErrorMode = HttpErrorMode.STRICT
+    http_errors: HttpErrorMode = HttpErrorMode.GMS
+    strict_fields: bool = False
+    """Refuse (1005) form and CometD fields an operation does not know. Off by default, as on
+    GMS, which ignores them: real clients send fields of their own (the Genesys widgets send
+    ``text``, blank identity fields and a typing preview). Useful while developing a client."""
+    max_ignored_field_chars: int = 4096
+    """Even an ignored field is bounded."""
+    typing_timeout_s: float = 10.0
+    """A customer who started typing and sent nothing for this long stops typing: the Genesys
+    widgets over CometD send ``startTyping`` and never ``stopTyping``."""
     limits: Limits = field(default_factory=Limits)
     offer_timeout_s: float = 30.0
     """How long an offered chat waits for the agent to accept before it is offered elsewhere."""
@@ -64,13 +76,15 @@ class ServerConfig:
     cometd_handshake_rate: tuple[float, int] = (5.0, 50)
     """Bayeux handshakes one client address may make: per second and burst (flood guard)."""
     cometd: CometdOptions = field(default_factory=CometdOptions)
+    """Bayeux settings (timeouts, queue bound, ack extension, error spelling)."""
     files: FileLimits = field(default_factory=FileLimits)
+    """Upload limits and allowed types (reported by ``file/limits``, enforced on upload)."""
     inactivity: InactivityConfig = field(default_factory=InactivityConfig)
     async_user_data_key: str = "GCTI_Chat_AsyncMode"
     """userData key ("true") marking an asynchronous chat, which customer inactivity never
     closes ([U]: the key GMS uses is not confirmed; configurable)."""
-    chat_ntf_requires_cookie: bool = True
+    chat_ntf_requires_cookie: bool = False
     """The CometD file side door also wants the ``BAYEUX_BROWSER`` cookie of a session that
-    follows the chat ([C] in protocols.md §2.5), not only the secureKey."""
-    """Upload limits and allowed types (reported by ``file/limits``, enforced on upload)."""
-    """Bayeux settings (timeouts, queue bound, ack extension, error spelling)."""
+    follows the chat ([C] in protocols.md §2.5), not only the secureKey. Off by default: the
+    Genesys widgets' file requests from another origin carry no cookies, and their download is
+    a cross-site form POST, which browsers send without the (SameSite) cookie anyway."""

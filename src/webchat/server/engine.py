@@ -115,6 +115,8 @@ class ChatEngine:
         self._by_key: dict[str, str] = {}
         self._reminded: dict[str, int] = {}
         """chat id -> when its agent was last reminded of an unanswered customer."""
+        self._typing: set[str] = set()
+        """Chats whose customer may be typing: the ones the typing timeout looks at."""
         self._sweeper: asyncio.Task[None] | None = None
         self.monitors: dict[str, set[str]] = {}
         """chat id -> supervisors watching it silently (a live view, not persisted)."""
@@ -125,6 +127,8 @@ class ChatEngine:
         for chat in await self.store.load_open_chats():
             self.chats[chat.chat_id] = chat
             self._by_key[chat.secure_key] = chat.chat_id
+            if inactivity.customer_typing(chat) is not None:
+                self._typing.add(chat.chat_id)
         for agent in await self.store.list_agents():
             self.agents[agent.agent_id] = agent
             self.router.set_ready(agent.agent_id, agent.ready, agent.capacity)
@@ -227,6 +231,9 @@ class ChatEngine:
                 raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
             chat.events.extend(change.events)
             chat.files.update((f.file_id, f) for f in change.files)
+            if any(m.type == EventType.TYPING_STARTED and m.from_.participantId == CUSTOMER_ID
+                   for m in change.events):
+                self._typing.add(chat.chat_id)
             self.chats[chat.chat_id] = chat
             self._announce(chat, change.events)
 
@@ -282,6 +289,15 @@ class ChatEngine:
         async with self._change(chat) as change:
             self._require_open(change.chat)
             change.add(CUSTOMER_ID, type_, text, message_type=message_type)
+
+    async def customer_preview(self, chat: ChatRecord, preview: str) -> None:
+        """What the customer is typing, sent with a refresh: passed on only while they are
+        typing and when it changed (see :mod:`inactivity`)."""
+        if chat.ended or not inactivity.preview_is_new(chat, preview):
+            return
+        async with self._change(chat) as change:
+            if not change.chat.ended and inactivity.preview_is_new(change.chat, preview):
+                change.add(CUSTOMER_ID, EventType.TYPING_STARTED, preview)
 
     async def customer_update_data(self, chat: ChatRecord, data: dict[str, str]) -> None:
         self._require_open(chat)
@@ -573,6 +589,7 @@ class ChatEngine:
 
     async def check_inactivity(self) -> None:
         """Alert, close or requeue chats that went quiet (see :mod:`inactivity`)."""
+        await self.expire_typing()
         config = self.config.inactivity
         for chat in [c for c in self.chats.values() if c.status is ChatStatus.ACTIVE]:
             action = inactivity.due(chat, self.clock(), config,
@@ -596,6 +613,22 @@ class ChatEngine:
                     continue
                 self._apply_idle(change, action)
             self._route()
+
+    async def expire_typing(self) -> None:
+        """End the typing of customers who sent nothing for ``typing_timeout_s``."""
+        timeout = self.config.typing_timeout_s
+        for chat_id in list(self._typing):
+            chat = self.chats.get(chat_id)
+            if chat is None or chat.ended or inactivity.customer_typing(chat) is None:
+                self._typing.discard(chat_id)
+                continue
+            if not inactivity.typing_expired(chat, self.clock(), timeout):
+                continue
+            self._typing.discard(chat_id)
+            async with self._change(chat) as change:
+                if not change.chat.ended and inactivity.typing_expired(
+                        change.chat, change.now_ms, timeout):
+                    change.add(CUSTOMER_ID, EventType.TYPING_STOPPED)
 
     def _apply_idle(self, change: Change, action: inactivity.Action) -> None:
         chat, config = change.chat, self.config.inactivity

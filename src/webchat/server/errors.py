@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from webchat.protocol.gms.errors import ErrorCode
+from webchat.protocol.gms.errors import ErrorCode, status_code
+from webchat.protocol.gms.models import ChatResponse, ErrorEntry
 
 _STATUS = {
     ErrorCode.CHAT_NOT_FOUND: 403,
@@ -32,7 +33,13 @@ class ChatError(Exception):
 
     @property
     def http_status(self) -> int:
+        """The status of strict HTTP error mode (each kind of refusal its own 4xx/5xx)."""
         return _STATUS.get(self.code, 400)
+
+    def response(self, chat_id: str | None = None) -> ChatResponse:
+        """The GMS reply refusing the request: the same on REST and CometD."""
+        return ChatResponse(statusCode=status_code(self.code), chatId=chat_id,
+                            errors=[ErrorEntry(int(self.code), self.advice)])
 
 
 class AgentError(Exception):

@@ -132,11 +132,10 @@ def check_upload(chat: ChatRecord, limits: FileLimits, name: str, declared: str,
         raise ChatError(ErrorCode.MALFORMED_REQUEST, "the file is empty")
     files, total = usage(chat, limits)
     if files + 1 > limits.max_files:
-        raise ChatError(ErrorCode.MAX_FILES_EXCEEDED,
-                        f"at most {limits.max_files} files per chat")
+        # The advice is the bare limit: the widgets put it into their own sentence.
+        raise ChatError(ErrorCode.MAX_FILES_EXCEEDED, str(limits.max_files))
     if total + len(data) > limits.max_total_size:
-        raise ChatError(ErrorCode.MAX_TOTAL_SIZE_EXCEEDED,
-                        f"at most {limits.max_total_size} bytes of files per chat")
+        raise ChatError(ErrorCode.MAX_TOTAL_SIZE_EXCEEDED, str(limits.max_total_size))
     ext = name.rpartition(".")[2].lower() if "." in name else ""
     if ext not in limits.file_types:
         raise ChatError(ErrorCode.FILE_TYPE_NOT_ALLOWED,

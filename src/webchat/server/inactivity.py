@@ -102,3 +102,41 @@ def due(chat: ChatRecord, now_ms: int, config: InactivityConfig, *, asynchronous
             and (agent_reminded_since is None or agent_reminded_since < waiting)):
         return Action.AGENT_ALERT
     return None
+
+
+# ---- typing ------------------------------------------------------------------------------
+# The customer is typing while their latest typing-related event (typing started or stopped, a
+# message, leaving) is a ``TypingStarted``. Two real-client habits make the server keep this
+# state rather than trust the client to close it: the Genesys widgets over CometD send
+# ``startTyping`` (with the text typed so far) every few seconds while the text changes and
+# never ``stopTyping``, and over REST they send the text typed so far with every refresh. So a
+# typing that nothing followed for ``typing_timeout_s`` ends on the server, and a changed
+# preview while typing reaches the agent as a new ``TypingStarted`` carrying it.
+
+_ENDS_TYPING = frozenset({EventType.TYPING_STOPPED, EventType.MESSAGE,
+                          EventType.PARTICIPANT_LEFT})
+
+
+def customer_typing(chat: ChatRecord) -> Message | None:
+    """The customer's ``TypingStarted`` still in force, if any. Reads back from the end only
+    to the customer's latest typing-related event."""
+    for msg in reversed(chat.events):
+        if msg.from_.participantId != CUSTOMER:
+            continue
+        if msg.type == EventType.TYPING_STARTED:
+            return msg
+        if msg.type in _ENDS_TYPING:
+            return None
+    return None
+
+
+def preview_is_new(chat: ChatRecord, preview: str) -> bool:
+    """A preview worth passing on: the customer is typing and the text differs from the last
+    one the agent got. A preview alone never starts typing (text left in the box is not)."""
+    typing = customer_typing(chat)
+    return typing is not None and bool(preview) and (typing.text or "") != preview
+
+
+def typing_expired(chat: ChatRecord, now_ms: int, timeout_s: float) -> bool:
+    typing = customer_typing(chat)
+    return typing is not None and now_ms - typing.utcTime >= timeout_s * 1000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from webchat.protocol.gms.errors import ErrorCode
@@ -19,12 +20,16 @@ from webchat.server.errors import ChatError
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 IDENTITY = frozenset({"userId", "secureKey", "alias"})
 
-#: Form fields each operation accepts besides the identity triple and ``userData[...]``.
+#: Fields each operation knows besides the identity triple and, where it takes them,
+#: ``userData[...]``. What the real clients send belongs here: the Genesys widgets 8.5 send
+#: ``text`` and a blank identity triple with requestChat, the typing preview ``message`` with
+#: every refresh (over CometD with requestNotifications), and ``chatId`` with every CometD
+#: operation (see :data:`CHANNEL_FIELDS`).
 FIELDS: dict[str, frozenset[str]] = {
     "requestChat": frozenset({"firstName", "lastName", "nickname", "emailAddress", "subject",
                               "text"}),
     "send": frozenset({"message", "messageType", "transcriptPosition"}),
-    "refresh": frozenset({"transcriptPosition"}),
+    "refresh": frozenset({"message", "transcriptPosition"}),
     "startTyping": frozenset({"message", "transcriptPosition"}),
     "stopTyping": frozenset({"message", "transcriptPosition"}),
     "disconnect": frozenset({"transcriptPosition"}),
@@ -32,19 +37,41 @@ FIELDS: dict[str, frozenset[str]] = {
     "customNotice": frozenset({"message", "transcriptPosition"}),
     "updateNickname": frozenset({"nickname", "transcriptPosition"}),
     "updateData": frozenset({"transcriptPosition"}),
+    "file/limits": frozenset({"transcriptPosition"}),
+    "file/upload": frozenset(),
+    "file/download": frozenset(),
+    "file/delete": frozenset(),
 }
-TAKES_USER_DATA = frozenset({"requestChat", "updateData"})
+TAKES_USER_DATA = frozenset({"requestChat", "updateData", "file/upload"})
+CHANNEL_FIELDS = frozenset({"chatId"})
+"""Known on every CometD operation: the chat the client believes it is in (blank at first)."""
 
 
-def check_fields(operation: str, form: Mapping[str, str]) -> None:
-    allowed = FIELDS[operation] | (IDENTITY if operation != "requestChat" else frozenset())
-    for key in form:
-        if key in allowed or (operation in TAKES_USER_DATA and key.startswith("userData[")):
-            continue
-        raise ChatError(ErrorCode.MALFORMED_REQUEST, f"unknown field {key[:64]!r} for {operation}")
-    for key, value in form.items():
-        if "\x00" in value:
-            raise ChatError(ErrorCode.MALFORMED_REQUEST, f"field {key[:64]!r} contains NUL")
+@dataclass(frozen=True)
+class FieldPolicy:
+    """What happens to a field an operation does not know: GMS ignores it, and so do we by
+    default; ``strict`` refuses it (1005), for developing clients. Either way every value is
+    bounded and free of NUL, so tolerance of real clients' extras is no tolerance of garbage."""
+
+    strict: bool = False
+    max_ignored_chars: int = 4096
+
+    def check(self, operation: str, form: Mapping[str, str],
+              extra: frozenset[str] = frozenset()) -> None:
+        known = FIELDS[operation] | IDENTITY | extra
+        for key, value in form.items():
+            if "\x00" in key or "\x00" in value:
+                raise ChatError(ErrorCode.MALFORMED_REQUEST,
+                                f"field {key[:64]!r} contains NUL")
+            if key in known or (operation in TAKES_USER_DATA and key.startswith("userData[")):
+                continue
+            if self.strict:
+                raise ChatError(ErrorCode.MALFORMED_REQUEST,
+                                f"unknown field {key[:64]!r} for {operation}")
+            if len(value) > self.max_ignored_chars:
+                raise ChatError(ErrorCode.FIELD_TOO_LONG,
+                                f"field {key[:64]!r} is longer than {self.max_ignored_chars} "
+                                "characters")
 
 
 def text(form: Mapping[str, str], key: str, limit: int, *, required: bool = False,
@@ -84,7 +111,7 @@ def user_data(form: Mapping[str, str], limits: Limits) -> dict[str, str]:
 
 
 def customer_form(form: Mapping[str, str], limits: Limits) -> CustomerForm:
-    check_fields("requestChat", form)
+    """The request-chat form (fields already checked by :class:`FieldPolicy`)."""
     first = text(form, "firstName", limits.max_name_chars).strip()
     last = text(form, "lastName", limits.max_name_chars).strip()
     nickname = text(form, "nickname", limits.max_name_chars).strip()

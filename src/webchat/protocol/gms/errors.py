@@ -43,6 +43,17 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = 1099
 
 
-#: ``statusCode`` of an error reply. GMS's own value is unconfirmed ([U] in protocols.md §1.9);
-#: clients must treat any non-zero value as an error, and so do ours.
+#: ``statusCode`` values of the GMS "API Responses" reference: 0 success; 1 an error the client
+#: may retry until it gets 0 (the Genesys widgets count these towards ``chatServerWentOffline``
+#: and answer a failed start with "chat unavailable"); 2 an error that repeating will not cure.
+RETRYABLE_STATUS_CODE = 1
 ERROR_STATUS_CODE = 2
+
+#: Refusals that go away by themselves: load, limits that refill, a server-side failure.
+RETRYABLE = frozenset({ErrorCode.CHAT_UNAVAILABLE, ErrorCode.RATE_LIMITED,
+                       ErrorCode.INTERNAL})
+
+
+def status_code(code: int) -> int:
+    """The ``statusCode`` of a reply refusing with ``code``."""
+    return RETRYABLE_STATUS_CODE if code in RETRYABLE else ERROR_STATUS_CODE
