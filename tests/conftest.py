@@ -239,3 +239,9 @@ __all__ = [
     "saved_chat",
     "start_server",
 ]
+
+
+def caller_data(user_data: dict[str, str]) -> dict[str, str]:
+    """A chat's userData without the page context every startChat adds (``_genesys_*``, as
+    the original does), so a test about the caller's own userData can compare it exactly."""
+    return {k: v for k, v in user_data.items() if not k.startswith("_genesys_")}

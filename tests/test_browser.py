@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer, caller_data, free_port, start_server
 from webchat.server import ServerConfig
 from webchat.server.app import AGENT_API
 from webchat.server.files import FileLimits
@@ -28,6 +28,9 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 TRANSPORTS = ["websocket", "long-polling", "rest"]
 PHONE = {"width": 390, "height": 844}
+PHONE_DEVICE = {"viewport": PHONE, "is_mobile": True, "has_touch": True, "user_agent": (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Mobile Safari/537.36")}
 # Waiting, not timing: a loaded 2-core CI machine can take longer than Playwright's 5 s default.
 expect.set_options(timeout=15_000)
 
@@ -235,7 +238,7 @@ async def test_a_page_script_drives_webchatservice_with_bus_commands(server, bro
     assert result["rejected"] == "There is already an active chat session"
     assert result["events"][0] == "started" and "ParticipantJoined" in result["events"]
     chat = server.engine.chats[result["chatId"]]
-    assert chat.user_data == {"source": "demo-page", "via": "bus"}
+    assert caller_data(chat.user_data) == {"source": "demo-page", "via": "bus"}
     assert [m.text for m in chat.events if m.type == "Message"] == ["sent by a script"]
     await page.evaluate("""() => { window.agentJoined = new Promise(resolve =>
         CXBus.subscribe("WebChatService.agentConnected",
@@ -243,6 +246,52 @@ async def test_a_page_script_drives_webchatservice_with_bus_commands(server, bro
     await agent.client.accept(result["chatId"])
     got = await asyncio.wait_for(page.evaluate("() => window.agentJoined"), 10)
     assert got == 1
+
+
+@pytest.mark.conformance("command:startChat", "option:userData")
+async def test_agents_see_the_customers_page_in_the_chats_user_data(server, browser):
+    # The original adds the page it runs on to every chat's userData (_genesys_*); here the
+    # page is a customer's own site on another origin, which the console shows the agent
+    # after the site's own userData.
+    await server.add_agent("grace", nickname="Grace")
+    console = await log_in(browser, server.url, "grace")
+    referrer = "https://search.example/?q=parcel"
+    config = {"dataURL": server.data_url, "pollInterval": 100, "userData": {"shop": "acme"}}
+    async with embedding_site(server, config) as site:
+        url = f"{site}?product=42"
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(url, referer=referrer)
+        await service_ready(page)
+        await page.evaluate("document.title = 'Parcel tracking'")
+        await start_chat(page)
+        chat = next(iter(server.engine.chats.values()))
+        assert {k: v for k, v in chat.user_data.items() if k.startswith("_genesys_")} == {
+                    "_genesys_source": "web", "_genesys_referrer": referrer,
+                      "_genesys_url": url, "_genesys_pageTitle": "Parcel tracking",
+                      "_genesys_browser": "Chrome", "_genesys_OS": "Linux"}
+        item = console.locator("#queue li")
+        await expect(item.locator("dt:text-is('_genesys_url') + dd")).to_have_text(url)
+        await expect(item.locator("dt:text-is('_genesys_pageTitle') + dd")).to_have_text(
+            "Parcel tracking")
+        await item.get_by_role("button", name="Accept").click()
+        meta = console.locator(".chat:not([hidden]) .meta")
+        await expect(meta).to_contain_text(f"_genesys_url: {url}")
+        await expect(meta).to_contain_text("shop: acme · GCTI_LanguageCode: en · _genesys_")
+        await context.close()
+        # On a phone the source says so, and the names follow its user agent.
+        phone = await browser.new_context(**PHONE_DEVICE)
+        page = await phone.new_page()
+        await page.goto(site)
+        await service_ready(page)
+        chat_id = await page.evaluate("""async () => (await CXBus.command(
+            "WebChatService.startChat", {nickname: "Bo"})).chatId""")
+        data = server.engine.chats[chat_id].user_data
+        assert (data["_genesys_source"], data["_genesys_browser"], data["_genesys_OS"],
+                data["_genesys_referrer"]) == ("mobile", "Chrome", "Android", "")
+        await expect(item.locator("dt:text-is('_genesys_OS') + dd")).to_have_text("Android")
+        await expect(item.locator("dt:text-is('_genesys_referrer')")).to_have_count(0)  # empty
+        await phone.close()
 
 
 @pytest.mark.conformance("command:registerTypingPreviewInput")

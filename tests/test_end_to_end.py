@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.conftest import SERVICE
+from tests.conftest import SERVICE, caller_data
 
 
 def transport_options(server, transport: str) -> dict:
@@ -45,7 +45,7 @@ async def test_full_chat_customer_and_agent(server, customer_factory, agent_fact
     agent = await agent_factory(server.url, "grace", ready=False)
     queue = await agent.client.queue()
     assert [c["chatId"] for c in queue] == [chat_id]
-    assert queue[0]["userData"] == {"orderId": "A-1009", "vip": "true"}
+    assert caller_data(queue[0]["userData"]) == {"orderId": "A-1009", "vip": "true"}
     assert queue[0]["customer"]["emailAddress"] == "ada@example.org"
     notices = [m for e in customer.events if e.event == "WebChatService.messageReceived"
                for m in e.data["messages"] if m["type"] == "Notice"]

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.conftest import accepted_chat, start_server
+from tests.conftest import accepted_chat, caller_data, start_server
 from tests.test_end_to_end import transport_options
 from webchat import locale
 from webchat.protocol.gms.models import Message, Participant
@@ -179,8 +179,9 @@ async def test_the_async_marker_key_is_configurable_on_both_sides(server_config,
         agent, kept = await accepted_chat(server, marked, agent_factory)
         closed = (await default.command("startChat", {"nickname": "Bo"}))["chatId"]
         await agent.client.accept(closed)
-        assert server.engine.chats[kept].user_data == {"X_Async": "true"}
-        assert server.engine.chats[closed].user_data == {"GCTI_Chat_AsyncMode": "true"}
+        assert caller_data(server.engine.chats[kept].user_data) == {"X_Async": "true"}
+        assert caller_data(server.engine.chats[closed].user_data) == {
+            "GCTI_Chat_AsyncMode": "true"}
         clock["now"] += 26 * 3600 * 1000
         await server.engine.check_inactivity()
         # Only the key the server was told about makes a chat asynchronous.

@@ -6,6 +6,7 @@ import asyncio
 import re
 from pathlib import Path
 
+from tests.conftest import caller_data
 from webchat.cli.bot import Bot
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -26,5 +27,5 @@ async def test_readme_example_chats_with_the_bot(server):
         await asyncio.gather(runner, return_exceptions=True)
     assert seen == ["Hello! I am a bot. Say anything.", "You said: Hello!"]
     chat = next(iter(server.engine.chats.values()))
-    assert chat.user_data == {"source": "readme", "orderId": "A-1009"}
+    assert caller_data(chat.user_data) == {"source": "readme", "orderId": "A-1009"}
     assert chat.ended

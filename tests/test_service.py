@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import caller_data
 from webchat.bus import Bus, CommandError
 from webchat.service import ConfigError, WebChatConfig, WebChatService
 
@@ -61,7 +62,8 @@ async def test_session_data_and_config_user_data(server, customer_factory):
     assert data["sessionID"] == started["chatId"]
     assert (data["secureKey"], data["userId"], data["alias"]) == (
         started["secureKey"], started["userId"], started["alias"])
-    assert server.engine.chats[started["chatId"]].user_data == {"source": "web", "page": "4"}
+    assert caller_data(server.engine.chats[started["chatId"]].user_data) == {
+        "source": "web", "page": "4"}
 
 
 @pytest.mark.conformance("option:typingStopDelay", "event:clientTypingStarted",

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from aiohttp import web
 
-from tests.conftest import SERVICE, accepted_chat, free_port, start_server
+from tests.conftest import SERVICE, accepted_chat, caller_data, free_port, start_server
 from tests.test_end_to_end import transport_options
 from webchat.bus import CommandError
 from webchat.service.plugin import COMMANDS
@@ -31,8 +31,8 @@ async def test_custom_notice_and_user_data_reach_the_agent(server, customer_fact
     await customer.command("sendCustomNotice", {"message": "customer opened the invoice page"})
     await customer.command("updateUserData", {"orderId": "A-1009", "vip": True, "items": 3})
     await agent.wait_for(lambda ev: any(e["type"] == "userData" for e in ev))
-    assert next(e for e in agent.events if e["type"] == "userData")["userData"] == {
-        "orderId": "A-1009", "vip": "true", "items": "3"}
+    assert caller_data(next(e for e in agent.events if e["type"] == "userData")["userData"]) \
+        == {"orderId": "A-1009", "vip": "true", "items": "3"}
     await agent.wait_for(lambda _: agent_saw(agent, chat_id, "CustomNotice"))
     assert agent_saw(agent, chat_id, "CustomNotice")[0]["text"] == \
         "customer opened the invoice page"
@@ -133,7 +133,7 @@ async def test_configure_at_run_time(server, customer_factory):
     customer = await customer_factory(server.data_url)
     await customer.command("configure", {"typingStopDelay": 50, "userData": {"page": "faq"}})
     started = await customer.command("startChat", {"nickname": "Ada"})
-    assert server.engine.chats[started["chatId"]].user_data == {"page": "faq"}
+    assert caller_data(server.engine.chats[started["chatId"]].user_data) == {"page": "faq"}
     with pytest.raises(CommandError, match="cannot change during an active chat"):
         await customer.command("configure", transport_options(server, "websocket"))
     with pytest.raises(CommandError, match="ajaxTimeout must be positive"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import platform
 import re
 from typing import Any
 
+from webchat import __version__
 from webchat.bus.bus import CommandError
 from webchat.protocol.gms.models import ParticipantType
 from webchat.protocol.gms.session import ChatSession, HttpRequest
@@ -23,13 +25,24 @@ from webchat.service.filters import FilterError, compile_patterns
 _RECONFIGURE_LIVE = "the transport cannot change during an active chat session"
 
 
+def page_context() -> dict[str, str]:
+    """The ``_genesys_*`` userData the original adds to every chat so agents see where the
+    customer is, with the values a process has: no page (``source`` "api", empty URL,
+    referrer and title; a caller who has them passes them in userData, which wins), this
+    library as the browser, the operating system's name."""
+    return {"_genesys_source": "api", "_genesys_referrer": "", "_genesys_url": "",
+            "_genesys_pageTitle": "", "_genesys_browser": f"webchat-python/{__version__}",
+            "_genesys_OS": platform.system()}
+
+
 class ChatCommands(ServiceCore):
     async def start_chat(self, options: dict[str, Any]) -> Any:
         opts = check_options(options, {"userData": dict, "nickname": str, "firstname": str,
                                        "lastname": str, "email": str, "subject": str})
         if self.session.active:
             raise CommandError(ALREADY_ACTIVE)
-        user_data = {**self.config.userData, **string_map(opts.get("userData") or {})}
+        user_data = {**page_context(), **self.config.userData,
+                     **string_map(opts.get("userData") or {})}
         if self.config.async_.enabled:
             user_data.setdefault(self.config.async_.userDataKey, "true")
         form = {"nickname": opts.get("nickname"), "firstName": opts.get("firstname"),

@@ -8,6 +8,16 @@ const API = "/agent/v1";
 const TOKEN_KEY = "webchat.agent.token";
 const $ = (id) => document.getElementById(id);
 
+// A chat's userData as the agent reads it, in the queue and above the chat: the customer's own
+// keys first, then the page context the customer's WebChatService adds (_genesys_url, the
+// page title, browser...), and no empty values (a page without a referrer, say): they say
+// nothing. Everything is shown as text.
+function userDataEntries(userData) {
+  const entries = Object.entries(userData ?? {}).filter(([, v]) => v !== "" && v != null);
+  const context = ([key]) => key.startsWith("_genesys_");
+  return [...entries.filter((e) => !context(e)), ...entries.filter(context)];
+}
+
 class AgentConsole {
   constructor() {
     this.token = sessionStorage.getItem(TOKEN_KEY);
@@ -105,7 +115,7 @@ class AgentConsole {
 
   queueItem(chat) {
     const data = el("dl", {});
-    const fields = {...chat.customer, ...chat.userData};
+    const fields = {...chat.customer, ...Object.fromEntries(userDataEntries(chat.userData))};
     for (const [key, value] of Object.entries(fields)) data.append(el("dt", {text: key}), el("dd", {text: String(value)}));
     return el("li", {"data-chat": chat.chatId},
       el("strong", {text: chat.customer?.nickname || `${chat.customer?.firstName ?? ""} ${chat.customer?.lastName ?? ""}`}),
@@ -158,7 +168,7 @@ class AgentConsole {
   }
 
   describe(userData) {
-    return Object.entries(userData ?? {}).map(([k, v]) => `${k}: ${v}`).join(" · ");
+    return userDataEntries(userData).map(([k, v]) => `${k}: ${v}`).join(" · ");
   }
 
   async accept(chatId) {

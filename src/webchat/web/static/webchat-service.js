@@ -56,6 +56,32 @@ function stringMap(value) {
   return out;
 }
 
+// The original's coarse names, first match wins (Edge and Opera also say "Chrome"; Android
+// also says "Linux"). The user-agent string is read first because every browser has one;
+// navigator.userAgentData, where there is one, fills in what it does not name.
+const BROWSERS = [[/Edg(e|A|iOS)?\//, "Edge"], [/OPR\/|Opera/, "Opera"], [/Firefox\/|FxiOS/, "Firefox"],
+                  [/Chrome\/|Chromium\/|CriOS/, "Chrome"], [/Safari\//, "Safari"]];
+const SYSTEMS = [[/Windows/, "Windows"], [/Android/, "Android"], [/iPhone|iPad|iPod/, "iOS"],
+                 [/CrOS/, "Chrome OS"], [/Mac OS X|Macintosh/, "macOS"], [/Linux/, "Linux"]];
+const MOBILE = /Mobi|Android|iPhone|iPad|iPod/;
+
+function coarseName(table, fallback) {
+  const ua = navigator.userAgent ?? "";
+  return table.find(([re]) => re.test(ua))?.[1] ?? fallback ?? "";
+}
+
+// The _genesys_* userData the original adds to every chat so agents see where the customer
+// is. Read at startChat, so a single-page site's current URL and title are the ones sent.
+function pageContext() {
+  const hints = navigator.userAgentData;
+  const brand = hints?.brands?.find((b) => !/Not.?A.?Brand/i.test(b.brand))?.brand;
+  const mobile = hints?.mobile || MOBILE.test(navigator.userAgent ?? "")
+    || window.matchMedia("(pointer: coarse) and (hover: none)").matches;
+  return {_genesys_source: mobile ? "mobile" : "web", _genesys_referrer: document.referrer,
+          _genesys_url: location.href, _genesys_pageTitle: document.title,
+          _genesys_browser: coarseName(BROWSERS, brand), _genesys_OS: coarseName(SYSTEMS, hints?.platform)};
+}
+
 function toRegExps(value) {
   const items = Array.isArray(value) ? value : [value];
   if (!items.length) throw rejection("no filter given");
@@ -577,7 +603,8 @@ export class WebChatService {
     const o = checkOptions(options, {userData: "object", nickname: "string", firstname: "string",
                                      lastname: "string", email: "string", subject: "string"});
     if (this.active) throw rejection(ALREADY_ACTIVE);
-    const userData = {...stringMap(this.config.userData), ...stringMap(o.userData)};
+    // The page context under the configured userData, under the caller's: theirs win.
+    const userData = {...pageContext(), ...stringMap(this.config.userData), ...stringMap(o.userData)};
     if (this.config.async.enabled) userData[this.config.async.userDataKey] ??= "true";
     const form = {nickname: o.nickname, firstName: o.firstname, lastName: o.lastname,
                   emailAddress: o.email, subject: o.subject};
