@@ -248,6 +248,54 @@ async def test_a_page_script_drives_webchatservice_with_bus_commands(server, bro
     assert got == 1
 
 
+@pytest.mark.conformance("command:startChat", "command:sendMessage", "command:sendTyping")
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_page_script_calls_webchatservice_as_the_original_does(server, browser,
+                                                                      transport):
+    # What callers of the original 8.5 service pass: userData as a JSON string, sendMessage's
+    # `type` (sent as messageType, "text" when absent), sendTyping's `isTyping`.
+    page = await open_page(browser, f"{server.url}/?transport={transport}")
+    await service_ready(page)
+    result = await page.evaluate("""async () => {
+        const refused = (name, options) => CXBus.command(`WebChatService.${name}`, options)
+            .then(() => null, (e) => e.reason);
+        const ended = new Promise((resolve) => CXBus.subscribe("WebChatService.ended", resolve));
+        let stops = 0;
+        CXBus.subscribe("WebChatService.clientTypingStopped", () => { stops += 1; });
+        const send = (options) => CXBus.command("WebChatService.sendMessage", options);
+        await CXBus.command("WebChatService.configure", {typingStopDelay: 60000});
+        const bad = [await refused("startChat", {nickname: "Ada", userData: "{orderId: 1}"}),
+                     await refused("startChat", {nickname: "Ada", userData: '{"a": {"b": 1}}'})];
+        const first = await CXBus.command("WebChatService.startChat",
+                                          {nickname: "Ada", userData: "[1]"});
+        await CXBus.command("WebChatService.endChat");
+        await ended;
+        const second = await CXBus.command("WebChatService.startChat",
+            {nickname: "Ada", userData: '{"orderId": "A-1009", "vip": true}'});
+        await send({message: "plain"});
+        await send({message: "as the original", type: "custom"});
+        await send({message: "ours", messageType: "ours"});
+        bad.push(await refused("sendMessage", {message: "?", type: "a", messageType: "b"}));
+        const notTyping = await CXBus.command("WebChatService.sendTyping", {isTyping: false});
+        await CXBus.command("WebChatService.sendTyping", {isTyping: true, message: "he"});
+        await CXBus.command("WebChatService.sendTyping", {isTyping: false});  // not in a minute
+        await CXBus.command("WebChatService.sendTyping", {message: "again"});
+        return {first: first.chatId, second: second.chatId, bad, notTyping, stops};
+    }""")
+    assert result["bad"] == ["malformed JSON provided in userData property"] * 2 + [
+        "options 'messageType' and 'type' differ; give one of them"]
+    assert set(server.engine.chats) == {result["first"], result["second"]}  # no refused start
+    first, second = (server.engine.chats[result[k]] for k in ("first", "second"))
+    assert caller_data(first.user_data) == {"source": "demo-page"}  # "[1]" is no userData
+    assert caller_data(second.user_data) == {"source": "demo-page", "orderId": "A-1009",
+                                             "vip": "true"}
+    assert [(m.text, m.messageType) for m in second.events if m.type == "Message"] == [
+        ("plain", "text"), ("as the original", "custom"), ("ours", "ours")]
+    assert [(m.type, m.text) for m in second.events if m.type.startswith("Typing")] == [
+        ("TypingStarted", "he"), ("TypingStopped", None), ("TypingStarted", "again")]
+    assert result["notTyping"] is None and result["stops"] == 1  # nothing to stop: not sent
+
+
 @pytest.mark.conformance("command:startChat", "option:userData")
 async def test_agents_see_the_customers_page_in_the_chats_user_data(server, browser):
     # The original adds the page it runs on to every chat's userData (_genesys_*); here the

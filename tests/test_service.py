@@ -32,7 +32,7 @@ async def test_bad_arguments_are_rejected_before_anything_is_sent(server, custom
         await c.command("startChat", {"nickname": "Ada", "userData": {"a": {"nested": 1}}})
     with pytest.raises(CommandError, match="unknown option 'nick'"):
         await c.command("startChat", {"nick": "Ada"})
-    with pytest.raises(CommandError, match="option 'userData' must be dict"):
+    with pytest.raises(CommandError, match="malformed JSON provided in userData property"):
         await c.command("startChat", {"nickname": "Ada", "userData": "x=1"})
     with pytest.raises(CommandError, match="unknown option 'extra'"):
         await c.command("getTranscript", {"extra": 1})

@@ -18,11 +18,15 @@ from webchat.service.core import (
     ServiceCore,
     builtins,
     check_options,
+    one_of,
+    parse_user_data,
     string_map,
 )
 from webchat.service.filters import FilterError, compile_patterns
 
 _RECONFIGURE_LIVE = "the transport cannot change during an active chat session"
+DEFAULT_MESSAGE_TYPE = "text"
+"""The original sends ``messageType: data.type || "text"`` with every message."""
 
 
 def page_context() -> dict[str, str]:
@@ -37,12 +41,13 @@ def page_context() -> dict[str, str]:
 
 class ChatCommands(ServiceCore):
     async def start_chat(self, options: dict[str, Any]) -> Any:
-        opts = check_options(options, {"userData": dict, "nickname": str, "firstname": str,
-                                       "lastname": str, "email": str, "subject": str})
+        opts = check_options(options, {"userData": (dict, str), "nickname": str,
+                                       "firstname": str, "lastname": str, "email": str,
+                                       "subject": str})
         if self.session.active:
             raise CommandError(ALREADY_ACTIVE)
         user_data = {**page_context(), **self.config.userData,
-                     **string_map(opts.get("userData") or {})}
+                     **parse_user_data(opts.get("userData"))}
         if self.config.async_.enabled:
             user_data.setdefault(self.config.async_.userDataKey, "true")
         form = {"nickname": opts.get("nickname"), "firstName": opts.get("firstname"),
@@ -65,15 +70,17 @@ class ChatCommands(ServiceCore):
         return builtins(response)
 
     async def send_message(self, options: dict[str, Any]) -> Any:
-        opts = check_options(options, {"message": str, "messageType": str})
-        return await self._send(opts.get("message"), opts.get("messageType"))
+        """``type`` is the original's name for what goes out as ``messageType``."""
+        opts = check_options(options, {"message": str, "messageType": str, "type": str})
+        return await self._send(opts.get("message"), one_of(opts, "messageType", "type"))
 
     async def _send(self, text: str | None, message_type: str | None = None) -> Any:
         if not text or not text.strip():
             raise CommandError(NO_MESSAGE)
         self._cancel_typing_timer()
         self._typing = False  # the server clears typing when a message arrives
-        return await self.operation(lambda: self.session.send_message(text, message_type))
+        kind = message_type or DEFAULT_MESSAGE_TYPE
+        return await self.operation(lambda: self.session.send_message(text, kind))
 
     async def send_filtered_message(self, options: dict[str, Any]) -> Any:
         """Send a message the customer's own transcript must not show (a code or token for
@@ -108,8 +115,14 @@ class ChatCommands(ServiceCore):
         return {"preprocessors": len(self.view.preprocessors)}
 
     async def send_typing(self, options: dict[str, Any]) -> Any:
-        opts = check_options(options, {"message": str})
+        """``isTyping`` as the original reads it: only ``False`` is false (anything else, or
+        nothing, is typing). The original then still only starts; we stop at once, which is
+        what a caller saying "not typing" means. A start stops by itself after
+        ``typingStopDelay`` of silence."""
+        opts = check_options(options, {"message": str, "isTyping": object})
         self.require_session()
+        if opts.get("isTyping") is False:
+            return await self.stop_typing()
         self.schedule_typing_stop()
         if self._typing:
             return None

@@ -9,6 +9,7 @@ Commands live in :mod:`~webchat.service.chat`, :mod:`~webchat.service.restore` a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -108,6 +109,37 @@ def string_map(value: Mapping[Any, Any]) -> dict[str, str]:
             raise CommandError(BAD_USER_DATA)
         out[key] = str(item)
     return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_user_data(value: Mapping[Any, Any] | str | None) -> dict[str, str]:
+    """``startChat``'s userData, which the original also takes as a JSON string: a blank
+    string, or JSON that is not an object (``"[1]"``, ``"5"``), is no userData, as there;
+    text that does not parse is refused with its reason. ``NaN`` and ``Infinity``, which
+    Python's json would accept, are refused as the browser's ``JSON.parse`` refuses them."""
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
+        try:
+            value = json.loads(value, parse_constant=_no_constant)
+        except ValueError:
+            raise CommandError(BAD_USER_DATA) from None
+        if not isinstance(value, dict):
+            return {}
+    return string_map(value or {})
+
+
+def one_of(options: Mapping[str, Any], ours: str, original: str) -> Any:
+    """An option both we and the original name, differently: either name may be given, both
+    only with the same value (a caller who gives two different values has a bug we should not
+    guess around). Empty values count as not given, as the original's ``||`` does."""
+    mine, theirs = options.get(ours) or None, options.get(original) or None
+    if mine is not None and theirs is not None and mine != theirs:
+        raise CommandError(f"options {ours!r} and {original!r} differ; give one of them")
+    return mine if mine is not None else theirs
 
 
 class ServiceCore:
@@ -362,17 +394,26 @@ class ServiceCore:
         self._typing_timer = loop.call_later(self.config.typingStopDelay / 1000,
                                              lambda: self.spawn(self._stop_typing()))
 
-    async def _stop_typing(self) -> None:
-        self._typing_timer = None
-        if not self._typing or not self.session.active:
-            return
+    async def stop_typing(self) -> Any:
+        """Send stopTyping if this client is typing (the reply), else nothing (``None``): a
+        stop the server never had a start for would only add noise to the transcript."""
+        self._cancel_typing_timer()
+        if not self._typing:
+            return None
         self._typing = False
+        result = await self.operation(self.session.stop_typing)
+        self.plugin.publish("clientTypingStopped", None)
+        return result
+
+    async def _stop_typing(self) -> None:
+        """The idle stop: nobody awaits it, so a failure is only logged."""
+        self._typing_timer = None
+        if not self.session.active:
+            return
         try:
-            await self.operation(self.session.stop_typing)
+            await self.stop_typing()
         except CommandError as exc:
             log.debug("stopTyping failed: %s", exc)
-            return
-        self.plugin.publish("clientTypingStopped", None)
 
     def _cancel_typing_timer(self) -> None:
         if self._typing_timer is not None:

@@ -11,6 +11,8 @@ const ALREADY_ACTIVE = "There is already an active chat session";
 const BAD_USER_DATA = "malformed JSON provided in userData property";
 const NO_MESSAGE = "No message text provided";
 const NOTHING_TO_RESTORE = "There is no chat session to restore";
+// The original sends `messageType: data.type || "text"` with every message.
+const DEFAULT_MESSAGE_TYPE = "text";
 const CONNECTED = {Agent: "agentConnected", Client: "clientConnected", Supervisor: "supervisorConnected"};
 const DISCONNECTED = {Agent: "agentDisconnected", Client: "clientDisconnected",
                       Supervisor: "supervisorDisconnected"};
@@ -54,6 +56,29 @@ function stringMap(value) {
     out[key] = String(item);
   }
   return out;
+}
+
+// startChat's userData, which the original also takes as a JSON string: a blank string, or JSON
+// that is not an object ("[1]", "5"), is no userData, as there; text that does not parse is
+// refused with the original's reason.
+function parseUserData(value) {
+  if (typeof value !== "string") return stringMap(value);
+  if (!value.trim()) return {};
+  let parsed;
+  try { parsed = JSON.parse(value); } catch { throw rejection(BAD_USER_DATA); }
+  return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? stringMap(parsed) : {};
+}
+
+// An option both we and the original name, differently: either name may be given, both only
+// with the same value (two different values are a caller's bug we should not guess around).
+// Empty values count as not given, as the original's `||` does.
+function oneOf(options, ours, original) {
+  const mine = options[ours] || null;
+  const theirs = options[original] || null;
+  if (mine !== null && theirs !== null && mine !== theirs) {
+    throw rejection(`options '${ours}' and '${original}' differ; give one of them`);
+  }
+  return mine ?? theirs;
 }
 
 // The original's coarse names, first match wins (Edge and Opera also say "Chrome"; Android
@@ -600,11 +625,11 @@ export class WebChatService {
   }
 
   async startChat(options) {
-    const o = checkOptions(options, {userData: "object", nickname: "string", firstname: "string",
+    const o = checkOptions(options, {userData: ["object", "string"], nickname: "string", firstname: "string",
                                      lastname: "string", email: "string", subject: "string"});
     if (this.active) throw rejection(ALREADY_ACTIVE);
     // The page context under the configured userData, under the caller's: theirs win.
-    const userData = {...pageContext(), ...stringMap(this.config.userData), ...stringMap(o.userData)};
+    const userData = {...pageContext(), ...stringMap(this.config.userData), ...parseUserData(o.userData)};
     if (this.config.async.enabled) userData[this.config.async.userDataKey] ??= "true";
     const form = {nickname: o.nickname, firstName: o.firstname, lastName: o.lastname,
                   emailAddress: o.email, subject: o.subject};
@@ -632,9 +657,10 @@ export class WebChatService {
     return this.operation("disconnect", {}, {position: true});
   }
 
+  // `type` is the original's name for what goes out as messageType.
   async sendMessage(options) {
-    const o = checkOptions(options, {message: "string", messageType: "string"});
-    return this.send(o.message, o.messageType);
+    const o = checkOptions(options, {message: "string", messageType: "string", type: "string"});
+    return this.send(o.message, oneOf(o, "messageType", "type"));
   }
 
   async send(text, messageType) {
@@ -642,9 +668,8 @@ export class WebChatService {
     this.requireSession();
     this.clearTypingTimer();
     this.typing = false;
-    const fields = {message: text};
-    if (messageType) fields.messageType = messageType;
-    return this.operation("send", fields, {position: true});
+    return this.operation("send", {message: text, messageType: messageType || DEFAULT_MESSAGE_TYPE},
+                          {position: true});
   }
 
   async sendFilteredMessage(options) {
@@ -684,11 +709,15 @@ export class WebChatService {
     return {inputs: this.typingInputs.length};
   }
 
+  // isTyping as the original reads it: only false is false (anything else, or nothing, is
+  // typing). The original then still only starts; we stop at once, which is what a caller
+  // saying "not typing" means. A start stops by itself after typingStopDelay of silence.
   async sendTyping(options) {
-    const o = checkOptions(options, {message: "string"});
+    const o = checkOptions(options, {message: "string", isTyping: "any"});
     this.requireSession();
+    if (o.isTyping === false) return this.stopTyping();
     this.clearTypingTimer();
-    this.typingTimer = setTimeout(() => this.stopTyping(), this.config.typingStopDelay);
+    this.typingTimer = setTimeout(() => this.stopTyping().catch(() => {}), this.config.typingStopDelay);
     if (this.typing) return null;
     this.typing = true;
     const reply = await this.operation("startTyping", o.message ? {message: o.message} : {});
@@ -696,12 +725,15 @@ export class WebChatService {
     return reply;
   }
 
+  // stopTyping if this client is typing (the reply), else nothing (null): a stop the server
+  // never had a start for would only add noise to the transcript.
   async stopTyping() {
-    this.typingTimer = null;
-    if (!this.typing || this.session.state !== "active") return;
+    this.clearTypingTimer();
+    if (!this.typing || this.session.state !== "active") return null;
     this.typing = false;
-    try { await this.operation("stopTyping"); } catch { return; }
+    const reply = await this.operation("stopTyping");
     this.plugin.publish("clientTypingStopped");
+    return reply;
   }
 
   async sendCustomNotice(options) {
