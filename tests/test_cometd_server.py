@@ -99,7 +99,7 @@ async def test_long_polling_chat_flow_matches_spec(server, http, cometd_url, age
                                         for e in ev))
 
 
-async def test_unknown_session_and_missing_cookie_get_402(server, http, cometd_url):
+async def test_unknown_session_gets_402_and_the_cookie_is_not_needed(server, http, cometd_url):
     lp = LongPoll(http, cometd_url)
     lp.client_id = "forged"
     [reply] = await lp.connect()
@@ -107,11 +107,35 @@ async def test_unknown_session_and_missing_cookie_get_402(server, http, cometd_u
     assert reply["error"].startswith("402::")
     assert reply["advice"]["reconnect"] == "handshake"
     await lp.handshake()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
-        thief = LongPoll(other, cometd_url)
-        thief.client_id = lp.client_id
-        [stolen] = await thief.connect()
-        assert stolen["error"].startswith("402::")
+    # Cross-origin long-polling (the Genesys widgets) sends no cookie: the clientId is the
+    # session's credential, as in CometD.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as cookieless:
+        browser = LongPoll(cookieless, cometd_url)
+        browser.client_id = lp.client_id
+        [reply] = await browser.connect(hold_ms=0)
+        assert reply["successful"] is True, reply
+
+
+async def test_browser_cookie_binding_on_request(server_config, http):
+    from dataclasses import replace
+
+    from tests.conftest import start_server
+    config = replace(server_config, cometd=replace(server_config.cometd,
+                                                   require_browser_cookie=True))
+    running = await start_server(config)
+    try:
+        url = f"{running.url}/genesys/cometd"
+        lp = LongPoll(http, url)
+        await lp.handshake()
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+            thief = LongPoll(other, url)
+            thief.client_id = lp.client_id
+            [stolen] = await thief.connect()
+            assert stolen["error"].startswith("402::")
+        [reply] = await lp.connect(hold_ms=0)
+        assert reply["successful"] is True
+    finally:
+        await running.runner.cleanup()
 
 
 async def test_bad_frames(server, http, cometd_url):

@@ -10,6 +10,7 @@ import click
 from aiohttp import web
 from rich.console import Console
 
+from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
 from webchat.server import ServerConfig, build_app
 from webchat.server.app import ACCOUNTS, ENGINE
 from webchat.server.config import HttpErrorMode, Limits
@@ -51,6 +52,9 @@ def _rate(value: str) -> tuple[float, int]:
                    "as GMS does; for developing clients.")
 @click.option("--typing-timeout", default=10.0, show_default=True, type=float,
               help="Seconds after which a customer's typing that nothing followed ends.")
+@click.option("--cometd-browser-cookie", is_flag=True,
+              help="CometD long-polling requests must carry the session's BAYEUX_BROWSER "
+                   "cookie, not only its clientId (breaks cross-origin long-polling).")
 @click.option("--chat-ntf-cookie", is_flag=True,
               help="CometD file requests (chat-ntf) also need the BAYEUX_BROWSER cookie of a "
                    "session following the chat (breaks the Genesys widgets cross-origin).")
@@ -68,7 +72,8 @@ def _rate(value: str) -> tuple[float, int]:
 def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
                   cors_origins: tuple[str, ...], http_errors: str, strict_fields: bool,
-                  typing_timeout: float, chat_ntf_cookie: bool, max_message_chars: int,
+                  typing_timeout: float, cometd_browser_cookie: bool, chat_ntf_cookie: bool,
+                  max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
                   async_user_data_key: str, with_bot: bool) -> None:
     """Run the chat server."""
@@ -79,6 +84,7 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
         http_errors=HttpErrorMode(http_errors), strict_fields=strict_fields,
         typing_timeout_s=typing_timeout, chat_ntf_requires_cookie=chat_ntf_cookie,
+        cometd=CometdOptions(require_browser_cookie=cometd_browser_cookie),
         offer_timeout_s=offer_timeout,
         limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate),
         cometd_handshake_rate=_rate(cometd_handshake_rate),

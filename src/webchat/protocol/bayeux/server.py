@@ -42,8 +42,12 @@ class ServerOptions:
     connection_types: tuple[str, ...] = ("websocket", "long-polling")
     ack_enabled: bool = True
     error_style: ErrorStyle = ErrorStyle.COMETD5
-    trust_client_session: bool = False
-    """Accept a clientId without its BAYEUX_BROWSER cookie on HTTP (insecure; off by default)."""
+    require_browser_cookie: bool = False
+    """Long-polling requests must also carry the session's ``BAYEUX_BROWSER`` cookie. Off by
+    default, as in CometD, where the clientId (144 random bits, known only to its client) is
+    the session's credential on every transport and the cookie only marks a browser: the
+    Genesys widgets' cross-origin long-polling sends no cookies at all, and neither do
+    cookie jars that drop cookies of IP-address hosts."""
 
 
 @dataclass(eq=False)
@@ -160,7 +164,7 @@ class BayeuxServer:
         if transport == "websocket":
             return session  # a new socket resuming by clientId (no handshake per connection)
         if session.browser_id is not None and session.browser_id != browser_id \
-                and not self.options.trust_client_session:
+                and self.options.require_browser_cookie:
             return None
         return session
 
