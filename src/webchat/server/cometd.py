@@ -24,6 +24,8 @@ from webchat.protocol.bayeux.messages import (
 )
 from webchat.protocol.bayeux.server import BayeuxServer, Outcome, ServerOptions, ServerSession
 from webchat.protocol.gms.forms import FormError, parse_form
+from webchat.server import addresses
+from webchat.server.addresses import ClientAddress
 from webchat.server.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,10 @@ def _now() -> int:
 class CometdEndpoint:
     def __init__(self, path: str, options: ServerOptions | None = None, *,
                  max_body_bytes: int = 256 * 1024, handshake_rate: tuple[float, int] = (5, 50),
-                 duplicate_connect_status: int = 500) -> None:
+                 duplicate_connect_status: int = 500,
+                 client_address: ClientAddress | None = None) -> None:
         self.path = path
+        self.client_address = client_address or addresses.client_address(False)
         self.bayeux = BayeuxServer(options)
         self.max_body = max_body_bytes
         self.handshakes = RateLimiter(*handshake_rate)
@@ -171,12 +175,14 @@ class CometdEndpoint:
         except DecodeError as exc:
             return web.Response(status=400, text=f"malformed Bayeux message: {exc}")
         browser = request.cookies.get(COOKIE)
-        remote = request.remote or "?"
+        remote = self.client_address(request)
         refusal = self._flood_refusal(messages, remote, {"reconnect": "handshake",
                                                          "interval": 2000})
         if refusal is not None:
             return _json(refusal)
         out = self.bayeux.receive(messages, _now(), browser_id=browser)
+        if out.handshaken is not None:
+            out.handshaken.attachments[addresses.CLIENT] = remote
         if out.superseded and out.hold is not None:
             self._supersede(out.hold)
         await self._apply(out)
@@ -228,7 +234,7 @@ class CometdEndpoint:
         bound: ServerSession | None = None
         held: asyncio.Task[None] | None = None
         send_lock = asyncio.Lock()
-        remote = request.remote or "?"
+        remote = self.client_address(request)
 
         async def send(messages: list[BayeuxMessage]) -> None:
             if messages and not ws.closed:
@@ -285,6 +291,7 @@ class CometdEndpoint:
                     break
                 if out.handshaken is not None:
                     bound = out.handshaken
+                    bound.attachments[addresses.CLIENT] = remote
                 elif bound is None and out.hold is not None:
                     bound = out.hold  # a new socket resuming an existing session
                 if bound is not None and not bound.ack:
