@@ -13,6 +13,7 @@ from webchat.broker.base import Broker
 from webchat.broker.memory import MemoryBroker
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.server.accounts import Accounts
+from webchat.server.addresses import client_address
 from webchat.server.agent_api import PREFIX as AGENT_PREFIX
 from webchat.server.agent_api import AgentApi, error_body
 from webchat.server.chat_api import ChatApi
@@ -22,6 +23,7 @@ from webchat.server.config import ServerConfig
 from webchat.server.cors import cors_middleware
 from webchat.server.engine import ChatEngine, Clock, wall_clock
 from webchat.server.errors import AgentError, ChatError
+from webchat.server.gms.gateway import Gateway
 from webchat.server.openapi import openapi_document
 from webchat.store.base import Store
 from webchat.store.sqlite import SqliteStore
@@ -75,12 +77,14 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     broker = broker or MemoryBroker()
     engine = ChatEngine(store, broker, config, clock)
     accounts = Accounts(engine)
-    chat_api = ChatApi(engine, config)
+    gateway = Gateway(engine, config)
+    chat_api = ChatApi(gateway, config)
     agent_api = AgentApi(engine, accounts)
     cometd = CometdEndpoint(f"{config.api_prefix}/cometd", config.cometd,
                             max_body_bytes=config.limits.max_body_bytes,
-                            handshake_rate=config.cometd_handshake_rate)
-    channel = ChatChannel(engine, cometd)
+                            handshake_rate=config.cometd_handshake_rate,
+                            client_address=client_address(config.trust_forwarded_for))
+    channel = ChatChannel(gateway, cometd)
     chat_api.bayeux_follows = channel.followed_by
 
     app = web.Application(

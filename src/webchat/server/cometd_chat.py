@@ -1,10 +1,12 @@
 """GMS chat over CometD: operations published on ``/service/chatV2/{service}`` (§2.3), and
 transcript events pushed to every Bayeux session that follows a chat (§2.4).
 
-Operations reuse the REST API's validation and the same engine calls, so a chat behaves the
-same whichever transport the customer uses. A session follows a chat after ``requestChat`` or
-``requestNotifications`` (or any authenticated operation); it never receives another chat's
-events, because the service channel is shared and isolation is done here, by chat.
+An adapter over the same :class:`~webchat.server.gms.gateway.Gateway` as REST, so a chat
+behaves the same whichever transport the customer uses: the JSON ``data`` of a publish becomes
+a :class:`~webchat.server.gms.operations.Call` (``userData`` stays a map). A session follows a
+chat after ``requestChat`` or ``requestNotifications`` (or any authenticated operation); it
+never receives another chat's events, because the service channel is shared and isolation is
+done here, by chat.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from webchat.protocol.bayeux.messages import BayeuxMessage
 from webchat.protocol.bayeux.server import ServerSession
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.forms import form_value
-from webchat.protocol.gms.models import ChatResponse, EventType, Message
-from webchat.server import validation as v
-from webchat.server.chat_api import chat_response
+from webchat.protocol.gms.models import ChatResponse, Message
+from webchat.server import addresses
 from webchat.server.cometd import CometdEndpoint
-from webchat.server.engine import ChatEngine
 from webchat.server.errors import ChatError
+from webchat.server.gms.gateway import Gateway
+from webchat.server.gms.operations import COMETD_NAMES, COMETD_OPERATIONS, OPERATIONS, Call
 from webchat.store.records import ChatRecord
 
 log = logging.getLogger(__name__)
@@ -33,41 +35,35 @@ CHANNEL_PREFIX = "/service/chatV2/"
 FOLLOWS = "chats"  # session attachment: {chat_id: channel}
 _message = msgspec.json.Decoder(Message)
 
-OPERATIONS = frozenset({"requestChat", "requestNotifications", "sendMessage", "startTyping",
-                        "stopTyping", "disconnect", "pushUrl", "customNotice",
-                        "updateNickname", "updateData"})
-_FORM_OP = {"sendMessage": "send", "requestNotifications": "refresh"}
+
+def _scalar(key: str, value: Any) -> str:
+    if isinstance(value, Mapping | list):
+        raise ChatError(ErrorCode.MALFORMED_REQUEST, f"{key[:32]} must be a string")
+    return form_value(value)
 
 
-def as_form(data: Mapping[str, Any]) -> dict[str, str]:
-    """CometD data is JSON; REST forms are strings. Turn one into the other so both share
-    validation: scalars become strings, the ``userData`` object becomes ``userData[k]`` keys."""
-    form: dict[str, str] = {}
-    for key, value in data.items():
-        if key in ("operation", "auth"):
-            continue
-        if key == "userData":
-            if not isinstance(value, Mapping):
-                raise ChatError(ErrorCode.MALFORMED_REQUEST, "userData must be an object")
-            for sub, item in value.items():
-                if isinstance(item, Mapping | list):
-                    raise ChatError(ErrorCode.MALFORMED_REQUEST,
-                                    f"userData[{str(sub)[:32]}] must be a string")
-                form[f"userData[{sub}]"] = form_value(item)
-        elif isinstance(value, Mapping | list):
-            raise ChatError(ErrorCode.MALFORMED_REQUEST, f"{key[:32]} must be a string")
-        else:
-            form[key] = form_value(value)
-    return form
+def as_call(service: str, data: Mapping[str, Any], client: str,
+            follow: Callable[[ChatRecord], None]) -> Call:
+    """A publish's ``data`` as the gateway takes it: JSON scalars as the strings a form would
+    carry, ``userData`` as a map of them."""
+    fields = {key: _scalar(key, value) for key, value in data.items()
+              if key not in ("operation", "auth", "userData")}
+    user_data = data.get("userData")
+    if user_data is not None and not isinstance(user_data, Mapping):
+        raise ChatError(ErrorCode.MALFORMED_REQUEST, "userData must be an object")
+    operation = data["operation"]
+    return Call(COMETD_NAMES.get(operation, operation), service, fields,
+                None if user_data is None else
+                {str(k): _scalar(f"userData[{k}]", item) for k, item in user_data.items()},
+                chat_id=fields.get("chatId") or None, by_key=True, api_key=None, client=client,
+                follow=follow)
 
 
 class ChatChannel:
-    def __init__(self, engine: ChatEngine, endpoint: CometdEndpoint) -> None:
-        self.engine = engine
+    def __init__(self, gateway: Gateway, endpoint: CometdEndpoint) -> None:
+        self.gateway = gateway
+        self.engine = gateway.engine
         self.endpoint = endpoint
-        self.limits = engine.config.limits
-        self.fields = v.FieldPolicy(engine.config.strict_fields,
-                                    engine.config.max_ignored_field_chars)
         self.followers: dict[str, set[ServerSession]] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
         endpoint.on_service = self.handle
@@ -135,70 +131,21 @@ class ChatChannel:
         return None
 
     async def _operate(self, session: ServerSession, channel: str, data: Any) -> None:
-        service = channel[len(CHANNEL_PREFIX):]
-        if service not in self.engine.config.services:
-            raise ChatError(ErrorCode.UNKNOWN_SERVICE, f"unknown chat service {service[:64]!r}")
         if not isinstance(data, Mapping) or not isinstance(data.get("operation"), str):
             raise ChatError(ErrorCode.MALFORMED_REQUEST, "data must be an object with operation")
-        op: str = data["operation"]
-        if op not in OPERATIONS:
-            raise ChatError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
-        form = as_form(data)
-        checked = form if op != "requestNotifications" else \
-            {k: val for k, val in form.items() if not k.startswith("userData[")}
-        self.fields.check(_FORM_OP.get(op) or op, checked, v.CHANNEL_FIELDS)
-        if op == "requestChat":
-            chat = await self.engine.request_chat(service, v.customer_form(form, self.limits))
-            # No await between the snapshot and following: no event can fall in between.
-            self._reply(session, channel, chat_response(chat, chat.events))
-            self.follow(session, chat, channel)
-            return
-        chat = await self.engine.chat_by_key(service, form.get("secureKey", ""),
-                                             form.get("userId"), form.get("alias"))
-        if form.get("chatId") and form["chatId"] != chat.chat_id:
-            raise ChatError(ErrorCode.CHAT_NOT_FOUND,
-                            "no chat matches this chatId, userId, alias and secureKey")
-        position = v.position(form)
-        self.engine.check_position(chat, position)
-        if op == "requestNotifications":
-            preview = v.text(form, "message", self.limits.max_message_chars,
-                             code=ErrorCode.MESSAGE_TOO_LONG)
-            if preview:
-                await self.engine.customer_preview(chat, preview)
-            chat = self.engine.chats.get(chat.chat_id, chat)
-            self._reply(session, channel,
-                        chat_response(chat, self.engine.transcript(chat, position)))
-            self.follow(session, chat, channel)
-            return
-        self.follow(session, chat, channel)
-        await self._act(op, chat, form)
+        if data["operation"] not in COMETD_OPERATIONS:
+            raise ChatError(ErrorCode.UNKNOWN_OPERATION,
+                            f"unknown operation {data['operation'][:64]!r}")
 
-    async def _act(self, op: str, chat: ChatRecord, form: dict[str, str]) -> None:
-        limits = self.limits
-        engine = self.engine
-        if op == "sendMessage":
-            text = v.text(form, "message", limits.max_message_chars, required=True,
-                          code=ErrorCode.MESSAGE_TOO_LONG)
-            await engine.customer_event(chat, EventType.MESSAGE, text,
-                                        v.text(form, "messageType", 64) or None)
-        elif op in ("startTyping", "stopTyping"):
-            preview = v.text(form, "message", limits.max_message_chars,
-                             code=ErrorCode.MESSAGE_TOO_LONG) or None
-            await engine.customer_event(chat, EventType.TYPING_STARTED if op == "startTyping"
-                                        else EventType.TYPING_STOPPED, preview)
-        elif op == "disconnect":
-            await engine.customer_disconnect(chat)
-        elif op == "pushUrl":
-            await engine.customer_event(chat, EventType.PUSH_URL, v.push_url(form, limits))
-        elif op == "customNotice":
-            notice = v.text(form, "message", limits.max_message_chars,
-                            code=ErrorCode.MESSAGE_TOO_LONG) or None
-            await engine.customer_event(chat, EventType.CUSTOM_NOTICE, notice)
-        elif op == "updateNickname":
-            await engine.customer_nickname(
-                chat, v.text(form, "nickname", limits.max_name_chars, required=True).strip())
-        elif op == "updateData":
-            await engine.customer_update_data(chat, v.user_data(form, limits))
+        def follow(chat: ChatRecord) -> None:
+            self.follow(session, chat, channel)
+
+        call = as_call(channel[len(CHANNEL_PREFIX):], data,
+                       session.attachments.get(addresses.CLIENT, "?"), follow)
+        result = await self.gateway.call(call)
+        if OPERATIONS[call.operation].snapshot_reply:
+            # The reply carries the transcript; other operations' effects arrive as pushes.
+            self._reply(session, channel, result.response)
 
     def _reply(self, session: ServerSession, channel: str, response: ChatResponse) -> None:
         self.endpoint.deliver(session, BayeuxMessage(channel=channel, data=response))

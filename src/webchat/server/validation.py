@@ -20,11 +20,11 @@ from webchat.server.errors import ChatError
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 IDENTITY = frozenset({"userId", "secureKey", "alias"})
 
-#: Fields each operation knows besides the identity triple and, where it takes them,
-#: ``userData[...]``. What the real clients send belongs here: the Genesys widgets 8.5 send
-#: ``text`` and a blank identity triple with requestChat, the typing preview ``message`` with
-#: every refresh (over CometD with requestNotifications), and ``chatId`` with every CometD
-#: operation (see :data:`CHANNEL_FIELDS`).
+#: Fields each operation knows besides the identity triple (userData travels apart: see
+#: ``gms.operations.UserData``). What the real clients send belongs here: the Genesys widgets
+#: 8.5 send ``text`` and a blank identity triple with requestChat, the typing preview
+#: ``message`` with every refresh (over CometD with requestNotifications), and ``chatId``
+#: with every CometD operation (see :data:`CHANNEL_FIELDS`).
 FIELDS: dict[str, frozenset[str]] = {
     "requestChat": frozenset({"firstName", "lastName", "nickname", "emailAddress", "subject",
                               "text"}),
@@ -42,7 +42,6 @@ FIELDS: dict[str, frozenset[str]] = {
     "file/download": frozenset(),
     "file/delete": frozenset(),
 }
-TAKES_USER_DATA = frozenset({"requestChat", "updateData", "file/upload"})
 CHANNEL_FIELDS = frozenset({"chatId"})
 """Known on every CometD operation: the chat the client believes it is in (blank at first)."""
 
@@ -63,7 +62,7 @@ class FieldPolicy:
             if "\x00" in key or "\x00" in value:
                 raise ChatError(ErrorCode.MALFORMED_REQUEST,
                                 f"field {key[:64]!r} contains NUL")
-            if key in known or (operation in TAKES_USER_DATA and key.startswith("userData[")):
+            if key in known:
                 continue
             if self.strict:
                 raise ChatError(ErrorCode.MALFORMED_REQUEST,
@@ -94,23 +93,40 @@ def position(form: Mapping[str, str]) -> int | None:
     return int(raw)
 
 
-def user_data(form: Mapping[str, str], limits: Limits) -> dict[str, str]:
-    try:
-        data = unflatten_map(form, "userData")
-    except FormError as exc:
-        raise ChatError(ErrorCode.MALFORMED_REQUEST, str(exc)) from None
+def user_data(data: Mapping[str, str], limits: Limits) -> dict[str, str]:
+    """A request's userData within the limits (keys, key and value lengths)."""
     if len(data) > limits.max_user_data_keys:
         raise ChatError(ErrorCode.TOO_LARGE,
                         f"more than {limits.max_user_data_keys} userData keys")
     for key, value in data.items():
+        if not key:
+            raise ChatError(ErrorCode.MALFORMED_REQUEST, "empty userData key")
+        if "\x00" in key or "\x00" in value:
+            raise ChatError(ErrorCode.MALFORMED_REQUEST, "userData contains NUL")
         if len(key) > limits.max_user_data_key_chars:
             raise ChatError(ErrorCode.FIELD_TOO_LONG, f"userData key {key[:32]!r}… is too long")
         if len(value) > limits.max_user_data_value_chars:
-            raise ChatError(ErrorCode.FIELD_TOO_LONG, f"userData[{key}] is too long")
-    return data
+            raise ChatError(ErrorCode.FIELD_TOO_LONG, f"userData[{key[:32]}] is too long")
+    return dict(data)
 
 
-def customer_form(form: Mapping[str, str], limits: Limits) -> CustomerForm:
+def form_user_data(form: Mapping[str, str]) -> dict[str, str] | None:
+    """REST flattens userData into ``userData[key]`` fields; ``None`` when there are none."""
+    if not any(key.startswith("userData[") for key in form):
+        return None
+    try:
+        return unflatten_map(form, "userData")
+    except FormError as exc:
+        raise ChatError(ErrorCode.MALFORMED_REQUEST, str(exc)) from None
+
+
+def scalar_fields(form: Mapping[str, str]) -> dict[str, str]:
+    """A form without its ``userData[...]`` fields."""
+    return {k: val for k, val in form.items() if not k.startswith("userData[")}
+
+
+def customer_form(form: Mapping[str, str], data: Mapping[str, str] | None,
+                  limits: Limits) -> CustomerForm:
     """The request-chat form (fields already checked by :class:`FieldPolicy`)."""
     first = text(form, "firstName", limits.max_name_chars).strip()
     last = text(form, "lastName", limits.max_name_chars).strip()
@@ -127,7 +143,7 @@ def customer_form(form: Mapping[str, str], limits: Limits) -> CustomerForm:
     if email and not _EMAIL.match(email):
         raise ChatError(ErrorCode.INVALID_EMAIL, "emailAddress is not a valid e-mail address")
     subject = text(form, "subject", limits.max_subject_chars)
-    return CustomerForm(nickname, first, last, email, subject, user_data(form, limits))
+    return CustomerForm(nickname, first, last, email, subject, user_data(data or {}, limits))
 
 
 def push_url(form: Mapping[str, str], limits: Limits) -> str:
