@@ -337,3 +337,26 @@ async def test_direct_pushes_of_every_frame_size_arrive_intact_and_in_order(
                 got.extend(m["data"]["text"] for m in msgspec.json.decode(frame.data)
                            if m["channel"] == "/rooms/sizes")
         assert got == texts
+
+
+async def test_the_request_chat_reply_is_a_snapshot_so_no_index_comes_twice(
+        server, http, cometd_url, agent_factory):
+    """The reply to requestChat waits in the session's queue until the next /meta/connect.
+    Events added meanwhile (the agent joining, greeting at once, as a bot does) go out as pushes
+    — and went out inside that reply too, when it held the chat's live event list."""
+    await server.add_agent("grace", nickname="Grace")
+    agent = await agent_factory(server.url, "grace")
+    lp = LongPoll(http, cometd_url)
+    await lp.handshake()
+    await lp.connect(hold_ms=0)
+    _, [ack] = await lp.post("", {"channel": CHANNEL, "data": {
+        "operation": "requestChat", "nickname": "Ada"}})
+    assert ack["successful"] is True
+    await agent.wait_for(lambda events: any(e["type"] == "offer" for e in events))
+    chat_id = next(e["chat"]["chatId"] for e in agent.events if e["type"] == "offer")
+    await agent.client.accept(chat_id)
+    await agent.client.send(chat_id, "Hello at once")
+    deliveries = [m["data"] for m in await lp.connect(hold_ms=0) if m["channel"] == CHANNEL]
+    indexes = [msg["index"] for d in deliveries for msg in d.get("messages", [])]
+    assert indexes == sorted(set(indexes)), indexes
+    assert set(indexes) == set(range(1, server.engine.chats[chat_id].next_index))
