@@ -60,6 +60,14 @@ def _error_middleware(chat_api: ChatApi) -> Middleware:
                     resp.set_status(405)
                 return resp
             return error_body(AgentError(exc.status, "http_error", exc.reason))
+        except ChatError as exc:
+            # A domain refusal no adapter mapped (an agent writing to a full transcript).
+            if in_agent:
+                return error_body(AgentError(exc.http_status, exc.code.name.lower(),
+                                             exc.advice))
+            if in_chat:
+                return chat_api.error(exc)
+            raise
         except Exception:
             log.exception("unhandled error in %s %s", request.method, path)
             if in_chat:

@@ -35,6 +35,11 @@ class Limits:
     max_body_bytes: int = 256 * 1024
     max_form_fields: int = 200
     max_queue_per_service: int = 10_000
+    max_chat_events: int = 10_000
+    max_chat_bytes: int = 2 * 1024 * 1024
+    """A chat's transcript, in events and in bytes of their JSON: past either, what a
+    participant says is refused (1017), so no chat grows without end (joining, leaving and the
+    server's notices still go in, so a full chat can still be answered and closed)."""
     # Token buckets: (sustained per second, burst).
     request_chat_rate: tuple[float, int] = (1.0, 20)
     chat_op_rate: tuple[float, int] = (20.0, 60)

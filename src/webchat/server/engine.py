@@ -48,6 +48,44 @@ SYSTEM_ID = 2
 
 Clock = Callable[[], int]
 
+#: Events written however full the transcript (with the server's own, see :meth:`Change.add`):
+#: a full chat must still be answerable, transferable and closable. Each follows from a bounded
+#: act (staff accepting or transferring, a silence, the end), never from what a client may
+#: repeat at will.
+_MEMBERSHIP = frozenset({EventType.PARTICIPANT_JOINED, EventType.PARTICIPANT_LEFT})
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a chat's transcript may still take (``Limits.max_chat_events``/``_bytes``)."""
+
+    events: int
+    bytes: int
+
+
+def event_bytes(msg: Message) -> int:
+    """An event's share of ``max_chat_bytes``: its JSON as every client receives it."""
+    return len(msgspec.json.encode(msg))
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the engine keeps of a transcript so that neither the sweep nor the size limit reads
+    it again: folded from the events as they are committed."""
+
+    seen: int = 0
+    """How many of the chat's events are folded in."""
+    quiet: inactivity.Quiet = field(default_factory=inactivity.Quiet)
+    bytes: int = 0
+
+    def fold(self, events: list[Message]) -> Tally:
+        """This tally with ``events[self.seen:]`` folded in."""
+        new = events[self.seen:]
+        if not new:
+            return self
+        return Tally(len(events), inactivity.fold(self.quiet, new),
+                     self.bytes + sum(event_bytes(m) for m in new))
+
 
 def wall_clock() -> int:
     return time.time_ns() // 1_000_000
@@ -62,10 +100,30 @@ class Change:
     events: list[Message] = field(default_factory=list)
     participants: dict[int, ParticipantRecord] = field(default_factory=dict)
     files: list[FileRecord] = field(default_factory=list)
+    room: Room | None = None
+    """None: unbounded (a new chat)."""
+
+    def has_room(self) -> bool:
+        """Whether a participant may still add to the transcript. Judged on the transcript
+        before the event, so that operations that change state before they add their event can
+        ask first (the last event may pass ``max_chat_bytes`` by its own size)."""
+        return self.room is None or (len(self.events) < self.room.events
+                                     and self.room.bytes > 0)
+
+    def require_room(self) -> None:
+        """Refuse what a participant would add to a full transcript (see :meth:`add`)."""
+        if not self.has_room():
+            raise ChatError(ErrorCode.TRANSCRIPT_FULL,
+                            "this chat's transcript is full: no more can be added to it")
 
     def add(self, participant_id: int, type_: EventType, text: str | None = None, *,
-            message_type: str | None = None, user_data: dict[str, str] | None = None
-            ) -> Message:
+            message_type: str | None = None, user_data: dict[str, str] | None = None,
+            by_server: bool = False) -> Message:
+        """Add an event. A participant's is refused when the transcript is full, unless it
+        is membership (:data:`_MEMBERSHIP`); the server's own (``by_server``, or from the
+        system participant) never are."""
+        if not by_server and participant_id != SYSTEM_ID and type_ not in _MEMBERSHIP:
+            self.require_room()
         p = self.chat.participants[participant_id]
         msg = Message(from_=Participant(p.nickname, p.participant_id, p.type),
                       index=self.chat.next_index + len(self.events), type=type_.value,
@@ -117,6 +175,8 @@ class ChatEngine:
         """chat id -> when its agent was last reminded of an unanswered customer."""
         self._typing: set[str] = set()
         """Chats whose customer may be typing: the ones the typing timeout looks at."""
+        self._tallies: dict[str, Tally] = {}
+        """chat id -> its transcript folded (see :class:`Tally`), kept up to date on commit."""
         self._sweeper: asyncio.Task[None] | None = None
         self.monitors: dict[str, set[str]] = {}
         """chat id -> supervisors watching it silently (a live view, not persisted)."""
@@ -217,7 +277,7 @@ class ChatEngine:
         async with self._lock(chat.chat_id):
             # Another request may have replaced the cached copy while we waited.
             chat = self.chats.get(chat.chat_id, chat)
-            change = Change(chat, self.clock())
+            change = Change(chat, self.clock(), room=self._room(chat))
             yield change
             if not change.events and not change.participants and not change.files:
                 return
@@ -227,15 +287,32 @@ class ChatEngine:
             except Exception as exc:
                 # Memory may now be ahead of disk: forget it, disk is the truth.
                 self.chats.pop(chat.chat_id, None)
+                self._tallies.pop(chat.chat_id, None)
                 log.exception("could not save chat %s", chat.chat_id)
                 raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
             chat.events.extend(change.events)
+            self._tally(chat)
             chat.files.update((f.file_id, f) for f in change.files)
             if any(m.type == EventType.TYPING_STARTED and m.from_.participantId == CUSTOMER_ID
                    for m in change.events):
                 self._typing.add(chat.chat_id)
             self.chats[chat.chat_id] = chat
             self._announce(chat, change.events)
+
+    def _tally(self, chat: ChatRecord) -> Tally:
+        """The chat's tally, folding in only the events committed since it was last asked."""
+        tally = self._tallies.get(chat.chat_id)
+        if tally is None or tally.seen > len(chat.events):
+            tally = Tally()
+        tally = self._tallies[chat.chat_id] = tally.fold(chat.events)
+        return tally
+
+    def _room(self, chat: ChatRecord) -> Room | None:
+        if not chat.events:
+            return None  # a new chat: its first events are the server's
+        limits, tally = self.config.limits, self._tally(chat)
+        return Room(limits.max_chat_events - len(chat.events),
+                    limits.max_chat_bytes - tally.bytes)
 
     # ---- customer operations ---------------------------------------------------------------
 
@@ -296,7 +373,9 @@ class ChatEngine:
         if chat.ended or not inactivity.preview_is_new(chat, preview):
             return
         async with self._change(chat) as change:
-            if not change.chat.ended and inactivity.preview_is_new(change.chat, preview):
+            # A full transcript takes no preview; the refresh that carried it still reads.
+            if (not change.chat.ended and change.has_room()
+                    and inactivity.preview_is_new(change.chat, preview)):
                 change.add(CUSTOMER_ID, EventType.TYPING_STARTED, preview)
 
     async def customer_update_data(self, chat: ChatRecord, data: dict[str, str]) -> None:
@@ -316,6 +395,7 @@ class ChatEngine:
         self._require_open(chat)
         async with self._change(chat) as change:
             self._require_open(change.chat)
+            change.require_room()  # before the nickname changes in memory
             change.touch(change.chat.participants[CUSTOMER_ID]).nickname = nickname
             change.chat.customer["nickname"] = nickname
             change.add(CUSTOMER_ID, EventType.NICKNAME_UPDATED)
@@ -371,6 +451,7 @@ class ChatEngine:
                                 for p in change.chat.participants.values())
             content_type = check_upload(change.chat, self.file_limits, name, declared_type,
                                         data, agent_present=agent_present)
+            change.require_room()  # before the file is written
             record = FileRecord(self.vault.new_id(), chat.chat_id, name, len(data),
                                 content_type, participant_id, change.now_ms, description)
             await asyncio.to_thread(self.vault.write, record.file_id, data)
@@ -591,8 +672,8 @@ class ChatEngine:
         """Alert, close or requeue chats that went quiet (see :mod:`inactivity`)."""
         await self.expire_typing()
         config = self.config.inactivity
-        for chat in [c for c in self.chats.values() if c.status is ChatStatus.ACTIVE]:
-            action = inactivity.due(chat, self.clock(), config,
+        for chat in [c for c in self.chats.values() if not c.ended]:
+            action = inactivity.due(chat, self._tally(chat).quiet, self.clock(), config,
                                     asynchronous=self.is_async(chat),
                                     agent_reminded_since=self._reminded.get(chat.chat_id))
             if action is None:
@@ -602,11 +683,12 @@ class ChatEngine:
                 if chat.agent_id is not None:
                     self._notify_agent(chat.agent_id, {
                         "type": "idle", "chatId": chat.chat_id,
-                        "waitingSinceMs": inactivity.unanswered_since(chat)})
+                        "waitingSinceMs": self._tally(chat).quiet.unanswered_since})
                 continue
             async with self._change(chat) as change:
                 # Re-decide under the lock: the customer may have written meanwhile.
-                now_due = inactivity.due(change.chat, change.now_ms, config,
+                now_due = inactivity.due(change.chat, self._tally(change.chat).quiet,
+                                         change.now_ms, config,
                                          asynchronous=self.is_async(change.chat),
                                          agent_reminded_since=self._reminded.get(chat.chat_id))
                 if now_due is not action:
@@ -628,12 +710,13 @@ class ChatEngine:
             async with self._change(chat) as change:
                 if not change.chat.ended and inactivity.typing_expired(
                         change.chat, change.now_ms, timeout):
-                    change.add(CUSTOMER_ID, EventType.TYPING_STOPPED)
+                    change.add(CUSTOMER_ID, EventType.TYPING_STOPPED, by_server=True)
 
     def _apply_idle(self, change: Change, action: inactivity.Action) -> None:
-        chat, config = change.chat, self.config.inactivity
+        chat = change.chat
         if action is inactivity.Action.CUSTOMER_ALERT:
-            left = math.ceil((config.customer_close_s or 0) - (config.customer_alert_s or 0))
+            alert_s, close_s = self.config.inactivity.customer_limits(chat.status)
+            left = math.ceil((close_s or 0) - (alert_s or 0))
             change.add(SYSTEM_ID, EventType.IDLE_ALERT,
                        self.notice(chat, "idle_alert", seconds=left),
                        user_data={"idle": "customer", "closeInS": str(left)})
@@ -726,6 +809,7 @@ class ChatEngine:
             chat = self.chats.get(chat_id)
             if chat is not None and chat.ended:
                 self.chats.pop(chat_id, None)
+                self._tallies.pop(chat_id, None)
                 self._locks.pop(chat_id, None)
                 self._by_key.pop(chat.secure_key, None)
 

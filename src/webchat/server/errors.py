@@ -17,6 +17,7 @@ _STATUS = {
     ErrorCode.FILE_NOT_FOUND: 404,
     ErrorCode.UPLOAD_NOT_ALLOWED: 403,
     ErrorCode.DOWNLOAD_LIMIT: 429,
+    ErrorCode.TRANSCRIPT_FULL: 413,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.CHAT_UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,

@@ -1,20 +1,27 @@
-"""Inactivity: when a chat that an agent is handling has gone quiet for too long.
+"""Inactivity: when a chat has gone quiet for too long.
 
 Decided from the transcript alone (so it survives restarts and needs no timers per chat): the
-customer's idle time runs from their last event or the last agent joining, whichever is later;
-the agent's from the first customer message they have not answered. The engine sweeps open chats
-and applies what :func:`due` returns:
+customer's idle time runs from their last event or the last agent joining, whichever is later
+(for a chat waiting in the queue, from when it was queued if that is later still); the agent's
+from the first customer message they have not answered. The engine sweeps open chats and applies
+what :func:`due` returns:
 
-* customer idle past ``customer_alert_s`` -> an ``IdleAlert`` event (once per quiet period);
-* customer idle past ``customer_close_s`` -> ``IdleClose`` and the chat ends — except for
-  asynchronous chats, which are meant to outlive the customer's visit;
+* customer idle past ``customer_alert_s`` (queued: ``queued_alert_s``) -> an ``IdleAlert`` event
+  (once per quiet period);
+* customer idle past ``customer_close_s`` (queued: ``queued_close_s``) -> ``IdleClose`` and the
+  chat ends — except for asynchronous chats, which are meant to outlive the customer's visit;
 * agent silent past ``agent_alert_s`` -> a reminder on the agent's stream only;
 * agent silent past ``agent_requeue_s`` -> the chat goes back to the queue for another agent.
+
+The sweep runs every second over every open chat, so it must not read transcripts: what the
+rules need of one is folded into a small :class:`Quiet` as events are committed (:func:`fold`),
+and :func:`due` looks at that and the chat's status alone.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from webchat.protocol.gms.models import EventType, Message, ParticipantType
@@ -30,13 +37,24 @@ class InactivityConfig:
     agent_alert_s: float | None = 120.0
     agent_requeue_s: float | None = None
     """Off by default: moving a chat away from its agent is a policy a site must choose."""
+    queued_alert_s: float | None = 1500.0
+    queued_close_s: float | None = 1800.0
+    """A customer waiting in the queue is expected to wait quietly, so far longer than with an
+    agent; but a chat abandoned in the queue (a closed tab never says goodbye) must end."""
     sweep_s: float = 1.0
 
     def __post_init__(self) -> None:
         for alert, final in ((self.customer_alert_s, self.customer_close_s),
+                             (self.queued_alert_s, self.queued_close_s),
                              (self.agent_alert_s, self.agent_requeue_s)):
             if alert is not None and final is not None and alert >= final:
                 raise ValueError("an inactivity alert must come before its close/requeue")
+
+    def customer_limits(self, status: ChatStatus) -> tuple[float | None, float | None]:
+        """(alert, close) seconds of customer silence for a chat in this state."""
+        if status is ChatStatus.QUEUED:
+            return self.queued_alert_s, self.queued_close_s
+        return self.customer_alert_s, self.customer_close_s
 
 
 class Action(enum.Enum):
@@ -46,54 +64,74 @@ class Action(enum.Enum):
     AGENT_REQUEUE = "agent_requeue"
 
 
-def _is_agent(msg: Message) -> bool:
-    return msg.from_.type == ParticipantType.AGENT
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """What the inactivity rules need to know of a transcript (times in ms)."""
+
+    customer_since: int = 0
+    """The customer's latest event or the latest agent joining (0: neither yet)."""
+    unanswered_since: int | None = None
+    """When the customer's oldest unanswered message arrived (None when the agent spoke last
+    or the customer has not written since the agent joined)."""
+    customer_alerted: int | None = None
+    """When the customer was last sent an ``IdleAlert``."""
 
 
-def customer_idle_since(chat: ChatRecord) -> int:
-    since = chat.created_ms
-    for msg in chat.events:
-        if msg.from_.participantId == CUSTOMER or (
-                _is_agent(msg) and msg.type == EventType.PARTICIPANT_JOINED):
-            since = max(since, msg.utcTime)
-    return since
+def fold(quiet: Quiet, events: Iterable[Message]) -> Quiet:
+    """``quiet`` updated with ``events``, which follow the ones it was made from. Folding a
+    transcript in pieces gives what folding it whole does, so the engine folds each commit."""
+    customer_since, unanswered, alerted = (quiet.customer_since, quiet.unanswered_since,
+                                           quiet.customer_alerted)
+    for msg in events:
+        agent = msg.from_.type == ParticipantType.AGENT
+        joined = agent and msg.type == EventType.PARTICIPANT_JOINED
+        if msg.from_.participantId == CUSTOMER:
+            customer_since = max(customer_since, msg.utcTime)
+            if msg.type == EventType.MESSAGE and unanswered is None:
+                unanswered = msg.utcTime
+        elif agent and (joined or msg.type == EventType.MESSAGE):
+            unanswered = None
+        if joined:
+            customer_since = max(customer_since, msg.utcTime)
+        if msg.type == EventType.IDLE_ALERT and (msg.userData or {}).get("idle") == "customer":
+            alerted = msg.utcTime
+    return Quiet(customer_since, unanswered, alerted)
+
+
+def quiet_of(chat: ChatRecord) -> Quiet:
+    """The whole transcript folded (for a chat the engine has not followed yet)."""
+    return fold(Quiet(), chat.events)
 
 
 def unanswered_since(chat: ChatRecord) -> int | None:
-    """When the customer's oldest unanswered message arrived (None when the agent spoke last
-    or the customer has not written since the agent joined)."""
-    since: int | None = None
-    for msg in chat.events:
-        if msg.type != EventType.MESSAGE and not (
-                _is_agent(msg) and msg.type == EventType.PARTICIPANT_JOINED):
-            continue
-        if msg.from_.participantId == CUSTOMER:
-            since = since if since is not None else msg.utcTime
-        elif _is_agent(msg):
-            since = None
+    """See :attr:`Quiet.unanswered_since` (reads the whole transcript)."""
+    return quiet_of(chat).unanswered_since
+
+
+def customer_idle_since(chat: ChatRecord, quiet: Quiet) -> int:
+    since = max(chat.created_ms, quiet.customer_since)
+    if chat.status is ChatStatus.QUEUED:
+        since = max(since, chat.queued_ms)  # a requeued chat: its customer waits anew
     return since
 
 
-def _alerted(chat: ChatRecord, since: int, who: str) -> bool:
-    return any(m.type == EventType.IDLE_ALERT and m.utcTime >= since
-               and (m.userData or {}).get("idle") == who for m in chat.events)
-
-
-def due(chat: ChatRecord, now_ms: int, config: InactivityConfig, *, asynchronous: bool,
-        agent_reminded_since: int | None = None) -> Action | None:
-    """What, if anything, the chat's silence calls for now."""
-    if chat.status is not ChatStatus.ACTIVE:
+def due(chat: ChatRecord, quiet: Quiet, now_ms: int, config: InactivityConfig, *,
+        asynchronous: bool, agent_reminded_since: int | None = None) -> Action | None:
+    """What, if anything, the chat's silence calls for now. Of the chat it reads the status and
+    times only; its transcript it knows through ``quiet``."""
+    if chat.status is ChatStatus.ENDED:
         return None
-    since = customer_idle_since(chat)
+    since = customer_idle_since(chat, quiet)
     idle_s = (now_ms - since) / 1000
+    alert_s, close_s = config.customer_limits(chat.status)
     if not asynchronous:
-        if config.customer_close_s is not None and idle_s >= config.customer_close_s:
+        if close_s is not None and idle_s >= close_s:
             return Action.CUSTOMER_CLOSE
-        if (config.customer_alert_s is not None and idle_s >= config.customer_alert_s
-                and not _alerted(chat, since, "customer")):
+        alerted = quiet.customer_alerted is not None and quiet.customer_alerted >= since
+        if alert_s is not None and idle_s >= alert_s and not alerted:
             return Action.CUSTOMER_ALERT
-    waiting = unanswered_since(chat)
-    if waiting is None:
+    waiting = quiet.unanswered_since
+    if chat.status is not ChatStatus.ACTIVE or waiting is None:
         return None
     silent_s = (now_ms - waiting) / 1000
     if config.agent_requeue_s is not None and silent_s >= config.agent_requeue_s:

@@ -40,6 +40,8 @@ class ErrorCode(enum.IntEnum):
     UPLOAD_NOT_ALLOWED = 1015
     """Uploads are off, or ``upload-need-agent`` and no agent has joined yet."""
     DOWNLOAD_LIMIT = 1016
+    TRANSCRIPT_FULL = 1017
+    """The chat holds ``max_chat_events`` events or ``max_chat_bytes`` of them."""
     INTERNAL = 1099
 
 
