@@ -32,7 +32,12 @@ class Bot:
         self.script = script or []
         self.end_after = end_after
         self.counts: dict[str, int] = {}
+        self.answered: dict[str, int] = {}
+        """chatId -> index of the latest customer message answered: a message can reach the
+        bot twice (live and in a catch-up) and is answered once."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ready = asyncio.Event()
+        """Set once the bot said it is ready: it takes no chat before."""
 
     async def run(self) -> None:
         try:
@@ -40,9 +45,8 @@ class Bot:
             self.client.listen(self.handle)
             await self.client.wait_connected()
             await self.client.set_state(True, self.capacity)
+            self._ready.set()
             log.info("bot %s ready with capacity %d", me["agentId"], self.capacity)
-            for chat in await self.client.queue():
-                self._spawn(self._accept(chat["chatId"]))
             await asyncio.Event().wait()
         finally:
             with contextlib.suppress(Exception):
@@ -50,12 +54,53 @@ class Bot:
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "offer":
+        if kind == "hello":
+            self._spawn(self._catch_up())
+        elif kind == "offer":
             self._spawn(self._accept(event["chat"]["chatId"]))
         elif kind == "message":
             msg = event["message"]
-            if msg.get("type") == "Message" and msg["from"]["type"] == "Client":
-                self._spawn(self._reply(event["chatId"], msg.get("text", "")))
+            if self._from_customer(msg):
+                self._spawn(self._reply(event["chatId"], msg))
+
+    @staticmethod
+    def _from_customer(msg: dict[str, Any]) -> bool:
+        return bool(msg.get("type") == "Message" and msg["from"]["type"] == "Client")
+
+    async def _catch_up(self) -> None:
+        """On every (re)connect: take what waits, and answer what the chats assigned to the bot
+        got while it was away. The stream only replays chats the client already follows, and a
+        bot started afresh (after a restart of the server it runs in) follows none, so a
+        message stored just after the restart was never answered."""
+        await self._ready.wait()
+        try:
+            queued = await self.client.queue()
+            mine = await self.client.chats()
+        except AgentApiError as exc:
+            log.warning("could not catch up: %s", exc)
+            return
+        for chat in queued:
+            self._spawn(self._accept(chat["chatId"]))
+        for chat in mine:
+            if chat["status"] == "active" and chat["chatId"] not in self.client.positions:
+                self._spawn(self._resume(chat["chatId"]))
+
+    async def _resume(self, chat_id: str) -> None:
+        """Follow an active chat of ours and answer its customer messages since our last."""
+        try:
+            chat = await self.client.chat(chat_id)
+        except AgentApiError as exc:
+            log.debug("could not resume %s: %s", chat_id, exc)
+            return
+        self.client.track(chat_id, chat["nextPosition"])
+        await self._answer_unanswered(chat_id, chat["messages"])
+
+    async def _answer_unanswered(self, chat_id: str, messages: list[dict[str, Any]]) -> None:
+        last_agent = max((m["index"] for m in messages
+                          if m["type"] == "Message" and m["from"]["type"] == "Agent"), default=0)
+        for msg in messages:
+            if msg["index"] > last_agent and self._from_customer(msg):
+                await self._reply(chat_id, msg)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -72,11 +117,14 @@ class Bot:
         if self.greeting:
             await self.client.send(chat_id, self.greeting)
         # Answer what the customer wrote while waiting in the queue.
-        for msg in chat["messages"]:
-            if msg["type"] == "Message" and msg["from"]["type"] == "Client":
-                await self._reply(chat_id, msg.get("text", ""))
+        await self._answer_unanswered(chat_id, chat["messages"])
 
-    async def _reply(self, chat_id: str, text: str) -> None:
+    async def _reply(self, chat_id: str, msg: dict[str, Any]) -> None:
+        index = int(msg.get("index", 0))
+        if index and index <= self.answered.get(chat_id, 0):
+            return  # answered already (it came live and in a catch-up)
+        self.answered[chat_id] = max(index, self.answered.get(chat_id, 0))
+        text = msg.get("text", "")
         n = self.counts.get(chat_id, 0)
         self.counts[chat_id] = n + 1
         script = self.script
