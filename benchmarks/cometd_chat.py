@@ -56,7 +56,8 @@ async def run(args: argparse.Namespace, which: str) -> dict[str, float | str]:
         ps = psutil.Process(proc.pid)
         stop = proc.terminate
     else:
-        server = await start_server("--cometd-handshake-rate", f"{args.clients}:{args.clients}")
+        server = await start_server("--cometd-handshake-rate", f"{args.clients}:{args.clients}",
+                                    "--cometd-broadcast")
         url, ps, stop = f"{server.url}/genesys/cometd", server.ps, server.stop
     if args.load == "node":
         try:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import aiohttp
 import msgspec
 import pytest
 
-from tests.conftest import SERVICE
+from tests.conftest import SERVICE, start_server
 from webchat.server.app import COMETD
 
 CHANNEL = f"/service/chatV2/{SERVICE}"
@@ -301,9 +302,18 @@ async def test_websocket_without_ack_gets_deliveries_without_a_connect_round_tri
 
 
 async def test_direct_pushes_of_every_frame_size_arrive_intact_and_in_order(
-        server, http, cometd_url):
+        server_config, http):
     """Pushes to sessions without acks are framed by hand; each RFC 6455 length form
     (7-bit, 16-bit, 64-bit) must reach a standard WebSocket client unchanged."""
+    running = await start_server(replace(server_config,
+                                         cometd=replace(server_config.cometd, broadcast=True)))
+    try:
+        await _pushes_of_every_frame_size(http, f"{running.url}/genesys/cometd")
+    finally:
+        await running.runner.cleanup()
+
+
+async def _pushes_of_every_frame_size(http: aiohttp.ClientSession, cometd_url: str) -> None:
     no_ack = {k: v for k, v in HANDSHAKE.items() if k != "ext"}
     ws_url = cometd_url.replace("http", "ws")
 

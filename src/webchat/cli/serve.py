@@ -55,6 +55,10 @@ def _rate(value: str) -> tuple[float, int]:
 @click.option("--cometd-browser-cookie", is_flag=True,
               help="CometD long-polling requests must carry the session's BAYEUX_BROWSER "
                    "cookie, not only its clientId (breaks cross-origin long-polling).")
+@click.option("--cometd-broadcast", is_flag=True,
+              help="Let CometD clients publish to broadcast channels (pub/sub rooms, as in the "
+                   "CometD benchmark). Off by default: GMS chat needs none, and it would make "
+                   "the server an open relay to every /** subscriber.")
 @click.option("--chat-ntf-cookie", is_flag=True,
               help="CometD file requests (chat-ntf) also need the BAYEUX_BROWSER cookie of a "
                    "session following the chat (breaks the Genesys widgets cross-origin).")
@@ -72,7 +76,8 @@ def _rate(value: str) -> tuple[float, int]:
 def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
                   cors_origins: tuple[str, ...], http_errors: str, strict_fields: bool,
-                  typing_timeout: float, cometd_browser_cookie: bool, chat_ntf_cookie: bool,
+                  typing_timeout: float, cometd_browser_cookie: bool, cometd_broadcast: bool,
+                  chat_ntf_cookie: bool,
                   max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
                   async_user_data_key: str, with_bot: bool) -> None:
@@ -84,7 +89,8 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
         http_errors=HttpErrorMode(http_errors), strict_fields=strict_fields,
         typing_timeout_s=typing_timeout, chat_ntf_requires_cookie=chat_ntf_cookie,
-        cometd=CometdOptions(require_browser_cookie=cometd_browser_cookie),
+        cometd=CometdOptions(require_browser_cookie=cometd_browser_cookie,
+                             broadcast=cometd_broadcast),
         offer_timeout_s=offer_timeout,
         limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate),
         cometd_handshake_rate=_rate(cometd_handshake_rate),

@@ -3,6 +3,12 @@
 All protocol decisions are the sans-I/O :class:`BayeuxServer`'s; this module only holds
 connects, wakes them, sets the ``BAYEUX_BROWSER`` cookie, sweeps expired sessions, and hands
 service-channel publishes to the application (:class:`ChatChannel`).
+
+What a connection may cost is bounded here (limits in :class:`ServerOptions`): a body or
+frame is checked for size and JSON depth before it is decoded; what waits to be written to a
+WebSocket is capped (a peer that does not read is dropped as a slow consumer); a WebSocket
+serves one session at a time and forgets it when it closes; sockets without a live session
+that send nothing for ``max_interval_ms`` are closed by the sweeper.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
@@ -19,6 +26,7 @@ from aiohttp import WSMsgType, web
 from webchat.protocol.bayeux.messages import (
     BayeuxMessage,
     DecodeError,
+    TooLarge,
     decode_messages,
     encode_messages,
 )
@@ -48,15 +56,22 @@ class CometdEndpoint:
         self.path = path
         self.client_address = client_address or addresses.client_address(False)
         self.bayeux = BayeuxServer(options)
+        self.options = self.bayeux.options
         self.max_body = max_body_bytes
         self.handshakes = RateLimiter(*handshake_rate)
         self.duplicate_status = duplicate_connect_status
         self.on_service: ServiceHandler | None = None
         self.on_end: EndHandler | None = None
         self._waiters: dict[str, asyncio.Future[bool]] = {}
-        self._pushers: dict[str, Callable[[list[BayeuxMessage]], None]] = {}
+        self._serving: dict[str, _Socket] = {}
+        """The WebSocket serving each attached session, by clientId."""
         self._sweeper: asyncio.Task[None] | None = None
-        self.sockets: set[web.WebSocketResponse] = set()
+        self._connections: set[_Socket] = set()
+
+    @property
+    def sockets(self) -> list[web.WebSocketResponse]:
+        """The open CometD WebSockets."""
+        return [sock.ws for sock in self._connections]
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", self.path, self.handle)
@@ -70,48 +85,89 @@ class CometdEndpoint:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        for ws in list(self.sockets):
-            await ws.close(code=1001, message=b"server shutting down")
+        for sock in list(self._connections):
+            await sock.ws.close(code=1001, message=b"server shutting down")
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_result(False)
+
+    @property
+    def attached(self) -> int:
+        """How many sessions a WebSocket serves now (for tests and the benchmark)."""
+        return len(self._serving)
 
     # ---- application side ------------------------------------------------------------------
 
     def deliver(self, session: ServerSession, message: BayeuxMessage) -> None:
         holding = self.bayeux.deliver(session, message)
-        if not self._push(session) and holding:
+        if session.closed:
+            self._ended(session)
+        elif not self._push(session) and holding:
             self._wake(session)
-        if session.closed and self.on_end is not None:
-            self.on_end(session)
 
     def _push(self, session: ServerSession) -> bool:
         """Write deliveries straight to a WebSocket when the session does not use acks
-        (CometD's default); acknowledged sessions get them in connect replies only."""
-        pusher = self._pushers.get(session.client_id)
-        if pusher is None or session.ack:
+        (CometD's default); acknowledged sessions get them in connect replies only. Either
+        way, a socket whose peer does not read is dropped once its bound is passed."""
+        sock = self._serving.get(session.client_id)
+        if sock is None:
+            return False
+        if session.ack:
+            # Everything not acknowledged yet waits for this peer, sent or not.
+            if session.queued_bytes + sock.buffered() > self.options.max_outbound_bytes \
+                    or session.pending() > self.options.max_outbound_messages:
+                self._drop_slow(sock)
             return False
         messages = self.bayeux.take(session)
         if messages:
-            pusher(messages)
+            sock.push(messages)
+            if sock.buffered() > self.options.max_outbound_bytes \
+                    or len(sock.outbox) > self.options.max_outbound_messages:
+                self._drop_slow(sock)
         return True
+
+    def _drop_slow(self, sock: _Socket) -> None:
+        """A peer that does not read what it is sent. Its socket is aborted (a close frame
+        would only queue behind what it does not read). With acks the session stays for
+        ``max_interval_ms``: the client reconnects (the standing advice is ``retry``) and gets
+        every unacknowledged message again. Without, what was dropped cannot be re-sent, so
+        the session ends and the client re-handshakes (402 advises it)."""
+        session = sock.session
+        log.info("dropping a slow CometD consumer (%d bytes waiting)", sock.buffered())
+        if session is not None and not session.ack:
+            self.bayeux.end(session)
+            self._ended(session)
+        sock.abort()
 
     def _wake(self, session: ServerSession) -> None:
         fut = self._waiters.get(session.client_id)
         if fut is not None and not fut.done():
             fut.set_result(True)
 
+    def _ended(self, session: ServerSession) -> None:
+        """A session is gone (disconnect, expiry, overflow, or ended here): nothing may keep
+        it, its socket or its held connect alive any longer."""
+        sock = self._serving.pop(session.client_id, None)
+        if sock is not None and sock.session is session:
+            sock.session = None
+        session.attached = False
+        self._wake(session)
+        if self.on_end is not None:
+            self.on_end(session)
+
     async def _apply(self, out: Outcome) -> None:
         """Run the application's side of an outcome. Service publishes are handled before the
         replies go out, in order, so a publish's reply says whether the operation worked."""
         for session in out.woken:
-            if not self._push(session):
+            if not session.closed and not self._push(session):
                 self._wake(session)
         for session in out.queued:
-            self._push(session)
+            if session.closed:
+                self._ended(session)  # overflowed by a broadcast
+            else:
+                self._push(session)
         for session in out.ended:
-            if self.on_end is not None:
-                self.on_end(session)
+            self._ended(session)
         for session, msg in out.published:
             if self.on_service is None:
                 continue
@@ -129,9 +185,13 @@ class CometdEndpoint:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            for session in self.bayeux.expire(_now()):
-                if self.on_end is not None:
-                    self.on_end(session)
+            now = _now()
+            for session in self.bayeux.expire(now):
+                self._ended(session)
+            idle = self.options.max_interval_ms
+            for sock in [s for s in self._connections
+                         if s.session is None and now - s.last_frame > idle]:
+                sock.abort()  # idle WebSocket reaping: no session, nothing sent
 
     async def _hold(self, session: ServerSession, timeout_ms: int) -> list[BayeuxMessage]:
         loop = asyncio.get_running_loop()
@@ -165,13 +225,17 @@ class CometdEndpoint:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request)
         if request.method != "POST":
-            return web.Response(status=405, text="Bayeux expects POST or a WebSocket upgrade")
+            return web.Response(status=405, text="Bayeux expects POST or a WebSocket upgrade",
+                                headers={"Allow": "POST"})
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return web.Response(status=413, text="message too large")
         try:
             messages = self._decode_http(body, request.content_type)
+        except TooLarge as exc:
+            return web.Response(status=413 if len(body) > self.max_body else 400,
+                                text=f"malformed Bayeux message: {exc}")
         except DecodeError as exc:
             return web.Response(status=400, text=f"malformed Bayeux message: {exc}")
         browser = request.cookies.get(COOKIE)
@@ -207,6 +271,11 @@ class CometdEndpoint:
         return [BayeuxMessage(channel="/meta/handshake", successful=False,
                               error="403::handshake_denied", advice=advice)]
 
+    def _decode(self, body: bytes | str) -> list[BayeuxMessage]:
+        """The one bounded decode for long-polling bodies and WebSocket frames."""
+        return decode_messages(body, max_bytes=self.max_body,
+                               max_depth=self.options.max_json_depth)
+
     def _decode_http(self, body: bytes, content_type: str) -> list[BayeuxMessage]:
         if content_type == "application/x-www-form-urlencoded":
             try:
@@ -215,105 +284,178 @@ class CometdEndpoint:
                 raise DecodeError(str(exc)) from None
             if "message" not in form:
                 raise DecodeError("form body without a 'message' parameter")
-            return decode_messages(form["message"])
-        return decode_messages(body)
+            return self._decode(form["message"])
+        return self._decode(body)
 
     # ---- WebSocket -------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         # No permessage-deflate: Bayeux frames are small, and compressing each one cost more
         # CPU than everything else per delivery (profiled under load).
-        ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=60.0, compress=False)
+        ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=60.0, compress=False,
+                                   timeout=_CLOSE_TIMEOUT_S)
         # The browser cookie binds HTTP side doors (chat-ntf files) to this session too.
         browser = request.cookies.get(COOKIE)
         if browser is None:
             browser = secrets.token_hex(8)
             ws.set_cookie(COOKIE, browser, path="/", httponly=True)
         await ws.prepare(request)
-        self.sockets.add(ws)
-        bound: ServerSession | None = None
-        held: asyncio.Task[None] | None = None
-        send_lock = asyncio.Lock()
+        sock = _Socket(ws, request.transport)
+        self._connections.add(sock)
         remote = self.client_address(request)
-
-        async def send(messages: list[BayeuxMessage]) -> None:
-            if messages and not ws.closed:
-                async with send_lock:
-                    # Already UTF-8 JSON: send it as a text frame without a decode/encode trip.
-                    await ws.send_frame(encode_messages(messages), WSMsgType.TEXT)
-
-        outbox: list[BayeuxMessage] = []
-        flusher: list[asyncio.Task[None]] = []
-        transport = request.transport
-
-        def push(messages: list[BayeuxMessage]) -> None:
-            # The hot path: one synchronous write per delivery, no task, no lock. Only when
-            # the socket is backed up (or a reply is being written) do deliveries wait in an
-            # outbox, written in order by one task that honours the socket's flow control.
-            if (transport is None or send_lock.locked() or outbox
-                    or transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH):
-                outbox.extend(messages)
-                if not flusher or flusher[0].done():
-                    flusher[:] = [asyncio.create_task(flush())]
-            elif not ws.closed and not transport.is_closing():
-                transport.write(text_frame(encode_messages(messages)))
-
-        async def flush() -> None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                while outbox:
-                    batch = outbox[:]
-                    outbox.clear()
-                    await send(batch)
 
         async def hold(session: ServerSession, timeout_ms: int) -> None:
             with contextlib.suppress(_Superseded, ConnectionError):
-                await send(await self._hold(session, timeout_ms))
+                await sock.send(await self._hold(session, timeout_ms))
 
         try:
             async for frame in ws:
+                sock.last_frame = _now()
                 if frame.type != WSMsgType.TEXT:
                     if frame.type == WSMsgType.BINARY:
-                        await ws.close(code=1003, message=b"text frames only")
+                        await self._violation(sock, 1003, b"text frames only")
                     break
                 try:
-                    messages = decode_messages(frame.data)
+                    messages = self._decode(frame.data)
+                except TooLarge:
+                    await self._violation(sock, 1009, b"message too big or too deep")
+                    break
                 except DecodeError:
-                    await ws.close(code=1011, message=b"malformed Bayeux message")
+                    await self._violation(sock, 1011, b"malformed Bayeux message")
                     break
                 refusal = self._flood_refusal(messages, remote, {"reconnect": "none"})
                 if refusal is not None:
-                    await send(refusal)
+                    await sock.send(refusal)
                     continue
-                out = self.bayeux.receive(messages, _now(), browser_id=browser, bound=bound,
-                                          transport="websocket")
+                out = self.bayeux.receive(messages, _now(), browser_id=browser,
+                                          bound=sock.session, transport="websocket")
                 if out.close:
-                    await ws.close(code=1011, message=b"protocol violation")
+                    await self._violation(sock, 1011, b"protocol violation")
                     break
                 if out.handshaken is not None:
-                    bound = out.handshaken
-                    bound.attachments[addresses.CLIENT] = remote
-                elif bound is None and out.hold is not None:
-                    bound = out.hold  # a new socket resuming an existing session
-                if bound is not None and not bound.ack:
-                    self._pushers[bound.client_id] = push
-                if out.hold is not None and held is not None and not held.done():
+                    if sock.session is not None and not sock.session.closed:
+                        # A second handshake on this socket replaces its session: the first
+                        # would otherwise live on with nothing to serve it.
+                        self.bayeux.end(sock.session)
+                        self._ended(sock.session)
+                    out.handshaken.attachments[addresses.CLIENT] = remote
+                    self._attach(sock, out.handshaken)
+                elif sock.session is None and out.session is not None \
+                        and not out.session.closed:
+                    self._attach(sock, out.session)  # a new socket resuming its session
+                if out.hold is not None and sock.held is not None and not sock.held.done():
                     self._supersede(out.hold)
                 await self._apply(out)
-                await send(out.replies)
+                await sock.send(out.replies)
                 if out.hold is not None:
-                    held = asyncio.create_task(hold(out.hold, out.hold_timeout_ms))
+                    sock.held = asyncio.create_task(hold(out.hold, out.hold_timeout_ms))
+        except ConnectionError:
+            pass  # the peer went away mid-write; the finally below forgets it
         finally:
-            self.sockets.discard(ws)
-            if bound is not None and self._pushers.get(bound.client_id) is push:
-                del self._pushers[bound.client_id]
-            if held is not None:
-                held.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await held
+            self._connections.discard(sock)
+            session = sock.session
+            if session is not None:
+                session.attached = False
+                if self._serving.get(session.client_id) is sock:
+                    del self._serving[session.client_id]
+                sock.session = None
+            await sock.stop()
         return ws
+
+    def _attach(self, sock: _Socket, session: ServerSession) -> None:
+        sock.session = session
+        session.attached = True
+        self._serving[session.client_id] = sock
+
+    async def _violation(self, sock: _Socket, code: int, reason: bytes) -> None:
+        """Close a socket that broke the protocol. Its session ends now: the client cannot
+        resume what it broke, and waiting for the expiry would keep it for nothing."""
+        session = sock.session
+        if session is not None and not session.closed:
+            self.bayeux.end(session)
+            self._ended(session)
+        await sock.ws.close(code=code, message=reason)
 
 
 _WRITE_BUFFER_HIGH = 64 * 1024
+_CLOSE_TIMEOUT_S = 2.0
+"""How long a closing WebSocket waits for the peer's close frame before dropping it."""
+
+
+class _Socket:
+    """One CometD WebSocket: the session it serves, its held connect, and what waits to be
+    written to it.
+
+    Deliveries to a session without acks are written straight to the transport (the hot
+    path: one synchronous write, no task, lock or await). Only when the socket is backed up,
+    or a reply is being written, do they wait in ``outbox`` as encoded arrays, written in order
+    by one task that honours the socket's flow control; the endpoint bounds what waits.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
+                 ) -> None:
+        self.ws = ws
+        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self.session: ServerSession | None = None
+        self.held: asyncio.Task[None] | None = None
+        self.last_frame = _now()
+        self.outbox: deque[bytes] = deque()
+        self.outbox_bytes = 0
+        self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the peer, plus those waiting to be written."""
+        transport = self.transport
+        pending = transport.get_write_buffer_size() if transport is not None else 0
+        return pending + self.outbox_bytes
+
+    async def send(self, messages: list[BayeuxMessage]) -> None:
+        if messages and not self.ws.closed:
+            async with self._lock:
+                # Already UTF-8 JSON: a text frame without a decode/encode trip.
+                await self.ws.send_frame(encode_messages(messages), WSMsgType.TEXT)
+
+    def push(self, messages: list[BayeuxMessage]) -> None:
+        transport = self.transport
+        payload = encode_messages(messages)
+        if (transport is None or self._lock.locked() or self.outbox
+                or transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH):
+            self.outbox.append(payload)
+            self.outbox_bytes += len(payload)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush())
+        elif not self.ws.closed and not transport.is_closing():
+            transport.write(text_frame(payload))
+
+    async def _flush(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while self.outbox and not self.ws.closed:
+                batch = list(self.outbox)
+                self.outbox.clear()
+                self.outbox_bytes = 0
+                # Each payload is a JSON array of messages: one frame holds them all.
+                joined = b"[" + b",".join(p[1:-1] for p in batch) + b"]"
+                async with self._lock:
+                    await self.ws.send_frame(joined, WSMsgType.TEXT)
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding whatever the peer has not read."""
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def stop(self) -> None:
+        """The socket is closed: cancel what still runs for it and let go of its buffers."""
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        for task in (self.held, self._flusher):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.held = self._flusher = None
 
 
 def text_frame(payload: bytes) -> bytes:

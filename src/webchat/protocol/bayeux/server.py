@@ -11,6 +11,10 @@ acknowledgement extension (§3.10) simple: each connect reply is one batch; a ba
 buffered until a later connect acknowledges it, and is re-sent, ahead of anything newer, after a
 connection drop. Queues are bounded: a session whose queue overflows is closed, never silently
 trimmed, and the client re-handshakes and resumes from its own position.
+
+A session is bound to the transport that handshook it: a long-polling session is never served
+over a WebSocket or the other way round (CometD clients only change transport with a new
+handshake), and a WebSocket session is served by one socket at a time (``attached``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from typing import Any
 from msgspec import UNSET
 
 from webchat.protocol.bayeux import channels
-from webchat.protocol.bayeux.messages import BayeuxMessage, ErrorStyle, error_text
+from webchat.protocol.bayeux.messages import (
+    MAX_DEPTH,
+    BayeuxMessage,
+    ErrorStyle,
+    error_text,
+    message_size,
+)
 
 META_HANDSHAKE = "/meta/handshake"
 META_CONNECT = "/meta/connect"
@@ -38,6 +48,22 @@ class ServerOptions:
     interval_ms: int = 0
     max_interval_ms: int = 10_000
     max_queue: int = 1_000
+    """Messages queued for one session (waiting plus sent but not acknowledged)."""
+    max_queue_bytes: int = 4 * 1024 * 1024
+    """The same in encoded bytes: past either bound the session is closed, never trimmed."""
+    max_outbound_bytes: int = 1024 * 1024
+    """What may wait to be written to one WebSocket (its write buffer, plus its outbox or, with
+    acks, its queue) while the peer does not read. Past it (or ``max_outbound_messages``) the
+    peer is a slow consumer and its socket is dropped: a session with acks is kept for the
+    client to come back to (everything unacknowledged is re-sent), one without is closed."""
+    max_outbound_messages: int = 500
+    max_json_depth: int = MAX_DEPTH
+    """Nesting bound of a message body, checked before it is decoded (with the body size)."""
+    broadcast: bool = False
+    """Whether clients may publish to broadcast channels (anything outside ``/service/`` and
+    ``/meta/``), relayed to their subscribers. Off by default: GMS chat needs none, and an
+    anonymous client relaying to every ``/**`` subscriber is an open relay. On for
+    CometD-style pub/sub (``benchmarks/cometd_chat.py`` rooms)."""
     max_sessions: int = 100_000
     connection_types: tuple[str, ...] = ("websocket", "long-polling")
     ack_enabled: bool = True
@@ -56,6 +82,12 @@ class ServerSession:
     browser_id: str | None
     expires_at: int
     connection_type: str = ""
+    transport: str = "long-polling"
+    """The transport that handshook: the only one this session is served on."""
+    attached: bool = False
+    """A WebSocket serves this session now (set by the I/O layer); no other may take it."""
+    queued_bytes: int = 0
+    """Encoded size of ``queue`` and ``unacked`` together."""
     subscriptions: set[str] = field(default_factory=set)
     queue: deque[BayeuxMessage] = field(default_factory=deque)
     connected: bool = False
@@ -63,7 +95,8 @@ class ServerSession:
     hold_id: str | int | None = None
     ack: bool = False
     batch: int = 0
-    unacked: list[tuple[int, list[BayeuxMessage]]] = field(default_factory=list)
+    unacked: list[tuple[int, list[BayeuxMessage], int]] = field(default_factory=list)
+    """Sent batches not acknowledged yet: (batch number, messages, their encoded size)."""
     closed: bool = False
     attachments: dict[str, Any] = field(default_factory=dict)
     """Application state tied to the session (e.g. the chats it follows)."""
@@ -71,7 +104,7 @@ class ServerSession:
     def pending(self) -> int:
         if not self.unacked:  # the common case, on the delivery hot path
             return len(self.queue)
-        return len(self.queue) + sum(len(m) for _, m in self.unacked)
+        return len(self.queue) + sum(len(m) for _, m, _ in self.unacked)
 
 
 @dataclass
@@ -91,6 +124,8 @@ class Outcome:
     ended: list[ServerSession] = field(default_factory=list)
     """Sessions that disconnected, for the application to forget."""
     handshaken: ServerSession | None = None
+    session: ServerSession | None = None
+    """The existing session the messages were for (a WebSocket resuming is bound to it)."""
     set_cookie: str | None = None
     close: bool = False
     """Protocol violation on a WebSocket: close the connection (1011)."""
@@ -137,6 +172,7 @@ class BayeuxServer:
         if session is None:
             out.replies.append(self._unknown(msg, channel))
             return
+        out.session = session
         if channel == META_CONNECT:
             self._connect(session, msg, now, transport, out)
         elif channel == META_DISCONNECT:
@@ -161,8 +197,12 @@ class BayeuxServer:
         session = self.sessions.get(msg.clientId)
         if session is None or session.closed:
             return None
+        if session.transport != transport:
+            return None  # bound to the transport that handshook (clients re-handshake)
         if transport == "websocket":
-            return session  # a new socket resuming by clientId (no handshake per connection)
+            # A new socket resuming by clientId (CometD reconnects without a handshake), but
+            # never one that would take the session from the live socket serving it.
+            return None if session.attached else session
         if session.browser_id is not None and session.browser_id != browser_id \
                 and self.options.require_browser_cookie:
             return None
@@ -189,7 +229,8 @@ class BayeuxServer:
             out.set_cookie = browser_id
         session = ServerSession(
             client_id=secrets.token_urlsafe(18), browser_id=browser_id,
-            expires_at=now + self.options.max_interval_ms, connection_type=transport)
+            expires_at=now + self.options.max_interval_ms, connection_type=transport,
+            transport=transport)
         wants_ack = isinstance(msg.ext, dict) and msg.ext.get("ack") is True
         session.ack = wants_ack and self.options.ack_enabled
         self.sessions[session.client_id] = session
@@ -244,8 +285,11 @@ class BayeuxServer:
         session.queue.clear()
         if session.ack:
             session.batch += 1
-            session.unacked.append((session.batch, delivered))
+            session.unacked.append((session.batch, delivered, session.queued_bytes
+                                    - sum(b for _, _, b in session.unacked)))
             reply.ext = {"ack": session.batch}
+        else:
+            session.queued_bytes = 0
         session.expires_at = now + self.options.interval_ms + self.options.max_interval_ms
         return [reply, *delivered]
 
@@ -268,11 +312,13 @@ class BayeuxServer:
             session.expires_at = now_ms + self.options.interval_ms + self.options.max_interval_ms
 
     def _acknowledge(self, session: ServerSession, acked: int) -> None:
-        session.unacked = [(b, m) for b, m in session.unacked if b > acked]
+        kept = [entry for entry in session.unacked if entry[0] > acked]
+        session.queued_bytes -= sum(size for b, _, size in session.unacked if b <= acked)
+        session.unacked = kept
 
     def _requeue_unacked(self, session: ServerSession) -> None:
-        if session.unacked:
-            resend = [m for _, batch in session.unacked for m in batch]
+        if session.unacked:  # their bytes stay counted: they move back to the queue
+            resend = [m for _, batch, _ in session.unacked for m in batch]
             session.unacked.clear()
             session.queue.extendleft(reversed(resend))
 
@@ -331,6 +377,10 @@ class BayeuxServer:
             reply.successful, reply.error = False, "400::data_missing"
             out.replies.append(reply)
             return
+        if not channels.is_service(channel) and not self.options.broadcast:
+            reply.successful, reply.error = False, "403::publish_denied"
+            out.replies.append(reply)
+            return
         reply.successful = True
         out.replies.append(reply)
         if channels.is_service(channel):
@@ -349,11 +399,12 @@ class BayeuxServer:
             targets |= self.subscribers.get(pattern, set())
         delivered = []
         message = BayeuxMessage(channel=channel, data=data)  # shared: messages are not mutated
+        size = message_size(message)
         for client_id in targets:
             session = self.sessions.get(client_id)
             if session is None:
                 continue
-            if self.deliver(session, message) and woken is not None:
+            if self.deliver(session, message, size) and woken is not None:
                 woken.append(session)
             delivered.append(session)
         return delivered
@@ -365,16 +416,23 @@ class BayeuxServer:
             return []
         taken = list(session.queue)
         session.queue.clear()
+        session.queued_bytes = 0
         return taken
 
-    def deliver(self, session: ServerSession, message: BayeuxMessage) -> bool:
-        """Queue a delivery; returns True when a held connect should be released now."""
+    def deliver(self, session: ServerSession, message: BayeuxMessage, size: int | None = None
+                ) -> bool:
+        """Queue a delivery (``size``: its encoded length, when the caller knows it); returns
+        True when a held connect should be released now. Past the session's bounds the
+        session is closed (``closed`` is then set; the I/O layer ends it)."""
         if session.closed:
             return False
-        if session.pending() >= self.options.max_queue:
+        size = message_size(message) if size is None else size
+        if session.pending() >= self.options.max_queue \
+                or session.queued_bytes + size > self.options.max_queue_bytes:
             self._remove(session)  # overflow: close rather than drop silently
             return session.holding
         session.queue.append(message)
+        session.queued_bytes += size
         return session.holding
 
     def expire(self, now_ms: int) -> list[ServerSession]:
@@ -384,6 +442,11 @@ class BayeuxServer:
             self._remove(session)
         return gone
 
+    def end(self, session: ServerSession) -> None:
+        """Close a session from the I/O side (its socket broke the protocol, or it was
+        replaced by a new handshake on the same socket)."""
+        self._remove(session)
+
     def _remove(self, session: ServerSession) -> None:
         session.closed = True
         self.sessions.pop(session.client_id, None)
@@ -392,6 +455,7 @@ class BayeuxServer:
         session.subscriptions.clear()
         session.queue.clear()
         session.unacked.clear()
+        session.queued_bytes = 0
 
     # ---- errors ----------------------------------------------------------------------------
 
