@@ -58,8 +58,11 @@ def _error_middleware(chat_api: ChatApi) -> Middleware:
                 resp = chat_api.error(ChatError(code, f"{exc.reason}: {request.method} {path}"))
                 if exc.status == 405:
                     resp.set_status(405)
-                return resp
-            return error_body(AgentError(exc.status, "http_error", exc.reason))
+            else:
+                resp = error_body(AgentError(exc.status, "http_error", exc.reason))
+            if "Allow" in exc.headers:  # a 405 names what is allowed (RFC 9110 §15.5.6)
+                resp.headers["Allow"] = exc.headers["Allow"]
+            return resp
         except ChatError as exc:
             # A domain refusal no adapter mapped (an agent writing to a full transcript).
             if in_agent:

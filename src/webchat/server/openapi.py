@@ -1,4 +1,7 @@
-"""The OpenAPI 3.1 description of both HTTP APIs, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 description of everything the server serves, at ``/openapi.json``: the chat
+API with its file routes and chat-ntf, CometD, the agent API and the pages.
+``tests/test_openapi.py`` checks every route of the app against it, and fuzzes it with
+schemathesis."""
 
 from __future__ import annotations
 
@@ -50,36 +53,135 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+_IDENTITY = {"userId": _ID, "secureKey": _ID, "alias": _ID}
+_FILE_ID = {"name": "fileId", "in": "path", "required": True, "schema": _ID}
+_BINARY = {"type": "string", "format": "binary"}
+
+#: How a REST operation name of :data:`~webchat.server.validation.FIELDS` is spelled in the path
+#: (``x-gms-operation`` of each path names it back, so a test can check that none is missing).
+_FILE_PATHS = {"file/upload": "file", "file/limits": "file/limits",
+               "file/download": "file/{fileId}/download", "file/delete": "file/{fileId}/delete"}
+
+
 def _form(fields: frozenset[str], identity: bool) -> dict[str, Any]:
     props: dict[str, Any] = {name: {"type": "string"} for name in sorted(fields)}
     required = []
     if identity:
-        props.update({"userId": _ID, "secureKey": _ID, "alias": _ID})
+        props.update(_IDENTITY)
         required = ["userId", "secureKey", "alias"]
     return {"content": {"application/x-www-form-urlencoded": {"schema": {
         "type": "object", "properties": props, "required": required,
         "additionalProperties": False}}}}
 
 
-def _chat_paths(base: str) -> dict[str, Any]:
+def _multipart(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "properties": props, "required": required}}}}
+
+
+def _chat_paths(base: str, ntf: str) -> dict[str, Any]:
     reply = {"description": "chat response (errors carry a non-zero statusCode)",
              "content": {"application/json": {"schema": _ref("ChatResponse")}}}
-    paths: dict[str, Any] = {
-        f"{base}/{{service}}": {"post": {
-            "summary": "Request a chat", "tags": ["chat"], "operationId": "requestChat",
-            "parameters": [{"name": "service", "in": "path", "required": True, "schema": _ID}],
+    responses = {"200": reply, "default": reply}
+    service = {"name": "service", "in": "path", "required": True, "schema": _ID}
+    chat = {"name": "chatId", "in": "path", "required": True, "schema": _ID}
+
+    def request_chat(operation_id: str, summary: str) -> dict[str, Any]:
+        return {"post": {
+            "summary": summary, "tags": ["chat"], "operationId": operation_id,
+            "x-gms-operation": "requestChat", "parameters": [service],
             "requestBody": _form(FIELDS["requestChat"], identity=False),
-            "responses": {"200": reply, "default": reply}}}}
+            "responses": responses}}
+
+    paths: dict[str, Any] = {
+        f"{base}/{{service}}": request_chat("requestChat", "Request a chat"),
+        # The Genesys widgets strip dataURL's trailing slashes, then post to "dataURL/".
+        f"{base}/{{service}}/": request_chat("requestChatSlash",
+                                             "Request a chat (as the Genesys widgets do)")}
     for op, fields in FIELDS.items():
         if op == "requestChat":
             continue
-        paths[f"{base}/{{service}}/{{chatId}}/{op}"] = {"post": {
-            "summary": op, "tags": ["chat"], "operationId": op,
-            "parameters": [{"name": n, "in": "path", "required": True, "schema": _ID}
-                           for n in ("service", "chatId")],
-            "requestBody": _form(fields, identity=True),
-            "responses": {"200": reply, "default": reply}}}
+        path = _FILE_PATHS.get(op, op)
+        body = _form(fields, identity=True)
+        if op == "file/upload":
+            body = _multipart({**_IDENTITY, "file": _BINARY,
+                               "userData[file-description]": _ID},
+                              ["userId", "secureKey", "alias", "file"])
+        ok = reply
+        if op == "file/download":
+            ok = {"description": "the file, as an attachment",
+                  "content": {"application/octet-stream": {"schema": _BINARY}}}
+        paths[f"{base}/{{service}}/{{chatId}}/{path}"] = {"post": {
+            "summary": op, "tags": ["chat"], "operationId": op.replace("/", "_"),
+            "x-gms-operation": op,
+            "parameters": [service, chat, *([_FILE_ID] if "{fileId}" in path else [])],
+            "requestBody": body, "responses": {"200": ok, "default": reply}}}
+    ntf_fields = {"operation": {"enum": ["fileGetLimits", "fileUpload", "fileDownload",
+                                         "fileDelete"]},
+                  "secureKey": _ID, "fileId": _ID}
+    paths[ntf] = {"post": {
+        "summary": "File operations for CometD clients, the chat found by its secureKey",
+        "tags": ["chat"], "operationId": "chatNtf",
+        "requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "properties": ntf_fields,
+                "required": ["operation", "secureKey"]}},
+            "multipart/form-data": {"schema": {
+                "type": "object", "properties": {**ntf_fields, "file": _BINARY},
+                "required": ["secureKey"]}}}},
+        "responses": {"200": {"description": "chat response, or the file of fileDownload",
+                              "content": {"application/json": {"schema": _ref("ChatResponse")},
+                                          "application/octet-stream": {"schema": _BINARY}}},
+                      "default": reply}}}
     return paths
+
+
+def _cometd_paths(path: str) -> dict[str, Any]:
+    """Bayeux 1.0 (long-polling POSTs of message arrays; WebSocket upgrade on GET)."""
+    op: dict[str, Any] = {
+        "summary": "Bayeux long-polling: an array of Bayeux messages in, replies out",
+        "tags": ["cometd"],
+        # One message or an array of them. Bayeux refuses a bad message in its reply (HTTP 200,
+        # ``error``), not by status: only a body that is no message at all gets a 400.
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "oneOf": [{"type": "object"},
+                      {"type": "array", "items": {"type": "object"}}]}}}},
+        "responses": {"200": {"description": "Bayeux replies", "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
+                      "default": {"description": "refused"}}}
+    upgrade = {"summary": "Bayeux over WebSocket (an Upgrade request)", "tags": ["cometd"],
+               "responses": {"101": {"description": "switching protocols"},
+                             "default": {"description": "not a WebSocket request"}}}
+    suffix = {"name": "suffix", "in": "path", "required": True, "schema": _ID,
+              "description": "handshake, connect, disconnect... (informational)"}
+    return {path: {"post": {**op, "operationId": "bayeux"},
+                   "get": {**upgrade, "operationId": "bayeuxWebSocket"}},
+            f"{path}/{{suffix}}": {
+                "post": {**op, "operationId": "bayeuxSuffix", "parameters": [suffix]},
+                "get": {**upgrade, "operationId": "bayeuxWebSocketSuffix",
+                        "parameters": [suffix]}}}
+
+
+def _page_paths() -> dict[str, Any]:
+    """The browser side (:mod:`webchat.web`) and the server's own service routes."""
+    def get(summary: str, content: str, params: tuple[str, ...] = ()) -> dict[str, Any]:
+        return {"get": {"summary": summary, "tags": ["web"],
+                        "parameters": [{"name": n, "in": "path", "required": True,
+                                        "schema": _ID} for n in params],
+                        "responses": {"200": {"description": summary,
+                                              "content": {content: {}}},
+                                      "default": {"description": "not found"}}}}
+    return {
+        "/": get("The demo site with the chat widget", "text/html"),
+        "/agent": get("The agent console", "text/html"),
+        "/favicon.ico": get("No icon (204)", "image/x-icon"),
+        "/webchat/i18n/{lang}.json": get("The widget's strings in a language",
+                                         "application/json", ("lang",)),
+        "/webchat/{path}": get("The widget, WebChatService and console as ES modules",
+                               "text/javascript", ("path",)),
+        "/openapi.json": get("This document", "application/json"),
+        "/healthz": get("Liveness and counts", "application/json"),
+    }
 
 
 def _agent_op(summary: str, body: dict[str, Any] | None = None, chat: bool = True,
@@ -97,6 +199,18 @@ def _agent_op(summary: str, body: dict[str, Any] | None = None, chat: bool = Tru
     return {method: op}
 
 
+def _with_params(op: dict[str, Any], param: dict[str, Any]) -> dict[str, Any]:
+    for spec in op.values():
+        spec.setdefault("parameters", []).append(param)
+    return op
+
+
+def _upload_op() -> dict[str, Any]:
+    op = _agent_op("Upload a file to the chat (multipart: file, optional description)")
+    op["post"]["requestBody"] = _multipart({"file": _BINARY, "description": _ID}, ["file"])
+    return op
+
+
 def _agent_paths() -> dict[str, Any]:
     c = f"{PREFIX}/chats/{{chatId}}"
     login = _agent_op("Log in; returns a bearer token", {
@@ -112,7 +226,10 @@ def _agent_paths() -> dict[str, Any]:
                                                   "capacity": {"type": "integer"}}}, chat=False),
         f"{PREFIX}/queue": _agent_op("Chats waiting for an agent", chat=False, method="get"),
         f"{PREFIX}/chats": _agent_op("The agent's chats and offers", chat=False, method="get"),
-        c: _agent_op("One chat with its transcript from ?from=N", method="get"),
+        c: _with_params(_agent_op("One chat with its transcript from ?from=N", method="get"),
+                        {"name": "from", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1},
+                         "description": "the first transcript index wanted"}),
         f"{c}/accept": _agent_op("Accept a waiting or offered chat"),
         f"{c}/decline": _agent_op("Decline an offer"),
         f"{c}/send": _agent_op("Send a message", {
@@ -125,6 +242,15 @@ def _agent_paths() -> dict[str, Any]:
         f"{c}/end": _agent_op("End the chat"),
         f"{c}/transfer": _agent_op("Transfer to another agent, or back to the queue", {
             "properties": {"toAgent": {"type": ["string", "null"]}}}),
+        f"{c}/files": _upload_op(),
+        f"{c}/files/{{fileId}}": _with_params(_agent_op("Download a file of the chat",
+                                                        method="get"), _FILE_ID),
+        f"{PREFIX}/supervise": _agent_op("Every open chat (supervisors)", chat=False,
+                                         method="get"),
+        f"{c}/monitor": _agent_op("Watch a chat silently (supervisors)"),
+        f"{c}/unmonitor": _agent_op("Stop watching a chat"),
+        f"{c}/bargeIn": _agent_op("Join a chat openly as a Supervisor (supervisors)"),
+        f"{c}/leave": _agent_op("Leave a chat one barged into"),
         f"{PREFIX}/events": _agent_op(
             "WebSocket event stream (?token=...): hello, offer, offerRevoked, message, "
             "userData, queue",
@@ -138,7 +264,9 @@ def openapi_document(config: ServerConfig) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "webchat server", "version": "1",
                  "description": "GMS Chat API v2 compatible chat API and the agent API."},
-        "paths": {**_chat_paths(base), **_agent_paths()},
+        "paths": {**_chat_paths(base, f"{config.api_prefix}/2/chat-ntf"),
+                  **_cometd_paths(f"{config.api_prefix}/cometd"), **_agent_paths(),
+                  **_page_paths()},
         "components": {"schemas": _schemas(),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
