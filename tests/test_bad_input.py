@@ -281,9 +281,10 @@ async def test_agent_api_rejections(server, http):
     status, body = await agent_call(http, server, "POST", "/chats/NOPE/accept", token)
     assert (status, body["error"]["code"]) == (404, "chat_not_found")
     chat = await start(http, server)
+    # A waiting chat is nobody's until accepted (or offered, or reserved): not found for her.
     status, body = await agent_call(http, server, "POST", f"/chats/{chat['chatId']}/send",
                                     token, body={"text": "hi"})
-    assert (status, body["error"]["code"]) == (409, "not_in_chat")
+    assert (status, body["error"]["code"]) == (404, "chat_not_found")
     status, body = await agent_call(http, server, "POST", f"/chats/{chat['chatId']}/accept",
                                     token)
     assert status == 200

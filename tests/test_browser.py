@@ -20,7 +20,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.conftest import RunningServer, caller_data, free_port, start_server
 from webchat.server import ServerConfig
-from webchat.server.app import AGENT_API
+from webchat.server.app import ACCOUNTS, AGENT_API
 from webchat.server.files import FileLimits
 from webchat.transport.agent import AgentApiError
 
@@ -483,6 +483,29 @@ async def signed_in(console: Page, user: str) -> Page:
 
 async def log_in(browser: Browser, url: str, user: str, **context: Any) -> Page:
     return await signed_in(await open_page(browser, f"{url}/agent", **context), user)
+
+
+async def test_agent_console_refreshes_its_token_and_logs_out_when_it_is_revoked(
+        server_config, browser):
+    # Tokens that live 2 s: the console swaps its token every second, so it keeps working
+    # past the first token's end; revoked on the server, the console is back at its login form.
+    running = await start_server(replace(server_config, agent_token_lifetime_s=2.0))
+    try:
+        await running.add_agent("grace")
+        grace = await log_in(browser, running.url, "grace")
+        seen = [await grace.evaluate("sessionStorage.getItem('webchat.agent.token')")]
+        async with asyncio.timeout(10):
+            while len(set(seen)) < 4:  # three refreshes: well past the first token's life
+                await asyncio.sleep(0.1)
+                seen.append(await grace.evaluate(
+                    "sessionStorage.getItem('webchat.agent.token')"))
+        await grace.locator("#ready").check()
+        await expect(grace.locator("#status")).to_have_text("Ready for chats")
+        await running.app[ACCOUNTS].logout(seen[-1])
+        await expect(grace.locator("#login")).to_be_visible()
+        assert await grace.evaluate("sessionStorage.getItem('webchat.agent.token')") is None
+    finally:
+        await running.runner.cleanup()
 
 
 async def test_agent_ready_state_arrival_notice_and_transfer(server, browser, customer_factory):

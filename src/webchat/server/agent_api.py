@@ -1,10 +1,16 @@
 """The agent API: JSON over REST for actions, a WebSocket for everything that happens.
 
 ``/agent/v1/...`` is documented in the OpenAPI file served at ``/openapi.json``. Agents log in
-with a password and get a bearer token; every other call carries ``Authorization: Bearer``.
-The WebSocket ``/agent/v1/events?token=...`` pushes offers, transcript events of the agent's
-chats and queue sizes; on (re)connect it first sends a ``hello`` with the agent's chats and
-their ``nextPosition`` so a client can fetch anything it missed while disconnected.
+with a password and get a bearer token good for ``expiresInS`` seconds; every other call
+carries ``Authorization: Bearer``, ``/refresh`` swaps a valid token for a new one and
+``/logout`` revokes it (see :mod:`accounts`). The WebSocket ``/agent/v1/events?token=...``
+pushes offers, transcript events of the agent's chats and queue sizes; on (re)connect it first
+sends a ``hello`` with the agent's chats and their ``nextPosition`` so a client can fetch
+anything it missed while disconnected. A stream lives as long as its token: it follows a
+refresh, and closes (4401) when the token is revoked or runs out.
+
+Input is checked with the customer API's rules where both take the same thing (push URLs, file
+descriptions: :mod:`validation`), so the two APIs cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import WSMsgType, web
 
 from webchat.protocol.gms.models import EventType
-from webchat.server.accounts import Accounts
+from webchat.server import validation
+from webchat.server.accounts import Accounts, Grant, token_hash
+from webchat.server.addresses import client_address
 from webchat.server.engine import ChatEngine
 from webchat.server.errors import AgentError, ChatError
 from webchat.server.uploads import file_response, read_upload
@@ -28,6 +37,10 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/agent/v1"
 AGENT_KEY: web.AppKey[str] = web.AppKey("agent_id", str)
+MAX_CAPACITY = 10_000
+"""The most chats an agent may take at once (``POST /state``)."""
+TOKEN_GONE = 4401
+"""Close code of an event stream whose token was revoked or ran out: log in (or refresh)."""
 
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):
@@ -37,7 +50,9 @@ class Login(msgspec.Struct, forbid_unknown_fields=True):
 
 class State(msgspec.Struct, forbid_unknown_fields=True):
     ready: bool
-    capacity: int | None = None
+    capacity: Annotated[int, msgspec.Meta(ge=0, le=MAX_CAPACITY)] | msgspec.UnsetType = \
+        msgspec.UNSET
+    """Absent: unchanged. ``null`` is refused like any other non-number."""
 
 
 class SendText(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,6 +76,16 @@ class PushUrl(msgspec.Struct, forbid_unknown_fields=True):
 Handler = Callable[[web.Request, str], Awaitable[Any]]
 
 
+@dataclass(eq=False)
+class _Stream:
+    """An open event stream and the token it lives by (that token's successor after a
+    refresh)."""
+
+    ws: web.WebSocketResponse
+    token_hash: str
+    moved: asyncio.Event
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(data), status=status,
                         content_type="application/json")
@@ -79,12 +104,16 @@ class AgentApi:
         self.engine = engine
         self.accounts = accounts
         self.limits = engine.config.limits
+        self.client_address = client_address(engine.config.trust_forwarded_for)
         self.sockets: set[web.WebSocketResponse] = set()
+        self._streams: dict[str, set[_Stream]] = {}
+        """token hash -> the event streams it opened (or the token it was refreshed from)."""
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_post(f"{PREFIX}/login", self.login)
         r.add_post(f"{PREFIX}/logout", self._authed(self.logout))
+        r.add_post(f"{PREFIX}/refresh", self.refresh)
         r.add_get(f"{PREFIX}/me", self._authed(self.me))
         r.add_post(f"{PREFIX}/state", self._authed(self.state))
         r.add_get(f"{PREFIX}/queue", self._authed(self.queue))
@@ -116,7 +145,7 @@ class AgentApi:
     def _authed(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
-                agent_id = await self.accounts.authenticate(_bearer(request))
+                agent_id = (await self.accounts.authenticate(_bearer(request))).agent_id
                 result = await handler(request, agent_id)
             except AgentError as exc:
                 return error_body(exc)
@@ -132,6 +161,16 @@ class AgentApi:
         except msgspec.DecodeError as exc:
             raise AgentError(400, "bad_request", f"invalid body: {exc}") from None
 
+    @staticmethod
+    def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+        raw = request.query.get(name)
+        if raw is None:
+            return default
+        if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+            raise AgentError(400, "bad_request",
+                             f"{name} must be an integer from {low} to {high}")
+        return int(raw)
+
     def _text(self, text: str, limit: int, name: str) -> str:
         if not text.strip():
             raise AgentError(400, "bad_request", f"{name} must not be empty")
@@ -141,17 +180,39 @@ class AgentApi:
 
     # ---- endpoints -------------------------------------------------------------------------
 
+    def _token_reply(self, token: str, grant: Grant) -> dict[str, Any]:
+        agent = self.engine.agents[grant.agent_id]
+        return {"token": token, "agentId": agent.agent_id, "nickname": agent.nickname,
+                "expiresInS": (grant.expires_ms - self.engine.clock()) / 1000}
+
     async def login(self, request: web.Request) -> web.Response:
         try:
             body: Login = await self._body(request, Login)
-            token = await self.accounts.login(body.username, body.password)
+            token, grant = await self.accounts.login(body.username, body.password,
+                                                     self.client_address(request))
         except AgentError as exc:
             return error_body(exc)
-        agent = self.engine.agents[body.username]
-        return _json({"token": token, "agentId": agent.agent_id, "nickname": agent.nickname})
+        return _json(self._token_reply(token, grant))
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        """A new token for a valid one, which stops working; its streams follow the new one."""
+        try:
+            old, token, grant = await self.accounts.refresh(_bearer(request))
+        except AgentError as exc:
+            return error_body(exc)
+        streams = self._streams.pop(old.token_hash, set())
+        if streams:
+            self._streams.setdefault(grant.token_hash, set()).update(streams)
+        for stream in streams:
+            stream.token_hash = grant.token_hash
+            stream.moved.set()
+        return _json(self._token_reply(token, grant))
 
     async def logout(self, request: web.Request, agent_id: str) -> None:
+        hashed = token_hash(_bearer(request))
         await self.accounts.logout(_bearer(request))
+        for stream in self._streams.pop(hashed, set()):
+            stream.moved.set()  # its watchdog finds the token gone and closes it
 
     async def me(self, request: web.Request, agent_id: str) -> dict[str, Any]:
         agent = self.engine.agents[agent_id]
@@ -162,25 +223,30 @@ class AgentApi:
 
     async def state(self, request: web.Request, agent_id: str) -> dict[str, Any]:
         body: State = await self._body(request, State)
-        capacity = body.capacity if body.capacity is not None else \
-            self.engine.agents[agent_id].capacity
-        if not 0 <= capacity <= 10_000:
-            raise AgentError(400, "bad_request", "capacity must be between 0 and 10000")
+        capacity = self.engine.agents[agent_id].capacity \
+            if isinstance(body.capacity, msgspec.UnsetType) else body.capacity
         await self.engine.set_ready(agent_id, body.ready, capacity)
         return await self.me(request, agent_id)
 
     async def queue(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        return {"chats": [self.engine.summary(c) for c in self.engine.queued()]}
+        """One page of the waiting chats (``?limit=&offset=``, optionally one ``?service=``),
+        longest waiting first, with how many wait in all."""
+        service = request.query.get("service")
+        if service is not None and service not in self.engine.config.services:
+            raise AgentError(400, "bad_request", "unknown service")
+        limit = self._int_query(request, "limit", self.limits.queue_page_size, 1,
+                                self.limits.max_queue_page_size)
+        offset = self._int_query(request, "offset", 0, 0, 10**9)
+        chats, total = self.engine.queued_page(service, offset, limit)
+        return {"chats": [self.engine.summary(c) for c in chats], "total": total,
+                "offset": offset, "limit": limit}
 
     async def chats(self, request: web.Request, agent_id: str) -> dict[str, Any]:
         return {"chats": [self.engine.summary(c) for c in self.engine.agent_chats(agent_id)]}
 
     async def chat(self, request: web.Request, agent_id: str) -> dict[str, Any]:
         chat = await self.engine.agent_chat(agent_id, request.match_info["chat_id"])
-        raw = request.query.get("from", "1")
-        if not raw.isdigit():
-            raise AgentError(400, "bad_request", "from must be a non-negative integer")
-        start = max(1, int(raw))
+        start = max(1, self._int_query(request, "from", 1, 0, 10**12))
         if start > chat.next_index:
             raise AgentError(400, "bad_request", "from is beyond the transcript")
         return {**self.engine.summary(chat), "messages": chat.events[start - 1:]}
@@ -208,11 +274,12 @@ class AgentApi:
 
     async def push_url(self, request: web.Request, agent_id: str) -> None:
         body: PushUrl = await self._body(request, PushUrl)
-        if not body.url.startswith(("http://", "https://")) or \
-                len(body.url) > self.limits.max_url_chars:
-            raise AgentError(400, "bad_request", "url must be an http(s) URL")
+        try:
+            url = validation.push_url({"pushUrl": body.url}, self.limits)
+        except ChatError as exc:
+            raise _agent_error(exc) from None
         await self.engine.agent_event(agent_id, request.match_info["chat_id"],
-                                      EventType.PUSH_URL, body.url)
+                                      EventType.PUSH_URL, url)
 
     async def end(self, request: web.Request, agent_id: str) -> None:
         await self.engine.agent_end(agent_id, request.match_info["chat_id"])
@@ -231,9 +298,11 @@ class AgentApi:
             unknown = set(upload.fields) - {"description"}
             if unknown:
                 raise AgentError(400, "bad_request", f"unknown fields {sorted(unknown)}")
+            description = validation.text(upload.fields, "description",
+                                          self.limits.max_file_description_chars)
             record = await self.engine.agent_upload(
                 agent_id, request.match_info["chat_id"], upload.filename, upload.content_type,
-                upload.data, upload.fields.get("description", "")[:256])
+                upload.data, description)
         except ChatError as exc:
             raise _agent_error(exc) from None
         return {"fileId": record.file_id, "fileName": record.name, "size": record.size,
@@ -272,12 +341,16 @@ class AgentApi:
     async def events(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("token") or _bearer(request)
         try:
-            agent_id = await self.accounts.authenticate(token)
+            grant = await self.accounts.authenticate(token)
         except AgentError as exc:
             return error_body(exc)
+        agent_id = grant.agent_id
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
         await ws.prepare(request)
         self.sockets.add(ws)
+        stream = _Stream(ws, grant.token_hash, asyncio.Event())
+        self._streams.setdefault(grant.token_hash, set()).add(stream)
+        watchdog = asyncio.create_task(self._watch(stream))
         outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         closing: list[asyncio.Future[bool]] = []
 
@@ -301,11 +374,29 @@ class AgentApi:
         finally:
             for unsub in unsubscribe:
                 unsub()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            for task in (writer, watchdog):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.sockets.discard(ws)
+            same_token = self._streams.get(stream.token_hash, set())
+            same_token.discard(stream)
+            if not same_token:
+                self._streams.pop(stream.token_hash, None)
         return ws
+
+    async def _watch(self, stream: _Stream) -> None:
+        """Close the stream once its token is revoked or runs out (woken early by a refresh
+        or a logout, which change the answer)."""
+        while True:
+            expires = self.accounts.expires_ms(stream.token_hash)
+            left_s = 0.0 if expires is None else (expires - self.engine.clock()) / 1000
+            if left_s <= 0:
+                await stream.ws.close(code=TOKEN_GONE, message=b"token revoked or expired")
+                return
+            stream.moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stream.moved.wait(), left_s)
 
     @staticmethod
     async def _pump(ws: web.WebSocketResponse, outbox: asyncio.Queue[bytes]) -> None:

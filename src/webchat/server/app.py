@@ -118,7 +118,7 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "chats": len(engine.chats),
-                                  "waiting": len(engine.router.waiting())})
+                                  "waiting": engine.router.waiting_count()})
 
     web_pages.add_routes(app, service=config.services[0], api_prefix=config.api_prefix)
     app.router.add_get("/openapi.json", openapi)
@@ -136,6 +136,7 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
         await engine.stop()
         await broker.stop()
         await store.close()
+        accounts.close()
 
     app.on_startup.append(startup)
     app.on_shutdown.append(lambda _: agent_api.close())

@@ -32,6 +32,12 @@ class Limits:
     max_user_data_keys: int = 64
     max_user_data_key_chars: int = 128
     max_user_data_value_chars: int = 4096
+    max_user_data_total_chars: int = 16 * 1024
+    """A chat's userData in all (keys and values, after every update): it travels with the
+    chat to every agent console's queue, so 150 chats of 234 kB each made one queue fetch
+    33.6 MB. Enforced by the engine, the one place a chat's userData changes."""
+    max_file_description_chars: int = 256
+    """A file's description, from the customer (``userData[file-description]``) or an agent."""
     max_body_bytes: int = 256 * 1024
     max_form_fields: int = 200
     max_queue_per_service: int = 10_000
@@ -43,6 +49,15 @@ class Limits:
     # Token buckets: (sustained per second, burst).
     request_chat_rate: tuple[float, int] = (1.0, 20)
     chat_op_rate: tuple[float, int] = (20.0, 60)
+    login_rate_per_name: tuple[float, int] = (1 / 60, 10)
+    login_rate_per_address: tuple[float, int] = (0.2, 30)
+    """Failed agent logins (a successful one gives its token back): per agent name and per
+    client address. Once either runs dry the login is refused (429) before any password is
+    checked, so guessing is slow and cannot tie up the password hashing."""
+    queue_page_size: int = 50
+    max_queue_page_size: int = 200
+    """``GET /agent/v1/queue`` answers pages: ``limit`` defaults to the first, at most the
+    second, so a console fetches what it shows, not every waiting chat."""
 
 
 @dataclass
@@ -77,6 +92,10 @@ class ServerConfig:
     system messages in that chat are written in it (en, fr, de, es, ja; else the default)."""
     system_nickname: str = "system"
     default_agent_capacity: int = 3
+    agent_token_lifetime_s: float = 12 * 3600
+    """How long an agent's bearer token is good for. ``POST /agent/v1/refresh`` swaps a valid
+    token for a new one (the agent console and AgentClient do so before it runs out); logout
+    revokes it."""
     trust_forwarded_for: bool = False
     cometd_handshake_rate: tuple[float, int] = (5.0, 50)
     """Bayeux handshakes one client address may make: per second and burst (flood guard)."""

@@ -316,9 +316,18 @@ class ChatEngine:
 
     # ---- customer operations ---------------------------------------------------------------
 
+    def _check_user_data_total(self, user_data: dict[str, str]) -> None:
+        """``Limits.max_user_data_total_chars``, checked here because every change of a chat's
+        userData (start, updates) comes through this engine."""
+        limit = self.config.limits.max_user_data_total_chars
+        if sum(len(k) + len(v) for k, v in user_data.items()) > limit:
+            raise ChatError(ErrorCode.TOO_LARGE,
+                            f"userData of a chat is limited to {limit} characters in all")
+
     async def request_chat(self, service: str, form: CustomerForm) -> ChatRecord:
-        if len(self.router.waiting(service)) >= self.config.limits.max_queue_per_service:
+        if self.router.waiting_count(service) >= self.config.limits.max_queue_per_service:
             raise ChatError(ErrorCode.CHAT_UNAVAILABLE, "the queue for this service is full")
+        self._check_user_data_total(form.user_data)
         now = self.clock()
         customer = {"nickname": form.nickname, "firstName": form.first_name,
                     "lastName": form.last_name, "emailAddress": form.email,
@@ -332,7 +341,7 @@ class ChatEngine:
             change.join(ParticipantType.CLIENT, form.nickname)
             change.join(ParticipantType.EXTERNAL, self.config.system_nickname)
             change.add(CUSTOMER_ID, EventType.PARTICIPANT_JOINED)
-            position = len(self.router.waiting(service)) + 1
+            position = self.router.waiting_count(service) + 1
             change.add(SYSTEM_ID, EventType.NOTICE,
                        self.notice(chat, "queued", position=position))
         self._by_key[chat.secure_key] = chat.chat_id
@@ -385,6 +394,7 @@ class ChatEngine:
             merged = {**change.chat.user_data, **data}
             if len(merged) > self.config.limits.max_user_data_keys:
                 raise ChatError(ErrorCode.TOO_LARGE, "too many userData keys for this chat")
+            self._check_user_data_total(merged)
             change.chat.user_data = merged
             change.touch(change.chat.participants[CUSTOMER_ID])
         for agent_id in self._connected_agents(chat):
@@ -505,15 +515,31 @@ class ChatEngine:
 
     # ---- agent operations ------------------------------------------------------------------
 
-    async def agent_chat(self, agent_id: str, chat_id: str) -> ChatRecord:
+    async def agent_chat(self, agent_id: str, chat_id: str, *, claim: bool = False
+                         ) -> ChatRecord:
+        """The chat, if this agent may have it (:meth:`agent_may_see`). ``claim``: any waiting
+        chat too, for :meth:`accept`, which checks offers and reservations itself."""
         chat = await self.get_chat(chat_id)
-        if chat is None or not self._agent_may_see(agent_id, chat):
+        if chat is None or not (self.agent_may_see(agent_id, chat)
+                                or (claim and chat.status is ChatStatus.QUEUED)):
             raise AgentError(404, "chat_not_found", "no such chat for this agent")
         return chat
 
-    def _agent_may_see(self, agent_id: str, chat: ChatRecord) -> bool:
-        if chat.status is ChatStatus.QUEUED or self.is_supervisor(agent_id):
+    def agent_may_see(self, agent_id: str, chat: ChatRecord) -> bool:
+        """Who may read a chat and download its files. A supervisor, by role; otherwise the
+        chat's state decides: while it waits, the agent it is offered or reserved to; while
+        it is active, the agents connected to it; once it ended, those who took part (their
+        own history). Not a bystander, and not an agent who handed it over while it goes on
+        without them (the queue lists waiting chats, their transcripts stay private)."""
+        if self.is_supervisor(agent_id):
             return True
+        if chat.status is ChatStatus.QUEUED:
+            offer = self.router.offers.get(chat.chat_id)
+            return chat.target_agent == agent_id or (offer is not None
+                                                     and offer.agent_id == agent_id)
+        if chat.status is ChatStatus.ACTIVE:
+            return chat.agent_id == agent_id or any(
+                p.agent_id == agent_id and p.connected for p in chat.participants.values())
         return any(p.agent_id == agent_id for p in chat.participants.values())
 
     def is_supervisor(self, agent_id: str) -> bool:
@@ -579,7 +605,7 @@ class ChatEngine:
         raise AgentError(409, "not_in_chat", "the agent is not connected to this chat")
 
     async def accept(self, agent_id: str, chat_id: str) -> ChatRecord:
-        chat = await self.agent_chat(agent_id, chat_id)
+        chat = await self.agent_chat(agent_id, chat_id, claim=True)
         async with self._change(chat) as change:
             chat = change.chat
             if chat.status is not ChatStatus.QUEUED:
@@ -759,6 +785,13 @@ class ChatEngine:
 
     def queued(self, service: str | None = None) -> list[ChatRecord]:
         return [self.chats[cid] for cid in self.router.waiting(service) if cid in self.chats]
+
+    def queued_page(self, service: str | None, offset: int, limit: int
+                    ) -> tuple[list[ChatRecord], int]:
+        """``limit`` waiting chats from ``offset`` in queue order, and how many wait in all."""
+        waiting = self.router.waiting(service)
+        page = waiting[offset:offset + limit]
+        return [self.chats[cid] for cid in page if cid in self.chats], len(waiting)
 
     def summary(self, chat: ChatRecord) -> dict[str, object]:
         offer = self.router.offers.get(chat.chat_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webchat.server.agent_api import PREFIX
+from webchat.server.agent_api import MAX_CAPACITY, PREFIX
 from webchat.server.config import ServerConfig
 from webchat.server.validation import FIELDS
 
@@ -199,6 +199,18 @@ def _agent_op(summary: str, body: dict[str, Any] | None = None, chat: bool = Tru
     return {method: op}
 
 
+_TOKEN_REPLY = {"description": "a bearer token, good for expiresInS seconds",
+                "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["token", "agentId", "expiresInS"],
+                    "properties": {"token": _ID, "agentId": _ID, "nickname": _ID,
+                                   "expiresInS": {"type": "number"}}}}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
 def _with_params(op: dict[str, Any], param: dict[str, Any]) -> dict[str, Any]:
     for spec in op.values():
         spec.setdefault("parameters", []).append(param)
@@ -211,25 +223,51 @@ def _upload_op() -> dict[str, Any]:
     return op
 
 
-def _agent_paths() -> dict[str, Any]:
+def _agent_paths(config: ServerConfig) -> dict[str, Any]:
     c = f"{PREFIX}/chats/{{chatId}}"
-    login = _agent_op("Log in; returns a bearer token", {
-        "required": ["username", "password"],
-        "properties": {"username": _ID, "password": _ID}}, chat=False)
+    limits = config.limits
+    login = _agent_op("Log in; returns a bearer token (429 after too many failed logins for "
+                      "the name or from the address)", {
+                          "required": ["username", "password"],
+                          "properties": {"username": _ID, "password": _ID}}, chat=False)
     login["post"].pop("security")
+    login["post"]["responses"]["200"] = _TOKEN_REPLY
+    refresh = _agent_op("Swap a valid token for a new one (the old one stops working; event "
+                        "streams opened with it follow the new one)", chat=False)
+    refresh["post"]["responses"]["200"] = _TOKEN_REPLY
+    queue = _agent_op("One page of the chats waiting for an agent, longest waiting first",
+                      chat=False, method="get")
+    queue["get"]["parameters"] = [
+        _query("limit", {"type": "integer", "minimum": 1,
+                         "maximum": limits.max_queue_page_size,
+                         "default": limits.queue_page_size}, "page size"),
+        _query("offset", {"type": "integer", "minimum": 0, "default": 0},
+               "chats to skip"),
+        _query("service", {"enum": list(config.services)}, "only this service's queue")]
+    queue["get"]["responses"]["200"] = {"description": "a page and how many wait in all",
+                                        "content": {"application/json": {"schema": {
+                                            "type": "object", "properties": {
+                                                "chats": {"type": "array",
+                                                          "items": _ref("ChatSummary")},
+                                                "total": {"type": "integer"},
+                                                "offset": {"type": "integer"},
+                                                "limit": {"type": "integer"}}}}}}
     return {
         f"{PREFIX}/login": login,
-        f"{PREFIX}/logout": _agent_op("Log out (revokes the token)", chat=False),
+        f"{PREFIX}/refresh": refresh,
+        f"{PREFIX}/logout": _agent_op("Log out (revokes the token, closes its event streams)",
+                                      chat=False),
         f"{PREFIX}/me": _agent_op("The agent's own state", chat=False, method="get"),
         f"{PREFIX}/state": _agent_op("Set ready / not ready and capacity", {
-            "required": ["ready"], "properties": {"ready": {"type": "boolean"},
-                                                  "capacity": {"type": "integer"}}}, chat=False),
-        f"{PREFIX}/queue": _agent_op("Chats waiting for an agent", chat=False, method="get"),
+            "required": ["ready"], "properties": {
+                "ready": {"type": "boolean"},
+                "capacity": {"type": "integer", "minimum": 0, "maximum": MAX_CAPACITY}}},
+            chat=False),
+        f"{PREFIX}/queue": queue,
         f"{PREFIX}/chats": _agent_op("The agent's chats and offers", chat=False, method="get"),
         c: _with_params(_agent_op("One chat with its transcript from ?from=N", method="get"),
-                        {"name": "from", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1},
-                         "description": "the first transcript index wanted"}),
+                        _query("from", {"type": "integer", "minimum": 1},
+                               "the first transcript index wanted")),
         f"{c}/accept": _agent_op("Accept a waiting or offered chat"),
         f"{c}/decline": _agent_op("Decline an offer"),
         f"{c}/send": _agent_op("Send a message", {
@@ -238,7 +276,9 @@ def _agent_paths() -> dict[str, Any]:
             "required": ["typing"], "properties": {"typing": {"type": "boolean"},
                                                    "preview": _ID}}),
         f"{c}/pushUrl": _agent_op("Push a URL to the customer", {
-            "required": ["url"], "properties": {"url": _ID}}),
+            "required": ["url"], "properties": {"url": {
+                "type": "string", "maxLength": limits.max_url_chars,
+                "description": "an http(s) URL with a host, as pushUrl on the chat API"}}}),
         f"{c}/end": _agent_op("End the chat"),
         f"{c}/transfer": _agent_op("Transfer to another agent, or back to the queue", {
             "properties": {"toAgent": {"type": ["string", "null"]}}}),
@@ -253,7 +293,7 @@ def _agent_paths() -> dict[str, Any]:
         f"{c}/leave": _agent_op("Leave a chat one barged into"),
         f"{PREFIX}/events": _agent_op(
             "WebSocket event stream (?token=...): hello, offer, offerRevoked, message, "
-            "userData, queue",
+            "userData, queue; closed with 4401 once its token is revoked or expired",
             chat=False, method="get"),
     }
 
@@ -265,7 +305,7 @@ def openapi_document(config: ServerConfig) -> dict[str, Any]:
         "info": {"title": "webchat server", "version": "1",
                  "description": "GMS Chat API v2 compatible chat API and the agent API."},
         "paths": {**_chat_paths(base, f"{config.api_prefix}/2/chat-ntf"),
-                  **_cometd_paths(f"{config.api_prefix}/cometd"), **_agent_paths(),
+                  **_cometd_paths(f"{config.api_prefix}/cometd"), **_agent_paths(config),
                   **_page_paths()},
         "components": {"schemas": _schemas(),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

@@ -27,6 +27,14 @@ class RateLimiter:
         self._buckets[key] = (tokens, now)
         return allowed
 
+    def refund(self, key: Hashable, cost: float = 1.0) -> None:
+        """Give back what :meth:`allow` took, for limits that charge only failures: the agent
+        login charges before checking the password (so concurrent guesses cannot all slip
+        through) and refunds a success."""
+        if key in self._buckets:
+            tokens, last = self._buckets[key]
+            self._buckets[key] = (min(float(self.burst), tokens + cost), last)
+
     def _prune(self, now: float) -> None:
         """Drop buckets that have refilled completely: they carry no information."""
         full = [k for k, (t, last) in self._buckets.items()

@@ -3,6 +3,11 @@
 Used by ``webchat agent``, ``webchat bot``, the benchmarks and the tests. The stream delivers
 transcript events of the agent's chats; the client tracks the next index per chat and, after a
 reconnect, fetches whatever it missed, so a handler sees every event exactly once and in order.
+
+Tokens have a lifetime (``expiresInS`` in the login reply): the client swaps its token for a new
+one halfway through (before a call, and in the background while it listens), and logs in again
+with its password should the token be gone anyway (a long sleep, a server that forgot it), so
+a long-running bot or agent never sees its token run out.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -40,11 +46,17 @@ def _decoded(status: int, payload: bytes) -> Any:
 
 class AgentClient:
     def __init__(self, base_url: str, username: str, password: str, *,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.base = base_url.rstrip("/") + "/agent/v1"
         self.username = username
         self.password = password
         self.token = ""
+        self.clock = clock
+        self._refresh_at = 0.0
+        """When (``clock`` seconds) the token is half way through its life: swap it then."""
+        self._renewing = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
         self._http = session
         self._owns = session is None
         self.positions: dict[str, int] = {}
@@ -65,12 +77,63 @@ class AgentClient:
 
     async def _raw(self, method: str, path: str, data: Any = None, *, json: bool = False
                    ) -> tuple[int, bytes, str]:
+        """One call with a fresh token; a 401 on a token we hold means it is gone (expired,
+        forgotten): log in again and retry once (not a multipart body, already consumed)."""
+        own_token = path not in ("/login", "/refresh")
+        if own_token:
+            await self._fresh()
+        result = await self._send(method, path, data, json=json)
+        if result[0] == 401 and own_token and self.token \
+                and not isinstance(data, aiohttp.FormData):
+            await self._relogin()
+            result = await self._send(method, path, data, json=json)
+        return result
+
+    async def _send(self, method: str, path: str, data: Any, *, json: bool
+                    ) -> tuple[int, bytes, str]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if json:
             headers["Content-Type"] = "application/json"
         async with self.http.request(method, self.base + path, data=data,
                                      headers=headers) as resp:
             return resp.status, await resp.read(), resp.content_type
+
+    def _took(self, reply: dict[str, Any]) -> None:
+        self.token = reply["token"]
+        self._refresh_at = self.clock() + float(reply.get("expiresInS", 0)) / 2
+
+    async def _fresh(self) -> None:
+        """Swap the token once it is half way through its life (one swap at a time)."""
+        if not self.token or self.clock() < self._refresh_at:
+            return
+        async with self._renewing:
+            if not self.token or self.clock() < self._refresh_at:
+                return  # swapped meanwhile
+            try:
+                self._took(await self._call("POST", "/refresh"))
+            except AgentApiError as exc:
+                if exc.status != 401:
+                    raise
+                await self.login()
+
+    async def _relogin(self) -> None:
+        async with self._renewing:
+            await self.login()
+
+    async def refresh(self) -> dict[str, Any]:
+        """Swap the token for a new one now (``POST /refresh``)."""
+        reply: dict[str, Any] = await self._call("POST", "/refresh")
+        self._took(reply)
+        return reply
+
+    async def _keep_fresh(self) -> None:
+        """While listening: swap the token in time even when no call is made."""
+        while True:
+            await asyncio.sleep(max(1.0, self._refresh_at - self.clock()))
+            try:
+                await self._fresh()
+            except (aiohttp.ClientError, ConnectionError, TimeoutError, AgentApiError) as exc:
+                log.debug("token refresh failed, retrying: %s", exc)
 
     async def push_url(self, chat_id: str, url: str) -> None:
         await self._call("POST", f"/chats/{quote(chat_id)}/pushUrl", {"url": url})
@@ -118,8 +181,12 @@ class AgentClient:
     async def login(self) -> dict[str, Any]:
         reply: dict[str, Any] = await self._call(
             "POST", "/login", {"username": self.username, "password": self.password})
-        self.token = reply["token"]
+        self._took(reply)
         return reply
+
+    async def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/me")
+        return result
 
     async def logout(self) -> None:
         await self._call("POST", "/logout")
@@ -132,8 +199,13 @@ class AgentClient:
         result: dict[str, Any] = await self._call("POST", "/state", body)
         return result
 
-    async def queue(self) -> list[dict[str, Any]]:
-        return list((await self._call("GET", "/queue"))["chats"])
+    async def queue(self, limit: int | None = None, offset: int = 0,
+                    service: str | None = None) -> list[dict[str, Any]]:
+        """One page of waiting chats (the server's default page size unless ``limit``)."""
+        query = {"offset": str(offset), **({"limit": str(limit)} if limit else {}),
+                 **({"service": service} if service else {})}
+        path = "/queue?" + "&".join(f"{k}={quote(v)}" for k, v in query.items())
+        return list((await self._call("GET", path))["chats"])
 
     async def chats(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", "/chats"))["chats"])
@@ -169,6 +241,7 @@ class AgentClient:
     def listen(self, handler: EventHandler, *, retry_s: float = 0.5) -> None:
         """Follow the event stream in the background, reconnecting until :meth:`close`."""
         self._stream = asyncio.create_task(self._follow(handler, retry_s))
+        self._refresher = asyncio.create_task(self._keep_fresh())
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -177,13 +250,19 @@ class AgentClient:
         url = self.base.replace("http", "ws", 1) + "/events"
         while True:
             try:
+                await self._fresh()
                 async with self.http.ws_connect(url, params={"token": self.token},
                                                 heartbeat=30) as ws:
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
                             break
                         await self._dispatch(msgspec.json.decode(msg.data), handler)
-            except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            except aiohttp.WSServerHandshakeError as exc:
+                log.debug("agent stream refused: %s", exc)
+                if exc.status == 401 and self.token:
+                    with contextlib.suppress(aiohttp.ClientError, AgentApiError):
+                        await self._relogin()  # the token is gone: a new one
+            except (aiohttp.ClientError, ConnectionError, TimeoutError, AgentApiError) as exc:
                 log.debug("agent stream dropped: %s", exc)
             self._connected.clear()
             await asyncio.sleep(retry_s)
@@ -195,7 +274,12 @@ class AgentClient:
                 chat_id = chat["chatId"]
                 known = self.positions.get(chat_id)
                 if known is not None and known < chat["nextPosition"]:
-                    missed = await self.chat(chat_id, known)
+                    try:
+                        missed = await self.chat(chat_id, known)
+                    except AgentApiError as exc:
+                        if exc.status != 404:
+                            raise
+                        continue  # no longer this agent's chat
                     for raw in missed["messages"]:
                         await self._deliver(chat_id, raw, False, handler)
             self._connected.set()
@@ -237,11 +321,12 @@ class AgentClient:
         self.positions[chat_id] = max(self.positions.get(chat_id, 1), next_position)
 
     async def close(self) -> None:
-        if self._stream is not None:
-            self._stream.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stream
-            self._stream = None
+        for task in (self._stream, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._stream = self._refresher = None
         if self._http is not None and self._owns:
             await self._http.close()
         self._http = None

@@ -1,11 +1,15 @@
 // Agent console: log in, go ready, see the queue with each chat's userData, accept offers, work
 // several chats in tabs (transcript, typing both ways, end, transfer). Talks to /agent/v1 (REST)
 // and its WebSocket event stream. Customer text is always inserted as text, never as HTML.
+// The bearer token has a lifetime: the console swaps it for a new one half way through
+// (POST /refresh), and goes back to the login form when the server no longer takes it.
 
 import {el} from "./dom.js";
 
 const API = "/agent/v1";
 const TOKEN_KEY = "webchat.agent.token";
+const REFRESH_KEY = "webchat.agent.refreshAt";  // when (ms since the epoch) to swap the token
+const TOKEN_GONE = 4401;  // the event stream's close code once its token is revoked or expired
 const $ = (id) => document.getElementById(id);
 
 // A chat's userData as the agent reads it, in the queue and above the chat: the customer's own
@@ -28,10 +32,14 @@ class AgentConsole {
     this.socket = null;
     this.typingTimers = new Map();
     this.baseTitle = document.title;
+    this.refreshTimer = null;
     $("login").addEventListener("submit", (e) => this.login(e));
     $("ready").addEventListener("change", () => this.setReady($("ready").checked));
     $("logout").addEventListener("click", () => this.logout());
-    if (this.token) this.start().catch(() => this.showLogin());
+    if (this.token) {
+      this.scheduleRefresh(Number(sessionStorage.getItem(REFRESH_KEY) ?? 0));
+      this.start().catch(() => this.showLogin());
+    }
   }
 
   async call(method, path, body) {
@@ -40,12 +48,40 @@ class AgentConsole {
                         ...(body ? {"Content-Type": "application/json"} : {})},
       body: body ? JSON.stringify(body) : undefined});
     const data = await response.json().catch(() => ({}));
+    if (response.status === 401 && this.token) this.showLogin();  // the token is gone
     if (!response.ok) throw new Error(data.error?.message ?? `HTTP ${response.status}`);
     return data;
   }
 
+  // A login or refresh reply: keep its token and swap it half way through its life.
+  takeToken(data) {
+    this.token = data.token;
+    sessionStorage.setItem(TOKEN_KEY, this.token);
+    const refreshAt = Date.now() + data.expiresInS * 500;
+    sessionStorage.setItem(REFRESH_KEY, String(refreshAt));
+    this.scheduleRefresh(refreshAt);
+  }
+
+  scheduleRefresh(at) {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => this.refresh(), Math.max(0, at - Date.now()));
+  }
+
+  async refresh() {
+    try {
+      this.takeToken(await this.call("POST", "/refresh"));
+    } catch {
+      if (this.token) this.scheduleRefresh(Date.now() + 5000);  // the server was away: again
+    }
+  }
+
   showLogin() {
+    clearTimeout(this.refreshTimer);
+    this.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(REFRESH_KEY);
+    this.socket?.close();
+    this.socket = null;
     $("console").hidden = true;
     $("login").hidden = false;
   }
@@ -60,14 +96,12 @@ class AgentConsole {
       $("login").querySelector(".error").textContent = data.error?.message ?? "login failed";
       return;
     }
-    this.token = data.token;
-    sessionStorage.setItem(TOKEN_KEY, this.token);
+    this.takeToken(data);
     await this.start();
   }
 
   async logout() {
     await this.call("POST", "/logout").catch(() => {});
-    this.socket?.close();
     this.showLogin();
   }
 
@@ -86,7 +120,11 @@ class AgentConsole {
     const socket = new WebSocket(`${scheme}://${location.host}${API}/events?token=${encodeURIComponent(this.token)}`);
     this.socket = socket;
     socket.onmessage = (e) => this.onEvent(JSON.parse(e.data));
-    socket.onclose = () => { if (this.socket === socket && this.token) setTimeout(() => this.connect(), 1000); };
+    socket.onclose = async (e) => {
+      if (this.socket !== socket || !this.token) return;
+      if (e.code === TOKEN_GONE) await this.refresh();  // a new token, or the login form
+      if (this.socket === socket && this.token) setTimeout(() => this.connect(), 1000);
+    };
   }
 
   async setReady(ready) {
@@ -104,13 +142,15 @@ class AgentConsole {
     $("status").textContent = ready ? "Ready for chats" : "Not ready";
   }
 
+  // The first page of the queue (what the list shows) and how many wait in all.
   async refreshQueue() {
-    const {chats} = await this.call("GET", "/queue");
+    const {chats, total} = await this.call("GET", "/queue");
     const list = $("queue");
     list.replaceChildren(...chats.map((c) => this.queueItem(c)));
-    $("queue-count").textContent = String(chats.length);
-    $("queue-count").classList.toggle("empty", chats.length === 0);
-    $("queue-empty").hidden = chats.length > 0;
+    if (total > chats.length) list.append(el("li", {class: "hint", text: `…and ${total - chats.length} more`}));
+    $("queue-count").textContent = String(total);
+    $("queue-count").classList.toggle("empty", total === 0);
+    $("queue-empty").hidden = total > 0;
   }
 
   queueItem(chat) {
