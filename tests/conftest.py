@@ -16,6 +16,7 @@ from aiohttp import web
 from webchat.bus import Bus, BusEvent
 from webchat.server import ServerConfig, build_app
 from webchat.server.app import ACCOUNTS, ENGINE
+from webchat.server.connections import make_runner
 from webchat.server.engine import ChatEngine
 from webchat.service import WebChatConfig, WebChatService
 from webchat.service.storage import SessionStorage
@@ -54,7 +55,7 @@ class RunningServer:
 async def start_server(config: ServerConfig, *, port: int = 0, **app_options: Any
                        ) -> RunningServer:
     app = build_app(config, **app_options)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = make_runner(app, config, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

@@ -255,6 +255,8 @@ async def test_cors_preflight_and_origin_echo(server_config, http):
 async def agent_call(http, server, method, path, token="", body=None, raw=None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = raw if raw is not None else (msgspec.json.encode(body) if body is not None else None)
+    if data is not None:
+        headers["Content-Type"] = "application/json"  # the agent API takes JSON only (415)
     async with http.request(method, f"{server.url}/agent/v1{path}", data=data,
                             headers=headers) as resp:
         return resp.status, msgspec.json.decode(await resp.read())

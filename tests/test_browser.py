@@ -68,7 +68,8 @@ async def service_ready(page: Page) -> None:
 
 
 @contextlib.asynccontextmanager
-async def embedding_site(server: Any, config: dict[str, Any]) -> AsyncIterator[str]:
+async def embedding_site(server: Any, config: dict[str, Any], port: int | None = None
+                         ) -> AsyncIterator[str]:
     """Another origin (a second loopback port) whose page embeds the widget from the chat
     server with the given ``webchat`` configuration, as a customer's own website would."""
     html = (f"<!doctype html><script>window._genesys = {{widgets: {{webchat: "
@@ -86,7 +87,7 @@ async def embedding_site(server: Any, config: dict[str, Any]) -> AsyncIterator[s
     app.router.add_get("/favicon.ico", no_icon)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield f"http://127.0.0.1:{port}/"
@@ -559,10 +560,22 @@ async def test_agent_ready_state_arrival_notice_and_transfer(server, browser, cu
 
 @pytest.mark.conformance("option:xhrFields")
 @pytest.mark.parametrize("with_credentials", [True, False])
-async def test_xhr_fields_with_credentials_sends_cookies_cross_origin(server, browser,
-                                                                     with_credentials):
+async def test_xhr_fields_with_credentials_sends_cookies_cross_origin(
+        server_config, browser, with_credentials):
     # A site on another origin of the same host (another port) embeds the service; the chat
-    # server's cookies (a load balancer's sticky-session cookie, say) travel only when asked.
+    # server's cookies (a load balancer's sticky-session cookie, say) travel only when asked,
+    # and only to a server that lists the site's origin by name (credentials are never for *).
+    port = free_port()
+    server = await start_server(replace(server_config,
+                                        cors_origins=("*", f"http://127.0.0.1:{port}")))
+    try:
+        await _with_credentials(server, browser, with_credentials, port)
+    finally:
+        await server.runner.cleanup()
+
+
+async def _with_credentials(server: Any, browser: Any, with_credentials: bool, port: int
+                            ) -> None:
     config = {"dataURL": server.data_url, "pollInterval": 100,
               "xhrFields": {"withCredentials": with_credentials}}
     context = await browser.new_context()
@@ -570,7 +583,7 @@ async def test_xhr_fields_with_credentials_sends_cookies_cross_origin(server, br
     page = await context.new_page()
     requests: list[Any] = []
     page.on("request", lambda r: requests.append(r) if r.url.startswith(server.data_url) else None)
-    async with embedding_site(server, config) as site:
+    async with embedding_site(server, config, port) as site:
         await page.goto(site)
         await service_ready(page)
         chat_id = await page.evaluate("""async () => {

@@ -14,6 +14,7 @@ from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
 from webchat.server import ServerConfig, build_app
 from webchat.server.app import ACCOUNTS, ENGINE
 from webchat.server.config import HttpErrorMode, Limits
+from webchat.server.connections import make_runner
 
 
 def _agent_pair(value: str) -> tuple[str, str]:
@@ -42,7 +43,12 @@ def _rate(value: str) -> tuple[float, int]:
               help="Create or update an agent account (repeatable).")
 @click.option("--api-key", "api_keys", multiple=True,
               help="Require this apikey on chat API calls (repeatable).")
-@click.option("--cors-origin", "cors_origins", multiple=True, default=["*"], show_default=True)
+@click.option("--cors-origin", "cors_origins", multiple=True, default=["*"], show_default=True,
+              help="Origins whose pages may use the chat API and CometD (repeatable); * is any "
+                   "origin, without credentials; a named origin also gets credentials.")
+@click.option("--agent-cors-origin", "agent_cors_origins", multiple=True,
+              help="A foreign origin allowed to call the agent API (repeatable); none by "
+                   "default: the agent API is same-origin.")
 @click.option("--http-errors", type=click.Choice([m.value for m in HttpErrorMode]),
               default="gms", show_default=True,
               help="HTTP status of refusals: gms = 400 with errors[] (what the Genesys widgets "
@@ -75,7 +81,8 @@ def _rate(value: str) -> tuple[float, int]:
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
-                  cors_origins: tuple[str, ...], http_errors: str, strict_fields: bool,
+                  cors_origins: tuple[str, ...], agent_cors_origins: tuple[str, ...],
+                  http_errors: str, strict_fields: bool,
                   typing_timeout: float, cometd_browser_cookie: bool, cometd_broadcast: bool,
                   chat_ntf_cookie: bool,
                   max_message_chars: int,
@@ -87,6 +94,7 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
     start_rate = _rate(chat_start_rate)
     config = ServerConfig(
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
+        agent_cors_origins=agent_cors_origins,
         http_errors=HttpErrorMode(http_errors), strict_fields=strict_fields,
         typing_timeout_s=typing_timeout, chat_ntf_requires_cookie=chat_ntf_cookie,
         cometd=CometdOptions(require_browser_cookie=cometd_browser_cookie,
@@ -102,7 +110,7 @@ async def _serve(config: ServerConfig, host: str, port: int,
                  agents: list[tuple[str, str]], with_bot: bool) -> None:
     console = Console(highlight=False, soft_wrap=True)
     app = build_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = make_runner(app, config, handle_signals=False, access_log=None)
     await runner.setup()
     accounts = app[ACCOUNTS]
     for name, password in agents:

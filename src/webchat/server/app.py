@@ -20,6 +20,7 @@ from webchat.server.chat_api import ChatApi
 from webchat.server.cometd import CometdEndpoint
 from webchat.server.cometd_chat import ChatChannel
 from webchat.server.config import ServerConfig
+from webchat.server.connections import body_deadline, response_headers
 from webchat.server.cors import cors_middleware
 from webchat.server.engine import ChatEngine, Clock, wall_clock
 from webchat.server.errors import AgentError, ChatError
@@ -100,8 +101,10 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
 
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,
-        middlewares=[cors_middleware(config.cors_origins, config.cors_extra_headers),
-                     _error_middleware(chat_api)])
+        middlewares=[cors_middleware(config.cors_origins, config.cors_extra_headers,
+                                     config.agent_cors_origins),
+                     _error_middleware(chat_api), body_deadline(config.body_timeout_s)])
+    app.on_response_prepare.append(response_headers)
     app[ENGINE] = engine
     app[ACCOUNTS] = accounts
     app[CHAT_API] = chat_api

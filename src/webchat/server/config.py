@@ -68,7 +68,17 @@ class ServerConfig:
     api_keys: tuple[str, ...] = ()
     """When non-empty, every chat API call must carry one of these in ``apikey``/``x-api-key``."""
     cors_origins: tuple[str, ...] = ("*",)
-    """Allowed browser origins; ``*`` allows any (the origin is echoed, credentials allowed)."""
+    """Origins that may call the customer side (chat API, CometD, the widget's files) from
+    the browser; ``*`` allows any, its origin echoed without credentials. Only origins listed
+    by name also get ``Access-Control-Allow-Credentials`` (see ``server/cors.py``)."""
+    header_timeout_s: float = 10.0
+    """A connection must send a complete request head within this of opening or of its last
+    response (also how long an idle keep-alive connection stays open)."""
+    body_timeout_s: float = 30.0
+    """A request body must be complete within this of its head (else HTTP 408, closed)."""
+    agent_cors_origins: tuple[str, ...] = ()
+    """Foreign origins allowed to call the agent API from a browser (with credentials).
+    Empty by default: the agent API is same-origin, the console being served here."""
     cors_extra_headers: tuple[str, ...] = ()
     http_errors: HttpErrorMode = HttpErrorMode.GMS
     strict_fields: bool = False

@@ -1,7 +1,18 @@
-"""CORS for the widget's cross-origin calls (protocols.md §1.1): preflights and echoed origins.
+"""CORS for the widget's cross-origin calls (protocols.md §1.1): preflights and echoed origins,
+and the agent API kept to its own origin.
 
-The allowed origin is echoed rather than answered with ``*`` so that credentialed requests
-(the widgets' ``xhrFields.withCredentials``) work too.
+Two audiences, two rules:
+
+- The customer side (chat API, CometD, the widget's modules and strings) is called from the
+  sites that embed the widget, so it answers cross-origin requests from ``cors_origins``
+  (``*``: any origin). The origin is echoed; ``Access-Control-Allow-Credentials`` only goes to
+  origins listed by name, never to ``*``: a page from anywhere may chat (the secureKey and
+  clientId are its credentials, which a foreign page does not have), but no foreign page may
+  read answers to requests carrying the browser's cookies for this server.
+- The agent API (``/agent/``) is same-origin: the console is served by this server. A foreign
+  origin gets no CORS headers (so the browser hides every answer) unless it is listed in
+  ``agent_cors_origins``, and its JSON endpoints refuse bodies that are not JSON (415), which
+  also stops the cross-site ``text/plain`` form POST that needs no preflight.
 """
 
 from __future__ import annotations
@@ -11,37 +22,60 @@ from aiohttp.typedefs import Handler, Middleware
 
 BASE_HEADERS = ("Content-Type", "apikey", "x-api-key", "gms_user", "Authorization",
                 "ContactCenterId")
+AGENT_PREFIX = "/agent/"
+JSON_EXEMPT = ("/files",)
+"""Agent API paths (endings) whose POST body is not JSON: the file upload is multipart."""
 
 
-def cors_middleware(origins: tuple[str, ...], extra_headers: tuple[str, ...] = ()
-                    ) -> Middleware:
-    allow_any = "*" in origins
-    allowed = frozenset(origins)
-    headers = ", ".join((*BASE_HEADERS, *extra_headers))
+class _Policy:
+    def __init__(self, origins: tuple[str, ...]) -> None:
+        self.any = "*" in origins
+        self.named = frozenset(o for o in origins if o != "*")
 
-    def origin_ok(origin: str) -> bool:
-        return allow_any or origin in allowed
+    def headers(self, origin: str) -> dict[str, str] | None:
+        """The CORS headers for this origin, or None when it is not allowed."""
+        if origin in self.named:
+            return {"Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+        if self.any:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return None
+
+
+def cors_middleware(origins: tuple[str, ...], extra_headers: tuple[str, ...] = (),
+                    agent_origins: tuple[str, ...] = ()) -> Middleware:
+    customer = _Policy(origins)
+    agent = _Policy(tuple(o for o in agent_origins if o != "*"))  # never any origin
+    allow_headers = ", ".join((*BASE_HEADERS, *extra_headers))
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        in_agent = request.path.startswith(AGENT_PREFIX)
+        policy = agent if in_agent else customer
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS" and origin and \
                 "Access-Control-Request-Method" in request.headers:
-            if not origin_ok(origin):
+            allowed = policy.headers(origin)
+            if allowed is None:
                 return web.Response(status=403, text="origin not allowed")
             return web.Response(status=204, headers={
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Credentials": "true",
+                **allowed,
                 "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-                "Access-Control-Allow-Headers": headers,
+                "Access-Control-Allow-Headers": allow_headers,
                 "Access-Control-Max-Age": "600",
-                "Vary": "Origin",
             })
+        if in_agent and request.method == "POST" and request.body_exists \
+                and request.content_type != "application/json" \
+                and not request.path.endswith(JSON_EXEMPT):
+            return web.json_response(
+                {"error": {"code": "unsupported_media_type",
+                           "message": "the agent API takes application/json bodies"}},
+                status=415)
         response = await handler(request)
-        if origin and origin_ok(origin) and not response.prepared:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Vary"] = "Origin"
+        if origin and not response.prepared:
+            allowed = policy.headers(origin)
+            if allowed is not None:
+                response.headers.update(allowed)
         return response
 
     return middleware

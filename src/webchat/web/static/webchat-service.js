@@ -877,7 +877,8 @@ export class WebChatService {
       return rest.call(`/${encodeURIComponent(this.session.chatId)}/${path}`, fields, {raw, body});
     }
     const form = body ?? new URLSearchParams(fields);
-    const response = await fetch(url, {method: "POST", body: form, credentials: "include"});
+    const response = await fetch(url, {method: "POST", body: form,
+      credentials: this.service.config.xhrFields?.withCredentials ? "include" : "same-origin"});
     const type = response.headers.get("Content-Type") ?? "";
     if (raw && response.ok && !type.startsWith("application/json")) return response;
     return response.json();
