@@ -171,7 +171,8 @@ async def _file_upload(engine: ChatEngine, chat: ChatRecord, call: Call, limits:
                        ) -> Outcome:
     if call.upload is None:
         raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
-    description = v.text(call.user_data or {}, "file-description", 256)
+    description = v.text(call.user_data or {}, "file-description",
+                         limits.max_file_description_chars)
     record = await engine.upload_file(chat, CUSTOMER_ID, call.upload.filename,
                                       call.upload.content_type, call.upload.data, description)
     return Outcome(user_data={"file-id": record.file_id})
