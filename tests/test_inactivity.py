@@ -269,6 +269,7 @@ async def test_a_silent_customer_in_the_queue_is_warned_then_the_chat_closes(
         customer = await customer_factory(server.data_url,
                                           **transport_options(server, transport))
         chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
+        await customer.wait_for(lambda c: bool(received(c, "IdleClose")), within=5)
         await customer.wait_event("ended", within=5)
         alert, = received(customer, "IdleAlert")
         close, = received(customer, "IdleClose")
