@@ -68,6 +68,11 @@ def _rate(value: str) -> tuple[float, int]:
 @click.option("--chat-ntf-cookie", is_flag=True,
               help="CometD file requests (chat-ntf) also need the BAYEUX_BROWSER cookie of a "
                    "session following the chat (breaks the Genesys widgets cross-origin).")
+@click.option("--header-timeout", default=10.0, show_default=True, type=float,
+              help="Seconds a connection has to send a complete request head (and how long "
+                   "an idle keep-alive connection stays open).")
+@click.option("--body-timeout", default=30.0, show_default=True, type=float,
+              help="Seconds a request body has to arrive completely (else 408).")
 @click.option("--max-message-chars", default=4096, show_default=True, type=int)
 @click.option("--offer-timeout", default=30.0, show_default=True, type=float,
               help="Seconds an agent has to accept an offered chat.")
@@ -84,7 +89,7 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
                   cors_origins: tuple[str, ...], agent_cors_origins: tuple[str, ...],
                   http_errors: str, strict_fields: bool,
                   typing_timeout: float, cometd_browser_cookie: bool, cometd_broadcast: bool,
-                  chat_ntf_cookie: bool,
+                  chat_ntf_cookie: bool, header_timeout: float, body_timeout: float,
                   max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
                   async_user_data_key: str, with_bot: bool) -> None:
@@ -94,7 +99,8 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
     start_rate = _rate(chat_start_rate)
     config = ServerConfig(
         data_dir=data_dir, services=services, api_keys=api_keys, cors_origins=cors_origins,
-        agent_cors_origins=agent_cors_origins,
+        agent_cors_origins=agent_cors_origins, header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
         http_errors=HttpErrorMode(http_errors), strict_fields=strict_fields,
         typing_timeout_s=typing_timeout, chat_ntf_requires_cookie=chat_ntf_cookie,
         cometd=CometdOptions(require_browser_cookie=cometd_browser_cookie,

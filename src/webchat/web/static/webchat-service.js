@@ -878,7 +878,7 @@ export class WebChatService {
     }
     const form = body ?? new URLSearchParams(fields);
     const response = await fetch(url, {method: "POST", body: form,
-      credentials: this.service.config.xhrFields?.withCredentials ? "include" : "same-origin"});
+      credentials: this.config.xhrFields?.withCredentials ? "include" : "same-origin"});
     const type = response.headers.get("Content-Type") ?? "";
     if (raw && response.ok && !type.startsWith("application/json")) return response;
     return response.json();
