@@ -42,7 +42,10 @@ def _rate(value: str) -> tuple[float, int]:
 @click.option("--agent", "agents", multiple=True, metavar="NAME:PASSWORD",
               help="Create or update an agent account (repeatable).")
 @click.option("--api-key", "api_keys", multiple=True,
-              help="Require this apikey on chat API calls (repeatable).")
+              help="Require this apikey (header apikey or x-api-key) on REST chat and "
+                   "chat-ntf calls, downloads excepted (repeatable). CometD publishes carry "
+                   "no key (the Genesys widgets send none there): they are guarded by the "
+                   "per-address and per-chat limits.")
 @click.option("--cors-origin", "cors_origins", multiple=True, default=["*"], show_default=True,
               help="Origins whose pages may use the chat API and CometD (repeatable); * is any "
                    "origin, without credentials; a named origin also gets credentials.")
