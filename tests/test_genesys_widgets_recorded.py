@@ -47,6 +47,46 @@ def load(name: str) -> dict[str, Any]:
     return recording
 
 
+def page_origin(recording: dict[str, Any]) -> str:
+    """The origin of the page the bundle ran on (another site than the server's)."""
+    for step in recording["steps"]:
+        for message in step.get("bayeux", ()):
+            url = message.get("data", {}).get("userData", {}).get("_genesys_url")
+            if url:
+                return "/".join(url.split("/")[:3])
+        for key, value in step.get("http", {}).get("form", ()):
+            if key == "userData[_genesys_url]":
+                return "/".join(value.split("/")[:3])
+    raise AssertionError("no page URL in the recording")
+
+
+async def browser_cors(http: aiohttp.ClientSession, url: str, origin: str,
+                       headers: dict[str, str], *, credentials: bool) -> None:
+    """What Chromium checks before it lets the page see an answer from another origin: the
+    preflight a non-simple request needs (a JSON body, an ``apikey`` header), and that the
+    answer names the page's origin — with credentials for the requests the bundle sends
+    ``withCredentials`` (its CometD long-polling)."""
+    custom = sorted(k.lower() for k in headers if k.lower() != "content-type")
+    simple = headers.get("Content-Type", "").split(";")[0] in (
+        "", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+    if custom or not simple:
+        wanted = ", ".join(custom + ([] if simple else ["content-type"]))
+        async with http.options(url, headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": wanted}) as resp:
+            assert resp.status in (200, 204), (url, resp.status)
+            check_cors(resp.headers, url, origin, credentials=credentials)
+            allowed = resp.headers.get("Access-Control-Allow-Headers", "").lower()
+            for name in wanted.split(", "):
+                assert name in allowed, (url, name, allowed)
+
+
+def check_cors(headers: Any, url: str, origin: str, *, credentials: bool) -> None:
+    assert headers.get("Access-Control-Allow-Origin") == origin, (url, dict(headers))
+    if credentials:
+        assert headers.get("Access-Control-Allow-Credentials") == "true", (url, dict(headers))
+
+
 def check_chat_reply(reply: Any, *, where: str) -> None:
     """Every field the bundle reads from a successful chat reply, with the type it needs."""
     assert isinstance(reply, dict), where
@@ -146,7 +186,8 @@ class Bayeux:
     """One CometD session of the replayed client on its transport, with the connect loop."""
 
     def __init__(self, http: aiohttp.ClientSession, server: RunningServer, customer: Customer,
-                 transport: str, held: dict[str, Any] | None) -> None:
+                 transport: str, held: dict[str, Any] | None, origin: str) -> None:
+        self.origin = origin
         self.http = http
         self.server = server
         self.customer = customer
@@ -176,10 +217,14 @@ class Bayeux:
             self.tasks.append(asyncio.create_task(self._post(http["path"], messages)))
 
     async def _post(self, path: str, messages: list[dict[str, Any]]) -> None:
+        url = self.server.url + path
+        headers = {"Content-Type": "application/json;charset=UTF-8"}
         try:
-            async with self.http.post(self.server.url + path, data=json.dumps(messages),
-                                      headers={"Content-Type": "application/json"}) as resp:
+            await browser_cors(self.http, url, self.origin, headers, credentials=True)
+            async with self.http.post(url, data=json.dumps(messages),
+                                      headers={**headers, "Origin": self.origin}) as resp:
                 assert resp.status == 200, (path, resp.status)
+                check_cors(resp.headers, url, self.origin, credentials=True)
                 self.receive(await resp.json())
         except aiohttp.ClientError:
             if self.open:  # a held connect cut by closing the session is no failure
@@ -252,24 +297,25 @@ async def replay(name: str, server: RunningServer, agent: AgentRecorder) -> Cust
     transport = recording["transport"]
     customer = Customer()
     agent_files: dict[str, bytes] = {}
+    origin = page_origin(recording)
     held = next((without_id(m) for step in recording["steps"] for m in step.get("bayeux", ())
                  if m["channel"] == "/meta/connect" and "advice" not in m), None)
     # The page is on another site than the server: its requests carry no cookies of the
     # server's (XHRs without credentials, SameSite on the WebSocket), so neither do ours.
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        bayeux = Bayeux(http, server, customer, transport, held)
+        bayeux = Bayeux(http, server, customer, transport, held, origin)
         for number, step in enumerate(recording["steps"]):
             where = f"{name} step {number} ({step['phase']}: {step.get('label', step.get('do'))})"
             if step["actor"] == "agent":
                 await play_agent(step, server, agent, customer, agent_files)
             elif step.get("do") == "reload":
                 await bayeux.close()
-                bayeux = Bayeux(http, server, customer, transport, held)
+                bayeux = Bayeux(http, server, customer, transport, held, origin)
                 customer.session_seen = []
             elif "bayeux" in step:
                 await replay_bayeux(step, bayeux, customer, where)
             else:
-                await replay_http(step, http, server, customer, agent_files, where)
+                await replay_http(step, http, server, customer, agent_files, where, origin)
             await settle(server, customer, bayeux, transport)
         await bayeux.close()
     return customer
@@ -309,7 +355,8 @@ def part_bytes(size: int) -> bytes:
 
 
 async def replay_http(step: dict[str, Any], http: aiohttp.ClientSession, server: RunningServer,
-                      customer: Customer, agent_files: dict[str, bytes], where: str) -> None:
+                      customer: Customer, agent_files: dict[str, bytes], where: str,
+                      origin: str) -> None:
     request = step["http"]
     url = server.url + customer.fill(request["path"])
     if request.get("query"):
@@ -327,9 +374,18 @@ async def replay_http(step: dict[str, Any], http: aiohttp.ClientSession, server:
                                filename=part["filename"], content_type=part["content_type"])
             else:
                 body.add_field(part["name"], customer.fill(part["value"]))
-    async with http.request(request["method"], url, data=body, headers=headers) as resp:
+    # The bundle's REST and chat-ntf XHRs are cross-origin without credentials; its download
+    # is a form navigation, which CORS does not govern.
+    navigation = bool(request.get("navigation"))
+    if not navigation:
+        await browser_cors(http, url, origin, {
+            **headers, "Content-Type": request["content_type"]}, credentials=False)
+    async with http.request(request["method"], url, data=body,
+                            headers={**headers, "Origin": origin}) as resp:
         payload = await resp.read()
         status, content_type = resp.status, resp.content_type
+        if not navigation:
+            check_cors(resp.headers, url, origin, credentials=False)
     if step.get("failed"):
         # The widget shows a refusal from HTTP 400 + errors[] only.
         assert status == 400, (where, status, payload)

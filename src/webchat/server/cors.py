@@ -5,10 +5,12 @@ Two audiences, two rules:
 
 - The customer side (chat API, CometD, the widget's modules and strings) is called from the
   sites that embed the widget, so it answers cross-origin requests from ``cors_origins``
-  (``*``: any origin). The origin is echoed; ``Access-Control-Allow-Credentials`` only goes to
-  origins listed by name, never to ``*``: a page from anywhere may chat (the secureKey and
-  clientId are its credentials, which a foreign page does not have), but no foreign page may
-  read answers to requests carrying the browser's cookies for this server.
+  (``*``: any origin), echoing the origin with ``Access-Control-Allow-Credentials``: the
+  Genesys widgets' CometD long-polling requests are credentialed (``withCredentials``), and a
+  browser hides the answer to them without it. That lets no page read anything it could not
+  anyway: no customer-side answer is authorized by a cookie alone — the secureKey and the
+  clientId, which travel in the body and which a foreign page does not have, are the
+  credentials; the ``BAYEUX_BROWSER`` cookie at most narrows them further.
 - The agent API (``/agent/``) is same-origin: the console is served by this server. A foreign
   origin gets no CORS headers (so the browser hides every answer) unless it is listed in
   ``agent_cors_origins``, and its JSON endpoints refuse bodies that are not JSON (415), which
@@ -34,11 +36,9 @@ class _Policy:
 
     def headers(self, origin: str) -> dict[str, str] | None:
         """The CORS headers for this origin, or None when it is not allowed."""
-        if origin in self.named:
+        if origin in self.named or self.any:
             return {"Access-Control-Allow-Origin": origin,
                     "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
-        if self.any:
-            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
         return None
 
 
