@@ -125,7 +125,7 @@ async def _serve(config: ServerConfig, host: str, port: int,
     for name, password in agents:
         await accounts.upsert(name, password)
     engine = app[ENGINE]
-    if not engine.agents:
+    if not engine.has_agents():
         password = secrets.token_urlsafe(9)
         await accounts.upsert("agent", password, "Agent")
         console.print(f"created agent account [bold]agent[/] with password [bold]{password}[/]")

@@ -21,10 +21,10 @@ import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from webchat.server.engine import ChatEngine
-from webchat.server.errors import AgentError
+from webchat.server.errors import AgentError, Refusal
 from webchat.server.ratelimit import RateLimiter
 from webchat.store.records import AgentRecord
 
@@ -36,6 +36,16 @@ _MAX_NAME_KEY = 256
 """Characters of a login name used as its throttle key (longer names exist nowhere anyway)."""
 
 T = TypeVar("T")
+
+
+class TokenStore(Protocol):
+    """Where token hashes live (the store's part accounts need)."""
+
+    async def add_token(self, token_hash: str, agent_id: str, created_ms: int) -> None: ...
+
+    async def agent_for_token(self, token_hash: str) -> str | None: ...
+
+    async def delete_token(self, token_hash: str) -> None: ...
 
 
 def hash_password(password: str) -> str:
@@ -85,8 +95,9 @@ class Grant:
 
 
 class Accounts:
-    def __init__(self, engine: ChatEngine) -> None:
+    def __init__(self, engine: ChatEngine, tokens: TokenStore) -> None:
         self.engine = engine
+        self._tokens = tokens
         self._grants: dict[str, Grant] = {}
         """token hash -> grant, so a busy agent does not cost a query per request."""
         limits = engine.config.limits
@@ -111,7 +122,7 @@ class Accounts:
 
     async def upsert(self, agent_id: str, password: str, nickname: str | None = None, *,
                      supervisor: bool | None = None) -> None:
-        existing = self.engine.agents.get(agent_id)
+        existing = self.engine.agent(agent_id)
         record = AgentRecord(
             agent_id=agent_id, nickname=nickname or (existing.nickname if existing else agent_id),
             password_hash=await self._off_loop(hash_password, password),
@@ -119,24 +130,24 @@ class Accounts:
             capacity=existing.capacity if existing else self.engine.config.default_agent_capacity,
             supervisor=supervisor if supervisor is not None else
             bool(existing and existing.supervisor))
-        await self.engine.store.put_agent(record)
-        self.engine.agents[agent_id] = record
+        await self.engine.save_agent(record)
 
     async def login(self, agent_id: str, password: str, address: str) -> tuple[str, Grant]:
         """A new token for these credentials. Charged to the name's and the address's bucket
         up front (so concurrent guesses cannot all get through), refunded on success."""
         name_key = agent_id[:_MAX_NAME_KEY]
         if not self._per_name.allow(name_key):
-            raise AgentError(429, "too_many_attempts",
+            raise AgentError(Refusal.THROTTLED, "too_many_attempts",
                              "too many failed logins for this name: try again later")
         if not self._per_address.allow(address):
             self._per_name.refund(name_key)
-            raise AgentError(429, "too_many_attempts",
+            raise AgentError(Refusal.THROTTLED, "too_many_attempts",
                              "too many failed logins from this address: try again later")
-        agent = self.engine.agents.get(agent_id)
+        agent = self.engine.agent(agent_id)
         stored = agent.password_hash if agent is not None else _NO_PASSWORD
         if not await self._off_loop(check_password, password, stored) or agent is None:
-            raise AgentError(401, "bad_credentials", "unknown agent or wrong password")
+            raise AgentError(Refusal.UNAUTHORIZED, "bad_credentials",
+                             "unknown agent or wrong password")
         self._per_name.refund(name_key)
         self._per_address.refund(address)
         return await self._issue(agent_id)
@@ -145,7 +156,7 @@ class Accounts:
         now = self.engine.clock()
         token = f"{now:x}.{secrets.token_urlsafe(32)}"
         grant = Grant(agent_id, token_hash(token), now + self.lifetime_ms)
-        await self.engine.store.add_token(grant.token_hash, agent_id, now)
+        await self._tokens.add_token(grant.token_hash, agent_id, now)
         self._grants[grant.token_hash] = grant
         return token, grant
 
@@ -153,15 +164,16 @@ class Accounts:
         hashed = token_hash(token)
         grant = self._grants.get(hashed)
         if grant is None and (issued := _issued_ms(token)) is not None:
-            agent_id = await self.engine.store.agent_for_token(hashed)
+            agent_id = await self._tokens.agent_for_token(hashed)
             if agent_id is not None:
                 grant = self._grants[hashed] = Grant(agent_id, hashed,
                                                      issued + self.lifetime_ms)
         if grant is not None and grant.expires_ms <= self.engine.clock():
             await self._revoke(hashed)  # expired: gone from the store too
             grant = None
-        if grant is None or grant.agent_id not in self.engine.agents:
-            raise AgentError(401, "unauthorized", "missing, invalid or expired bearer token")
+        if grant is None or self.engine.agent(grant.agent_id) is None:
+            raise AgentError(Refusal.UNAUTHORIZED, "unauthorized",
+                             "missing, invalid or expired bearer token")
         return grant
 
     def expires_ms(self, hashed: str) -> int | None:
@@ -181,4 +193,4 @@ class Accounts:
 
     async def _revoke(self, hashed: str) -> None:
         self._grants.pop(hashed, None)
-        await self.engine.store.delete_token(hashed)
+        await self._tokens.delete_token(hashed)

@@ -30,8 +30,10 @@ from webchat.server import validation
 from webchat.server.accounts import Accounts, Grant, token_hash
 from webchat.server.addresses import client_address
 from webchat.server.engine import ChatEngine
-from webchat.server.errors import AgentError, ChatError
+from webchat.server.errors import AgentError, ChatError, Refusal
+from webchat.server.statuses import agent_status, chat_status
 from webchat.server.uploads import file_response, read_upload
+from webchat.store.records import AgentRecord
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,18 @@ def _json(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def _agent_error(exc: ChatError) -> AgentError:
-    return AgentError(exc.http_status, exc.code.name.lower(), exc.advice)
+def error_body(code: str, message: str, status: int) -> web.Response:
+    return _json({"error": {"code": code, "message": message}}, status)
 
 
-def error_body(exc: AgentError) -> web.Response:
-    return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+def agent_error_body(exc: AgentError) -> web.Response:
+    return error_body(exc.code, exc.message, agent_status(exc))
+
+
+def chat_error_body(exc: ChatError) -> web.Response:
+    """A domain refusal of the customer kind (a full transcript, a file limit), with the
+    status the customer API's strict mode gives it."""
+    return error_body(exc.code.name.lower(), exc.advice, chat_status(exc))
 
 
 class AgentApi:
@@ -148,7 +156,9 @@ class AgentApi:
                 agent_id = (await self.accounts.authenticate(_bearer(request))).agent_id
                 result = await handler(request, agent_id)
             except AgentError as exc:
-                return error_body(exc)
+                return agent_error_body(exc)
+            except ChatError as exc:
+                return chat_error_body(exc)
             if isinstance(result, web.StreamResponse):
                 return result
             return _json(result if result is not None else {"ok": True})
@@ -159,7 +169,7 @@ class AgentApi:
         try:
             return msgspec.json.decode(raw or b"{}", type=model)
         except msgspec.DecodeError as exc:
-            raise AgentError(400, "bad_request", f"invalid body: {exc}") from None
+            raise AgentError(Refusal.INVALID, "bad_request", f"invalid body: {exc}") from None
 
     @staticmethod
     def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -167,21 +177,29 @@ class AgentApi:
         if raw is None:
             return default
         if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-            raise AgentError(400, "bad_request",
+            raise AgentError(Refusal.INVALID, "bad_request",
                              f"{name} must be an integer from {low} to {high}")
         return int(raw)
 
     def _text(self, text: str, limit: int, name: str) -> str:
         if not text.strip():
-            raise AgentError(400, "bad_request", f"{name} must not be empty")
+            raise AgentError(Refusal.INVALID, "bad_request", f"{name} must not be empty")
         if len(text) > limit:
-            raise AgentError(400, "too_long", f"{name} is longer than {limit} characters")
+            raise AgentError(Refusal.INVALID, "too_long",
+                             f"{name} is longer than {limit} characters")
         return text
+
+    def _agent(self, agent_id: str) -> AgentRecord:
+        """The account of an authenticated agent (authentication checked it exists)."""
+        agent = self.engine.agent(agent_id)
+        if agent is None:
+            raise AgentError(Refusal.UNAUTHORIZED, "unauthorized", "no such agent")
+        return agent
 
     # ---- endpoints -------------------------------------------------------------------------
 
     def _token_reply(self, token: str, grant: Grant) -> dict[str, Any]:
-        agent = self.engine.agents[grant.agent_id]
+        agent = self._agent(grant.agent_id)
         return {"token": token, "agentId": agent.agent_id, "nickname": agent.nickname,
                 "expiresInS": (grant.expires_ms - self.engine.clock()) / 1000}
 
@@ -191,7 +209,7 @@ class AgentApi:
             token, grant = await self.accounts.login(body.username, body.password,
                                                      self.client_address(request))
         except AgentError as exc:
-            return error_body(exc)
+            return agent_error_body(exc)
         return _json(self._token_reply(token, grant))
 
     async def refresh(self, request: web.Request) -> web.Response:
@@ -199,7 +217,7 @@ class AgentApi:
         try:
             old, token, grant = await self.accounts.refresh(_bearer(request))
         except AgentError as exc:
-            return error_body(exc)
+            return agent_error_body(exc)
         streams = self._streams.pop(old.token_hash, set())
         if streams:
             self._streams.setdefault(grant.token_hash, set()).update(streams)
@@ -215,17 +233,17 @@ class AgentApi:
             stream.moved.set()  # its watchdog finds the token gone and closes it
 
     async def me(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        agent = self.engine.agents[agent_id]
-        presence = self.engine.router.presence(agent_id)
+        agent = self._agent(agent_id)
+        presence = self.engine.staff.presence(agent_id)
         return {"agentId": agent_id, "nickname": agent.nickname, "ready": agent.ready,
                 "capacity": agent.capacity, "load": presence.load,
                 "supervisor": agent.supervisor}
 
     async def state(self, request: web.Request, agent_id: str) -> dict[str, Any]:
         body: State = await self._body(request, State)
-        capacity = self.engine.agents[agent_id].capacity \
+        capacity = self._agent(agent_id).capacity \
             if isinstance(body.capacity, msgspec.UnsetType) else body.capacity
-        await self.engine.set_ready(agent_id, body.ready, capacity)
+        await self.engine.staff.set_ready(agent_id, body.ready, capacity)
         return await self.me(request, agent_id)
 
     async def queue(self, request: web.Request, agent_id: str) -> dict[str, Any]:
@@ -233,117 +251,108 @@ class AgentApi:
         longest waiting first, with how many wait in all."""
         service = request.query.get("service")
         if service is not None and service not in self.engine.config.services:
-            raise AgentError(400, "bad_request", "unknown service")
+            raise AgentError(Refusal.INVALID, "bad_request", "unknown service")
         limit = self._int_query(request, "limit", self.limits.queue_page_size, 1,
                                 self.limits.max_queue_page_size)
         offset = self._int_query(request, "offset", 0, 0, 10**9)
-        chats, total = self.engine.queued_page(service, offset, limit)
+        chats, total = self.engine.dispatch.queued_page(service, offset, limit)
         return {"chats": [self.engine.summary(c) for c in chats], "total": total,
                 "offset": offset, "limit": limit}
 
     async def chats(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        return {"chats": [self.engine.summary(c) for c in self.engine.agent_chats(agent_id)]}
+        return {"chats": [self.engine.summary(c) for c in self.engine.staff.agent_chats(agent_id)]}
 
     async def chat(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        chat = await self.engine.agent_chat(agent_id, request.match_info["chat_id"])
+        chat = await self.engine.staff.agent_chat(agent_id, request.match_info["chat_id"])
         start = max(1, self._int_query(request, "from", 1, 0, 10**12))
         if start > chat.next_index:
-            raise AgentError(400, "bad_request", "from is beyond the transcript")
+            raise AgentError(Refusal.INVALID, "bad_request", "from is beyond the transcript")
         return {**self.engine.summary(chat), "messages": chat.events[start - 1:]}
 
     async def accept(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        chat = await self.engine.accept(agent_id, request.match_info["chat_id"])
+        chat = await self.engine.staff.accept(agent_id, request.match_info["chat_id"])
         return {**self.engine.summary(chat), "messages": chat.events}
 
     async def decline(self, request: web.Request, agent_id: str) -> None:
-        await self.engine.decline(agent_id, request.match_info["chat_id"])
+        await self.engine.staff.decline(agent_id, request.match_info["chat_id"])
 
     async def send(self, request: web.Request, agent_id: str) -> None:
         body: SendText = await self._body(request, SendText)
         text = self._text(body.text, self.limits.max_message_chars, "text")
-        await self.engine.agent_event(agent_id, request.match_info["chat_id"], EventType.MESSAGE,
+        await self.engine.staff.event(agent_id, request.match_info["chat_id"], EventType.MESSAGE,
                                       text, body.messageType)
 
     async def typing(self, request: web.Request, agent_id: str) -> None:
         body: Typing = await self._body(request, Typing)
         preview = body.preview
         if preview is not None and len(preview) > self.limits.max_message_chars:
-            raise AgentError(400, "too_long", "preview is too long")
+            raise AgentError(Refusal.INVALID, "too_long", "preview is too long")
         type_ = EventType.TYPING_STARTED if body.typing else EventType.TYPING_STOPPED
-        await self.engine.agent_event(agent_id, request.match_info["chat_id"], type_, preview)
+        await self.engine.staff.event(agent_id, request.match_info["chat_id"], type_, preview)
 
     async def push_url(self, request: web.Request, agent_id: str) -> None:
         body: PushUrl = await self._body(request, PushUrl)
-        try:
-            url = validation.push_url({"pushUrl": body.url}, self.limits)
-        except ChatError as exc:
-            raise _agent_error(exc) from None
-        await self.engine.agent_event(agent_id, request.match_info["chat_id"],
+        url = validation.push_url({"pushUrl": body.url}, self.limits)
+        await self.engine.staff.event(agent_id, request.match_info["chat_id"],
                                       EventType.PUSH_URL, url)
 
     async def end(self, request: web.Request, agent_id: str) -> None:
-        await self.engine.agent_end(agent_id, request.match_info["chat_id"])
+        await self.engine.staff.end(agent_id, request.match_info["chat_id"])
 
     async def transfer(self, request: web.Request, agent_id: str) -> None:
         body: Transfer = await self._body(request, Transfer)
-        await self.engine.transfer(agent_id, request.match_info["chat_id"], body.toAgent)
+        await self.engine.staff.transfer(agent_id, request.match_info["chat_id"], body.toAgent)
 
     # ---- event stream ----------------------------------------------------------------------
 
     async def upload_file(self, request: web.Request, agent_id: str) -> dict[str, Any]:
         """multipart/form-data with a ``file`` part and an optional ``description``."""
-        try:
-            upload = await read_upload(request, self.engine.file_limits.max_file_size,
-                                       self.limits.max_form_fields)
-            unknown = set(upload.fields) - {"description"}
-            if unknown:
-                raise AgentError(400, "bad_request", f"unknown fields {sorted(unknown)}")
-            description = validation.text(upload.fields, "description",
-                                          self.limits.max_file_description_chars)
-            record = await self.engine.agent_upload(
-                agent_id, request.match_info["chat_id"], upload.filename, upload.content_type,
-                upload.data, description)
-        except ChatError as exc:
-            raise _agent_error(exc) from None
+        upload = await read_upload(request, self.engine.files.limits.max_file_size,
+                                   self.limits.max_form_fields)
+        unknown = set(upload.fields) - {"description"}
+        if unknown:
+            raise AgentError(Refusal.INVALID, "bad_request", f"unknown fields {sorted(unknown)}")
+        description = validation.text(upload.fields, "description",
+                                      self.limits.max_file_description_chars)
+        record = await self.engine.files.agent_upload(
+            agent_id, request.match_info["chat_id"], upload.filename, upload.content_type,
+            upload.data, description)
         return {"fileId": record.file_id, "fileName": record.name, "size": record.size,
                 "contentType": record.content_type}
 
     async def download_file(self, request: web.Request, agent_id: str) -> web.Response:
-        chat = await self.engine.agent_chat(agent_id, request.match_info["chat_id"])
-        try:
-            record, data = await self.engine.download_file(chat, request.match_info["file_id"],
-                                                           counted=False)
-        except ChatError as exc:
-            raise _agent_error(exc) from None
+        chat = await self.engine.staff.agent_chat(agent_id, request.match_info["chat_id"])
+        record, data = await self.engine.files.download(chat, request.match_info["file_id"],
+                                                        counted=False)
         return file_response(record.name, record.content_type, data)
 
     # ---- supervisors ----------------------------------------------------------------------
 
     async def supervise(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        if not self.engine.is_supervisor(agent_id):
-            raise AgentError(403, "not_supervisor", "only supervisors may do this")
-        return {"chats": [self.engine.summary(c) for c in self.engine.open_chats()]}
+        if not self.engine.staff.is_supervisor(agent_id):
+            raise AgentError(Refusal.FORBIDDEN, "not_supervisor", "only supervisors may do this")
+        return {"chats": [self.engine.summary(c) for c in self.engine.staff.open_chats()]}
 
     async def monitor(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        chat = await self.engine.monitor(agent_id, request.match_info["chat_id"])
+        chat = await self.engine.supervision.monitor(agent_id, request.match_info["chat_id"])
         return {**self.engine.summary(chat), "messages": chat.events}
 
     async def unmonitor(self, request: web.Request, agent_id: str) -> None:
-        self.engine.unmonitor(agent_id, request.match_info["chat_id"])
+        self.engine.supervision.unmonitor(agent_id, request.match_info["chat_id"])
 
     async def barge_in(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        chat = await self.engine.barge_in(agent_id, request.match_info["chat_id"])
+        chat = await self.engine.supervision.barge_in(agent_id, request.match_info["chat_id"])
         return self.engine.summary(chat)
 
     async def leave(self, request: web.Request, agent_id: str) -> None:
-        await self.engine.leave(agent_id, request.match_info["chat_id"])
+        await self.engine.supervision.leave(agent_id, request.match_info["chat_id"])
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("token") or _bearer(request)
         try:
             grant = await self.accounts.authenticate(token)
         except AgentError as exc:
-            return error_body(exc)
+            return agent_error_body(exc)
         agent_id = grant.agent_id
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, compress=False)
         await ws.prepare(request)
@@ -362,10 +371,9 @@ class AgentApi:
 
         # No await between the snapshot and the subscription: nothing can slip between them.
         hello = {"type": "hello", "agentId": agent_id,
-                 "chats": [self.engine.summary(c) for c in self.engine.agent_chats(agent_id)]}
+                 "chats": [self.engine.summary(c) for c in self.engine.staff.agent_chats(agent_id)]}
         outbox.put_nowait(msgspec.json.encode(hello))
-        unsubscribe = [self.engine.broker.subscribe(f"agent.{agent_id}", push),
-                       self.engine.broker.subscribe("agents", push)]
+        unsubscribe = self.engine.notifier.listen(agent_id, push)
         writer = asyncio.create_task(self._pump(ws, outbox))
         try:
             async for msg in ws:

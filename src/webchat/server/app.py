@@ -15,7 +15,7 @@ from webchat.protocol.gms.errors import ErrorCode
 from webchat.server.accounts import Accounts
 from webchat.server.addresses import client_address
 from webchat.server.agent_api import PREFIX as AGENT_PREFIX
-from webchat.server.agent_api import AgentApi, error_body
+from webchat.server.agent_api import AgentApi, chat_error_body, error_body
 from webchat.server.chat_api import ChatApi
 from webchat.server.cometd import CometdEndpoint
 from webchat.server.cometd_chat import ChatChannel
@@ -23,7 +23,7 @@ from webchat.server.config import ServerConfig
 from webchat.server.connections import body_deadline, response_headers
 from webchat.server.cors import cors_middleware
 from webchat.server.engine import ChatEngine, Clock, wall_clock
-from webchat.server.errors import AgentError, ChatError
+from webchat.server.errors import ChatError
 from webchat.server.gms.gateway import Gateway
 from webchat.server.openapi import openapi_document
 from webchat.store.base import Store
@@ -60,15 +60,14 @@ def _error_middleware(chat_api: ChatApi) -> Middleware:
                 if exc.status == 405:
                     resp.set_status(405)
             else:
-                resp = error_body(AgentError(exc.status, "http_error", exc.reason))
+                resp = error_body("http_error", exc.reason, exc.status)
             if "Allow" in exc.headers:  # a 405 names what is allowed (RFC 9110 §15.5.6)
                 resp.headers["Allow"] = exc.headers["Allow"]
             return resp
         except ChatError as exc:
             # A domain refusal no adapter mapped (an agent writing to a full transcript).
             if in_agent:
-                return error_body(AgentError(exc.http_status, exc.code.name.lower(),
-                                             exc.advice))
+                return chat_error_body(exc)
             if in_chat:
                 return chat_api.error(exc)
             raise
@@ -77,7 +76,7 @@ def _error_middleware(chat_api: ChatApi) -> Middleware:
             if in_chat:
                 return chat_api.error(ChatError(ErrorCode.INTERNAL, "internal server error"))
             if in_agent:
-                return error_body(AgentError(500, "internal", "internal server error"))
+                return error_body("internal", "internal server error", 500)
             raise
 
     return middleware
@@ -88,7 +87,7 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     store = store or SqliteStore(Path(config.data_dir) / "webchat.sqlite3")
     broker = broker or MemoryBroker()
     engine = ChatEngine(store, broker, config, clock)
-    accounts = Accounts(engine)
+    accounts = Accounts(engine, store)
     gateway = Gateway(engine, config)
     chat_api = ChatApi(gateway, config)
     agent_api = AgentApi(engine, accounts)
@@ -120,8 +119,7 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
         return web.json_response(document)
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "chats": len(engine.chats),
-                                  "waiting": engine.router.waiting_count()})
+        return web.json_response(engine.health())
 
     web_pages.add_routes(app, service=config.services[0], api_prefix=config.api_prefix)
     app.router.add_get("/openapi.json", openapi)

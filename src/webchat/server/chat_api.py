@@ -25,6 +25,7 @@ from webchat.server.config import HttpErrorMode, ServerConfig
 from webchat.server.errors import ChatError
 from webchat.server.gms.gateway import Gateway, Result
 from webchat.server.gms.operations import NTF_NAMES, Call
+from webchat.server.statuses import chat_status
 from webchat.server.uploads import Upload, file_response, read_upload
 from webchat.store.records import ChatRecord
 
@@ -38,7 +39,7 @@ def http_status(exc: ChatError, mode: HttpErrorMode) -> int:
     """The HTTP status of a refusal in the configured mode (see :class:`HttpErrorMode`)."""
     if mode is HttpErrorMode.GMS:
         return 400
-    return 200 if mode is HttpErrorMode.LENIENT else exc.http_status
+    return 200 if mode is HttpErrorMode.LENIENT else chat_status(exc)
 
 
 class ChatApi:
@@ -105,7 +106,7 @@ class ChatApi:
             raise ChatError(ErrorCode.MALFORMED_REQUEST, str(exc)) from None
 
     async def _read_upload(self, request: web.Request, *, require_file: bool) -> Upload:
-        return await read_upload(request, self.engine.file_limits.max_file_size,
+        return await read_upload(request, self.engine.files.limits.max_file_size,
                                  self.limits.max_form_fields, require_file=require_file)
 
     # ---- endpoints -------------------------------------------------------------------------

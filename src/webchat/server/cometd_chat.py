@@ -75,8 +75,7 @@ class ChatChannel:
         session.attachments.setdefault(FOLLOWS, {})[chat.chat_id] = channel
         self.followers.setdefault(chat.chat_id, set()).add(session)
         if chat.chat_id not in self._unsubscribe:
-            self._unsubscribe[chat.chat_id] = self.engine.broker.subscribe(
-                f"chat.{chat.chat_id}", self._on_event)
+            self._unsubscribe[chat.chat_id] = self.engine.follow(chat.chat_id, self._on_event)
 
     def followed_by(self, chat_id: str, browser_id: str | None) -> bool:
         """Does a session of this browser (its ``BAYEUX_BROWSER`` cookie) follow the chat?"""
@@ -99,7 +98,7 @@ class ChatChannel:
     def _on_event(self, topic: str, payload: bytes) -> None:
         chat_id = topic.split(".", 1)[1]
         msg = _message.decode(payload)
-        chat = self.engine.chats.get(chat_id)
+        chat = self.engine.cached(chat_id)
         # Only the chat's last event says it ended: a client may stop listening at that flag.
         ended = bool(chat and chat.ended and msg.index >= chat.next_index - 1)
         # The same push for every follower; only the channel it is delivered on differs.

@@ -1,27 +1,15 @@
-"""Errors the server reports, and the HTTP status each maps to in strict mode."""
+"""The refusals of the domain: GMS error codes for customers, agent API codes for agents.
+
+They say what was wrong, never which HTTP status that is: each adapter maps them to its wire
+form (:mod:`webchat.server.statuses` for HTTP, :meth:`ChatError.response` for GMS replies on
+REST and CometD alike, Bayeux errors in :mod:`webchat.server.cometd_chat`)."""
 
 from __future__ import annotations
 
+import enum
+
 from webchat.protocol.gms.errors import ErrorCode, status_code
 from webchat.protocol.gms.models import ChatResponse, ErrorEntry
-
-_STATUS = {
-    ErrorCode.CHAT_NOT_FOUND: 403,
-    ErrorCode.INVALID_API_KEY: 401,
-    ErrorCode.CHAT_ENDED: 409,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.UNKNOWN_SERVICE: 404,
-    ErrorCode.TOO_LARGE: 413,
-    ErrorCode.FILE_TOO_LARGE: 413,
-    ErrorCode.MAX_TOTAL_SIZE_EXCEEDED: 413,
-    ErrorCode.FILE_NOT_FOUND: 404,
-    ErrorCode.UPLOAD_NOT_ALLOWED: 403,
-    ErrorCode.DOWNLOAD_LIMIT: 429,
-    ErrorCode.TRANSCRIPT_FULL: 413,
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
-    ErrorCode.CHAT_UNAVAILABLE: 503,
-    ErrorCode.INTERNAL: 500,
-}
 
 
 class ChatError(Exception):
@@ -32,22 +20,29 @@ class ChatError(Exception):
         self.code = code
         self.advice = advice
 
-    @property
-    def http_status(self) -> int:
-        """The status of strict HTTP error mode (each kind of refusal its own 4xx/5xx)."""
-        return _STATUS.get(self.code, 400)
-
     def response(self, chat_id: str | None = None) -> ChatResponse:
         """The GMS reply refusing the request: the same on REST and CometD."""
         return ChatResponse(statusCode=status_code(self.code), chatId=chat_id,
                             errors=[ErrorEntry(int(self.code), self.advice)])
 
 
-class AgentError(Exception):
-    """A refused agent API call: a short machine code, a human message and an HTTP status."""
+class Refusal(enum.Enum):
+    """The kind of an agent refusal (which the adapter turns into a status)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    INVALID = "invalid"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    THROTTLED = "throttled"
+    INTERNAL = "internal"
+
+
+class AgentError(Exception):
+    """A refused agent API call: its kind, a short machine code and a human message."""
+
+    def __init__(self, kind: Refusal, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.code = code
         self.message = message

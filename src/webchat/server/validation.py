@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.forms import FormError, unflatten_map
+from webchat.server.chat.customers import CustomerForm
 from webchat.server.config import Limits
-from webchat.server.engine import CustomerForm
 from webchat.server.errors import ChatError
 
 _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")

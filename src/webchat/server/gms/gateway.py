@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import ChatResponse, Message
 from webchat.server import validation as v
+from webchat.server.chat.customers import check_position
 from webchat.server.config import ServerConfig
 from webchat.server.engine import ChatEngine
 from webchat.server.errors import ChatError
@@ -92,21 +93,23 @@ class Gateway:
         if not self.op_limiter.allow(chat.chat_id):
             raise ChatError(ErrorCode.RATE_LIMITED, "too many requests for this chat")
         # Validate the position before acting, so a bad request changes nothing.
-        self.engine.check_position(chat, v.position(call.fields))
+        check_position(chat, v.position(call.fields))
         if call.follow is not None and not op.snapshot_reply:
             call.follow(chat)
         outcome = await op.run(self.engine, chat, call, self.limits)
-        return self._result(op, self.engine.chats.get(chat.chat_id, chat), outcome, call)
+        return self._result(op, outcome, call)
 
     async def _request_chat(self, call: Call) -> Result:
         assert call.service is not None
         if not self.start_limiter.allow(call.client):
             raise ChatError(ErrorCode.RATE_LIMITED, "too many chats requested; slow down")
         form = v.customer_form(call.fields, call.user_data, self.limits)
-        chat = await self.engine.request_chat(call.service, form)
-        return self._result(OPERATIONS["requestChat"], chat, Outcome(chat.events), call)
+        chat = await self.engine.customers.request_chat(call.service, form)
+        return self._result(OPERATIONS["requestChat"], Outcome(chat, chat.events), call)
 
-    def _result(self, op: Operation, chat: ChatRecord, outcome: Outcome, call: Call) -> Result:
+    def _result(self, op: Operation, outcome: Outcome, call: Call) -> Result:
+        """The reply, from the chat as the operation committed it."""
+        chat = outcome.chat
         response = chat_response(chat, outcome.messages)
         response.userData = outcome.user_data
         if call.follow is not None and op.snapshot_reply:
@@ -126,16 +129,13 @@ class Gateway:
         key = fields.get("secureKey", "")
         if not call.by_key:
             assert call.service is not None
-            return await self.engine.customer_chat(
+            return await self.engine.customers.customer_chat(
                 call.service, call.chat_id or "", fields.get("userId", ""), key,
                 fields.get("alias", ""))
         # By key (CometD, chat-ntf): userId and alias, where sent, must match too, and so
         # must a chatId the client believes it is in.
         user_id, alias = fields.get("userId") or None, fields.get("alias") or None
-        if call.service is None:
-            chat = await self.engine.chat_for_key(key, user_id, alias)
-        else:
-            chat = await self.engine.chat_by_key(call.service, key, user_id, alias)
+        chat = await self.engine.customers.chat_by_key(call.service, key, user_id, alias)
         if call.chat_id and call.chat_id != chat.chat_id:
             raise ChatError(ErrorCode.CHAT_NOT_FOUND,
                             "no chat matches this chatId, userId, alias and secureKey")

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message
 from webchat.server import validation as v
+from webchat.server.chat.change import CUSTOMER_ID
+from webchat.server.chat.customers import transcript
 from webchat.server.config import Limits
-from webchat.server.engine import CUSTOMER_ID, ChatEngine
+from webchat.server.engine import ChatEngine
 from webchat.server.errors import ChatError
 from webchat.server.uploads import Upload
 from webchat.store.records import ChatRecord, FileRecord
@@ -67,8 +69,10 @@ class Call:
 
 @dataclass
 class Outcome:
-    """What an operation gives back besides the chat itself."""
+    """What an operation gives back: the chat as it committed it, and the rest of the reply."""
 
+    chat: ChatRecord
+    """The committed snapshot the reply describes (never a copy read again from a cache)."""
     messages: list[Message] | None = None
     user_data: dict[str, str] | None = None
     download: tuple[FileRecord, bytes] | None = None
@@ -91,13 +95,13 @@ class Operation:
     extra: frozenset[str] = field(default_factory=frozenset)
 
 
-def _since(engine: ChatEngine, chat: ChatRecord, call: Call) -> Outcome:
-    """The optional ``transcriptPosition`` of an action asks for the transcript with the
-    reply (protocols.md §1.6)."""
+def _since(chat: ChatRecord, call: Call) -> Outcome:
+    """The committed ``chat``; the optional ``transcriptPosition`` of an action asks for the
+    transcript with the reply (protocols.md §1.6)."""
     position = v.position(call.fields)
     if position is None:
-        return Outcome()
-    return Outcome(engine.transcript(engine.chats.get(chat.chat_id, chat), position))
+        return Outcome(chat)
+    return Outcome(chat, transcript(chat, position))
 
 
 def _message_text(call: Call, limits: Limits, *, required: bool = False) -> str:
@@ -110,61 +114,55 @@ async def _refresh(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Lim
     # The Genesys widgets send what the customer is typing with every refresh.
     preview = _message_text(call, limits)
     if preview:
-        await engine.customer_preview(chat, preview)
-    return Outcome(engine.transcript(engine.chats.get(chat.chat_id, chat),
-                                     v.position(call.fields)))
+        chat = await engine.customers.preview(chat, preview)
+    return Outcome(chat, transcript(chat, v.position(call.fields)))
 
 
 async def _send(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits) -> Outcome:
     text = _message_text(call, limits, required=True)
-    await engine.customer_event(chat, EventType.MESSAGE, text,
-                                v.text(call.fields, "messageType", 64) or None)
-    return _since(engine, chat, call)
+    return _since(await engine.customers.event(
+        chat, EventType.MESSAGE, text, v.text(call.fields, "messageType", 64) or None), call)
 
 
 def _typing(type_: EventType) -> Run:
     async def run(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                   ) -> Outcome:
-        await engine.customer_event(chat, type_, _message_text(call, limits) or None)
-        return _since(engine, chat, call)
+        return _since(await engine.customers.event(
+            chat, type_, _message_text(call, limits) or None), call)
     return run
 
 
 async def _disconnect(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                       ) -> Outcome:
-    await engine.customer_disconnect(chat)
-    return _since(engine, chat, call)
+    return _since(await engine.customers.disconnect(chat), call)
 
 
 async def _push_url(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                     ) -> Outcome:
-    await engine.customer_event(chat, EventType.PUSH_URL, v.push_url(call.fields, limits))
-    return _since(engine, chat, call)
+    return _since(await engine.customers.event(
+        chat, EventType.PUSH_URL, v.push_url(call.fields, limits)), call)
 
 
 async def _custom_notice(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                          ) -> Outcome:
-    await engine.customer_event(chat, EventType.CUSTOM_NOTICE,
-                                _message_text(call, limits) or None)
-    return _since(engine, chat, call)
+    return _since(await engine.customers.event(
+        chat, EventType.CUSTOM_NOTICE, _message_text(call, limits) or None), call)
 
 
 async def _update_nickname(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                            ) -> Outcome:
     nickname = v.text(call.fields, "nickname", limits.max_name_chars, required=True).strip()
-    await engine.customer_nickname(chat, nickname)
-    return _since(engine, chat, call)
+    return _since(await engine.customers.nickname(chat, nickname), call)
 
 
 async def _update_data(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                        ) -> Outcome:
-    await engine.customer_update_data(chat, dict(call.user_data or {}))
-    return _since(engine, chat, call)
+    return _since(await engine.customers.update_data(chat, dict(call.user_data or {})), call)
 
 
 async def _file_limits(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                        ) -> Outcome:
-    return Outcome([engine.file_limits_notice(chat)])
+    return Outcome(chat, [engine.files.limits_notice(chat)])
 
 
 async def _file_upload(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
@@ -173,9 +171,9 @@ async def _file_upload(engine: ChatEngine, chat: ChatRecord, call: Call, limits:
         raise ChatError(ErrorCode.MISSING_FIELD, "the 'file' part is missing")
     description = v.text(call.user_data or {}, "file-description",
                          limits.max_file_description_chars)
-    record = await engine.upload_file(chat, CUSTOMER_ID, call.upload.filename,
-                                      call.upload.content_type, call.upload.data, description)
-    return Outcome(user_data={"file-id": record.file_id})
+    record = await engine.files.upload(chat, CUSTOMER_ID, call.upload.filename,
+                                       call.upload.content_type, call.upload.data, description)
+    return Outcome(chat, user_data={"file-id": record.file_id})
 
 
 def _file_id(call: Call) -> str:
@@ -186,13 +184,13 @@ def _file_id(call: Call) -> str:
 
 async def _file_download(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                          ) -> Outcome:
-    return Outcome(download=await engine.download_file(chat, _file_id(call), counted=True))
+    return Outcome(chat, download=await engine.files.download(chat, _file_id(call),
+                                                              counted=True))
 
 
 async def _file_delete(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits
                        ) -> Outcome:
-    await engine.delete_file(chat, _file_id(call), CUSTOMER_ID)
-    return Outcome()
+    return Outcome(await engine.files.delete(chat, _file_id(call), CUSTOMER_ID))
 
 
 async def _not_here(engine: ChatEngine, chat: ChatRecord, call: Call, limits: Limits

@@ -1,0 +1,143 @@
+"""The unit of work: one operation's change to one chat, made under the chat's lock, written to
+the store in one transaction, and only then applied in memory and announced.
+
+So a client that got a reply can rely on its effect surviving a crash, and everybody sees a
+chat's events in index order. Every state change of a chat goes through :meth:`Changes.open`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from webchat.protocol.gms.errors import ErrorCode
+from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
+from webchat.server.chat.clock import Clock
+from webchat.server.chat.registry import ChatRegistry
+from webchat.server.config import Limits
+from webchat.server.errors import ChatError
+from webchat.store.base import Store
+from webchat.store.records import ChatRecord, FileRecord, ParticipantRecord
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID = 1
+SYSTEM_ID = 2
+
+#: Events written however full the transcript (with the server's own, see :meth:`Change.add`):
+#: a full chat must still be answerable, transferable and closable. Each follows from a bounded
+#: act (staff accepting or transferring, a silence, the end), never from what a client may
+#: repeat at will.
+_MEMBERSHIP = frozenset({EventType.PARTICIPANT_JOINED, EventType.PARTICIPANT_LEFT})
+
+Committed = Callable[[ChatRecord, list[Message]], None]
+"""Told of every commit, after memory was updated: the chat and the events it added."""
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a chat's transcript may still take (``Limits.max_chat_events``/``_bytes``)."""
+
+    events: int
+    bytes: int
+
+
+@dataclass
+class Change:
+    """The events and participant updates one operation makes to one chat."""
+
+    chat: ChatRecord
+    now_ms: int
+    events: list[Message] = field(default_factory=list)
+    participants: dict[int, ParticipantRecord] = field(default_factory=dict)
+    files: list[FileRecord] = field(default_factory=list)
+    room: Room | None = None
+    """None: unbounded (a new chat)."""
+
+    def has_room(self) -> bool:
+        """Whether a participant may still add to the transcript. Judged on the transcript
+        before the event, so that operations that change state before they add their event can
+        ask first (the last event may pass ``max_chat_bytes`` by its own size)."""
+        return self.room is None or (len(self.events) < self.room.events
+                                     and self.room.bytes > 0)
+
+    def require_room(self) -> None:
+        """Refuse what a participant would add to a full transcript (see :meth:`add`)."""
+        if not self.has_room():
+            raise ChatError(ErrorCode.TRANSCRIPT_FULL,
+                            "this chat's transcript is full: no more can be added to it")
+
+    def add(self, participant_id: int, type_: EventType, text: str | None = None, *,
+            message_type: str | None = None, user_data: dict[str, str] | None = None,
+            by_server: bool = False) -> Message:
+        """Add an event. A participant's is refused when the transcript is full, unless it
+        is membership (:data:`_MEMBERSHIP`); the server's own (``by_server``, or from the
+        system participant) never are."""
+        if not by_server and participant_id != SYSTEM_ID and type_ not in _MEMBERSHIP:
+            self.require_room()
+        p = self.chat.participants[participant_id]
+        msg = Message(from_=Participant(p.nickname, p.participant_id, p.type),
+                      index=self.chat.next_index + len(self.events), type=type_.value,
+                      utcTime=self.now_ms, text=text, messageType=message_type or None,
+                      userData=user_data or None)
+        self.events.append(msg)
+        return msg
+
+    def touch(self, participant: ParticipantRecord) -> ParticipantRecord:
+        self.participants[participant.participant_id] = participant
+        return participant
+
+    def join(self, type_: ParticipantType, nickname: str, agent_id: str | None = None
+             ) -> ParticipantRecord:
+        pid = self.chat.next_participant
+        self.chat.next_participant += 1
+        p = ParticipantRecord(pid, type_.value, nickname, agent_id, connected=True)
+        self.chat.participants[pid] = p
+        self.touch(p)
+        return p
+
+
+class Changes:
+    """Opens changes; see the module docstring."""
+
+    def __init__(self, registry: ChatRegistry, store: Store, clock: Clock, limits: Limits
+                 ) -> None:
+        self._registry = registry
+        self._store = store
+        self._clock = clock
+        self._limits = limits
+        self.committed: list[Committed] = []
+
+    @asynccontextmanager
+    async def open(self, chat: ChatRecord) -> AsyncIterator[Change]:
+        """A change of ``chat`` (its current cached copy), committed when the block ends
+        without an error; nothing is written if the block added nothing."""
+        async with self._registry.lock(chat.chat_id):
+            # Another request may have replaced the cached copy while we waited.
+            chat = self._registry.current(chat)
+            change = Change(chat, self._clock(), room=self._room(chat))
+            yield change
+            if not change.events and not change.participants and not change.files:
+                return
+            try:
+                await self._store.save_chat(chat, list(change.participants.values()),
+                                            change.events, change.files)
+            except Exception as exc:
+                self._registry.forget(chat.chat_id)
+                log.exception("could not save chat %s", chat.chat_id)
+                raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
+            chat.events.extend(change.events)
+            self._registry.tally(chat)
+            chat.files.update((f.file_id, f) for f in change.files)
+            self._registry.put(chat)
+            for listener in self.committed:
+                listener(chat, change.events)
+
+    def _room(self, chat: ChatRecord) -> Room | None:
+        if not chat.events:
+            return None  # a new chat: its first events are the server's
+        tally = self._registry.tally(chat)
+        return Room(self._limits.max_chat_events - len(chat.events),
+                    self._limits.max_chat_bytes - tally.bytes)

@@ -1,0 +1,133 @@
+"""Time for the domain: the clock it reads and the scheduler it sets timers on.
+
+Offers time out, ended chats are evicted from the cache and the inactivity sweep runs on
+timers. They all go through a :class:`Scheduler`, so that a test can swap the event loop's
+real seconds for :class:`SimulatedTime` and watch a timeout happen without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+"""Milliseconds since the epoch."""
+
+Callback = Callable[[], "Awaitable[None] | None"]
+"""What a timer runs: a plain function, or one returning an awaitable (run as a task)."""
+
+
+def wall_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """Runs callbacks later. ``delay_s`` 0 means as soon as the current work yields."""
+
+    def now(self) -> int:
+        """The scheduler's clock (ms): what the domain reads as the current time."""
+        ...
+
+    def call_later(self, delay_s: float, callback: Callback) -> Timer: ...
+
+    async def close(self) -> None:
+        """Cancel every timer and wait for the callbacks still running."""
+        ...
+
+
+class AsyncioScheduler:
+    """Real time: the running event loop's timers; async callbacks run as tasks."""
+
+    def __init__(self, clock: Clock = wall_clock) -> None:
+        self._clock = clock
+        self._handles: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def now(self) -> int:
+        return self._clock()
+
+    def call_later(self, delay_s: float, callback: Callback) -> Timer:
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._handles.discard(handle)
+            result = callback()
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        handle = asyncio.get_running_loop().call_later(delay_s, fire)
+        self._handles.add(handle)
+        return handle
+
+    async def close(self) -> None:
+        for handle in self._handles:
+            handle.cancel()
+        self._handles.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(order=True)
+class _Entry:
+    due_ms: int
+    seq: int
+    callback: Callback = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class SimulatedTime:
+    """Simulated time for tests: nothing runs until :meth:`advance` moves the clock, which
+    then runs every timer that came due, in order, awaiting async ones to the end."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.now_ms = start_ms
+        self._queue: list[_Entry] = []
+        self._seq = itertools.count()
+
+    def now(self) -> int:
+        return self.now_ms
+
+    def call_later(self, delay_s: float, callback: Callback) -> Timer:
+        entry = _Entry(self.now_ms + max(0, round(delay_s * 1000)), next(self._seq), callback)
+        heapq.heappush(self._queue, entry)
+        return entry
+
+    @property
+    def pending(self) -> int:
+        """Timers not yet run nor cancelled."""
+        return sum(not e.cancelled for e in self._queue)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` on, running each timer at its due time."""
+        until = self.now_ms + round(seconds * 1000)
+        while self._queue and self._queue[0].due_ms <= until:
+            entry = heapq.heappop(self._queue)
+            if entry.cancelled:
+                continue
+            self.now_ms = max(self.now_ms, entry.due_ms)
+            result = entry.callback()
+            if inspect.isawaitable(result):
+                await result
+        self.now_ms = until
+
+    async def close(self) -> None:
+        self._queue.clear()

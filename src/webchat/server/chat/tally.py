@@ -1,0 +1,33 @@
+"""What is kept of a transcript so that neither the sweep nor the size limit reads it again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from webchat.protocol.gms.models import Message
+from webchat.server import inactivity
+
+
+def event_bytes(msg: Message) -> int:
+    """An event's share of ``max_chat_bytes``: its JSON as every client receives it."""
+    return len(msgspec.json.encode(msg))
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A transcript folded as its events are committed."""
+
+    seen: int = 0
+    """How many of the chat's events are folded in."""
+    quiet: inactivity.Quiet = field(default_factory=inactivity.Quiet)
+    bytes: int = 0
+
+    def fold(self, events: list[Message]) -> Tally:
+        """This tally with ``events[self.seen:]`` folded in."""
+        new = events[self.seen:]
+        if not new:
+            return self
+        return Tally(len(events), inactivity.fold(self.quiet, new),
+                     self.bytes + sum(event_bytes(m) for m in new))
