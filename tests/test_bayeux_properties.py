@@ -7,9 +7,39 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec import UNSET
 
 from webchat.protocol.bayeux.messages import BayeuxMessage
-from webchat.protocol.bayeux.server import BayeuxServer, ServerOptions
+from webchat.protocol.bayeux.server import (
+    Attach,
+    BayeuxServer,
+    Close,
+    Deliver,
+    Ended,
+    Event,
+    Handshaken,
+    Hold,
+    Publish,
+    Reply,
+    ServerOptions,
+    ServerSession,
+    State,
+)
+
+
+def written(events: list[Event]) -> list[BayeuxMessage]:
+    """What the I/O layer would write for these events."""
+    out: list[BayeuxMessage] = []
+    for event in events:
+        if isinstance(event, Reply):
+            out.append(event.message)
+        elif isinstance(event, Deliver):
+            out.extend(event.messages)
+    return out
+
+
+def held(events: list[Event]) -> Hold | None:
+    return next((e for e in events if isinstance(e, Hold)), None)
 
 OPS = st.lists(st.one_of(
     st.tuples(st.just("deliver"), st.integers(min_value=1, max_value=5)),
@@ -24,7 +54,7 @@ class Client:
         out = server.receive([BayeuxMessage(channel="/meta/handshake", version="1.0",
                                             supportedConnectionTypes=["long-polling"],
                                             ext={"ack": True})], 0, browser_id="b")
-        self.session = out.handshaken
+        self.session = next(e.session for e in out if isinstance(e, Handshaken))
         assert self.session is not None and self.session.ack
         self.batch = 0
         self.received: list[int] = []
@@ -41,9 +71,10 @@ class Client:
         out = self.server.receive([BayeuxMessage(
             channel="/meta/connect", clientId=self.session.client_id,
             connectionType="long-polling", ext={"ack": self.batch})], self.now, browser_id="b")
-        replies = out.replies
-        if out.hold is not None:
-            replies = self.server.release(out.hold, self.now)  # woken, or its timeout
+        replies = written(out)
+        hold = held(out)
+        if hold is not None:
+            replies = written(self.server.release(hold.session, self.now))  # woken or timeout
         if not reply_arrives:
             return
         connect = replies[0]
@@ -96,8 +127,9 @@ def test_overflowing_queue_closes_the_session_instead_of_growing(extra):
     out = server.receive([BayeuxMessage(channel="/meta/connect",
                                         clientId=client.session.client_id,
                                         connectionType="long-polling")], 5, browser_id="b")
-    assert out.replies[0].error.startswith("402::")
-    assert out.replies[0].advice == {"reconnect": "handshake", "interval": 0}
+    [reply] = written(out)
+    assert reply.error.startswith("402::")
+    assert reply.advice == {"reconnect": "handshake", "interval": 0}
 
 
 def test_sessions_expire_after_max_interval_unless_connected():
@@ -105,12 +137,158 @@ def test_sessions_expire_after_max_interval_unless_connected():
     client = Client(server)
     client.connect(True)  # replied at now=2: expires at 2 + 0 + 1000
     assert server.expire(500) == []
-    held = server.receive([BayeuxMessage(channel="/meta/connect",
-                                         clientId=client.session.client_id,
-                                         connectionType="long-polling")], 600, browser_id="b")
-    assert held.hold is client.session
+    events = server.receive([BayeuxMessage(channel="/meta/connect",
+                                           clientId=client.session.client_id,
+                                           connectionType="long-polling")], 600, browser_id="b")
+    hold = held(events)
+    assert hold is not None
+    assert hold.session is client.session
     assert server.expire(10_000) == []  # never while a connect is held
     server.abandon(client.session, 10_000)
     assert server.expire(10_500) == []
-    assert server.expire(11_001) == [client.session]
+    assert server.expire(11_001) == [Ended(client.session)]
     assert not server.sessions
+
+
+# ---- arbitrary traffic -------------------------------------------------------------------
+# Valid and broken messages from long-polling requests and WebSockets, interleaved with
+# deliveries, releases, dropped connections and expiry: whatever happens, the core never
+# breaks its own state rules (``_move`` raises on a transition TRANSITIONS does not allow),
+# answers every message exactly once, and keeps no trace of a closed session.
+
+CHANNELS = st.sampled_from(["/meta/handshake", "/meta/connect", "/meta/subscribe",
+                            "/meta/unsubscribe", "/meta/disconnect", "/meta/nosuch",
+                            "/service/chat", "/room/a", "/room/*", "", "no/slash", "/a//b"])
+IDS = st.sampled_from([UNSET, "1", 7, True, "bad id!", "x" * 80])
+ANY = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                   lambda inner: st.lists(inner, max_size=3)
+                   | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
+
+
+@st.composite
+def message(draw: st.DrawFn) -> dict[str, object]:
+    fields: dict[str, object] = {"channel": draw(CHANNELS), "id": draw(IDS),
+                                 "clientId": draw(st.sampled_from(["known", "nosuch", UNSET]))}
+    if draw(st.booleans()):
+        fields["version"] = "1.0"
+        fields["supportedConnectionTypes"] = draw(st.sampled_from(
+            [["long-polling", "websocket"], ["callback-polling"], UNSET]))
+    if draw(st.booleans()):
+        fields["ext"] = {"ack": draw(st.sampled_from([True, 0, 1, 2, -1, "1", False]))}
+    if draw(st.booleans()):
+        fields["advice"] = {"timeout": draw(st.sampled_from([0, 10, 100_000, "x"]))}
+    if draw(st.booleans()):
+        fields["subscription"] = draw(st.sampled_from(
+            ["/room/a", "/room/*", "/meta/x", "/service/y", ["/room/a", "/b"], "bad"]))
+    if draw(st.booleans()):
+        fields["data"] = draw(ANY)
+    return fields
+
+
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("lp"), st.lists(message(), min_size=1, max_size=4)),
+    st.tuples(st.sampled_from(["ws0", "ws1"]), st.lists(message(), min_size=1, max_size=4)),
+    st.tuples(st.sampled_from(["deliver", "release", "abandon", "expire", "close-ws0"]),
+              st.just([])),
+), max_size=25)
+
+
+class Traffic:
+    """The I/O layer's bookkeeping, reduced to what the core's events ask for."""
+
+    def __init__(self) -> None:
+        self.server = BayeuxServer(ServerOptions(max_queue=5, broadcast=True,
+                                                 max_interval_ms=50))
+        self.now = 0
+        self.known: list[ServerSession] = []
+        self.bound: dict[str, ServerSession | None] = {"ws0": None, "ws1": None}
+        self.held: dict[str, ServerSession] = {}
+
+    def build(self, fields: dict[str, object]) -> BayeuxMessage:
+        client_id = fields.pop("clientId")
+        if client_id == "known":
+            client_id = self.known[-1].client_id if self.known else "nosuch"
+        return BayeuxMessage(clientId=client_id, **fields)  # type: ignore[arg-type]
+
+    def send(self, where: str, raw: list[dict[str, object]]) -> None:
+        messages = [self.build(dict(m)) for m in raw]
+        ws = where.startswith("ws")
+        events = self.server.receive(messages, self.now, browser_id="b",
+                                     bound=self.bound[where] if ws else None,
+                                     transport="websocket" if ws else "long-polling")
+        answered = 0
+        for event in events:
+            if isinstance(event, Publish):
+                reply = self.server.complete(event, None if event.message.data else "400::no")
+                assert reply.message.channel == event.message.channel
+                assert reply.message.id == event.message.id
+                assert reply.message.data is UNSET  # an ack, never a delivery
+            if isinstance(event, Reply | Publish | Hold):
+                answered += 1
+            if isinstance(event, Hold):
+                self.held[event.session.client_id] = event.session
+            if isinstance(event, Attach):
+                assert ws and event.session.attached
+                self.bound[where] = event.session
+            if isinstance(event, Ended) and event.session.client_id in self.held:
+                del self.held[event.session.client_id]
+            session = getattr(event, "session", None)
+            if isinstance(session, ServerSession) and session not in self.known:
+                self.known.append(session)
+        if any(isinstance(e, Close) for e in events):
+            assert ws and len(messages) > 1
+            self.close(where)
+            return
+        handshake_alone = not ws and len(messages) > 1 and any(
+            m.channel == "/meta/handshake" for m in messages)
+        assert answered == (1 if handshake_alone else len(messages)), events
+
+    def close(self, where: str) -> None:
+        session = self.bound[where]
+        if session is not None:
+            self.server.abandon(session, self.now)
+            self.server.detach(session)
+            self.held.pop(session.client_id, None)
+        self.bound[where] = None
+
+    def step(self, op: str, raw: list[dict[str, object]]) -> None:
+        self.now += 20
+        if op in ("lp", "ws0", "ws1"):
+            self.send(op, raw)
+        elif op == "deliver":
+            self.server.broadcast("/room/a", {"n": self.now})
+        elif op == "release":
+            for session in list(self.held.values()):
+                assert written(self.server.release(session, self.now))[0].channel \
+                    == "/meta/connect"
+            self.held.clear()
+        elif op == "abandon":
+            for session in list(self.held.values()):
+                self.server.abandon(session, self.now)
+            self.held.clear()
+        elif op == "expire":
+            for event in self.server.expire(self.now):
+                assert isinstance(event, Ended) and event.session.closed
+        else:
+            self.close("ws0")
+
+    def check(self) -> None:
+        live = self.server.sessions
+        assert all(s.state is not State.CLOSED for s in live.values())
+        for session in self.known:
+            if session.closed:
+                assert session.client_id not in live
+                assert not session.queue and not session.unacked and not session.subscriptions
+                assert session.queued_bytes == 0
+            assert session.pending() <= self.server.options.max_queue
+        for subscribers in self.server.subscribers.values():
+            assert subscribers and subscribers <= live.keys()
+
+
+@settings(max_examples=300, deadline=None)
+@given(STEPS)
+def test_arbitrary_traffic_keeps_the_state_rules_and_answers_every_message_once(steps):
+    traffic = Traffic()
+    for op, raw in steps:
+        traffic.step(op, raw)
+        traffic.check()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -209,6 +211,19 @@ async def test_a_socket_closed_for_a_malformed_frame_ends_its_session_at_once(se
         frame = await ws.receive()
         assert frame.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1011
     assert cid not in cometd.bayeux.sessions
+
+
+async def test_a_socket_the_server_closed_is_let_go_of_at_once(server, http):
+    """aiohttp re-arms its heartbeat timer on the peer's close frame; the loop's timer then
+    kept every closed response alive for 60 s (4,000 closed sockets: +46 MB)."""
+    for _ in range(3):
+        async with http.ws_connect(ws_url(server)) as ws:
+            await ws_handshake(ws, NO_ACK)
+            await ws.send_str("{not json")
+            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+    await asyncio.sleep(0.2)
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, web.WebSocketResponse)]
 
 
 async def test_idle_websockets_without_a_session_are_closed(tuned, http):

@@ -32,6 +32,8 @@ class Bot:
         self.script = script or []
         self.end_after = end_after
         self.counts: dict[str, int] = {}
+        self._greeting: dict[str, asyncio.Event] = {}
+        """chatId -> set once the bot's greeting is sent (while it is being sent)."""
         self.answered: dict[str, int] = {}
         """chatId -> index of the latest customer message answered: a message can reach the
         bot twice (live and in a catch-up) and is answered once."""
@@ -108,18 +110,28 @@ class Bot:
         task.add_done_callback(self._tasks.discard)
 
     async def _accept(self, chat_id: str) -> None:
+        # The chat's events may reach the bot before the accept's reply does: answers to them
+        # wait for the greeting, which would otherwise sometimes follow "You said: ...".
+        greeted = self._greeting[chat_id] = asyncio.Event()
         try:
-            chat = await self.client.accept(chat_id)
-        except AgentApiError as exc:
-            log.debug("could not accept %s: %s", chat_id, exc)
-            return
-        self.client.track(chat_id, chat["nextPosition"])
-        if self.greeting:
-            await self.client.send(chat_id, self.greeting)
+            try:
+                chat = await self.client.accept(chat_id)
+            except AgentApiError as exc:
+                log.debug("could not accept %s: %s", chat_id, exc)
+                return
+            self.client.track(chat_id, chat["nextPosition"])
+            if self.greeting:
+                await self.client.send(chat_id, self.greeting)
+        finally:
+            greeted.set()
+            self._greeting.pop(chat_id, None)
         # Answer what the customer wrote while waiting in the queue.
         await self._answer_unanswered(chat_id, chat["messages"])
 
     async def _reply(self, chat_id: str, msg: dict[str, Any]) -> None:
+        greeted = self._greeting.get(chat_id)
+        if greeted is not None:
+            await greeted.wait()
         index = int(msg.get("index", 0))
         if index and index <= self.answered.get(chat_id, 0):
             return  # answered already (it came live and in a catch-up)

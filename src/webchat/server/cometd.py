@@ -1,8 +1,11 @@
 """CometD transports on the aiohttp app: long-polling and WebSocket at ``/genesys/cometd``.
 
-All protocol decisions are the sans-I/O :class:`BayeuxServer`'s; this module only holds
-connects, wakes them, sets the ``BAYEUX_BROWSER`` cookie, sweeps expired sessions, and hands
-service-channel publishes to the application (:class:`ChatChannel`).
+All protocol decisions are the sans-I/O :class:`BayeuxServer`'s: it answers each request
+body or frame with a list of events, and this module performs them in order (:meth:`_perform`):
+writes replies, holds connects and wakes them, sets the ``BAYEUX_BROWSER`` cookie, binds a
+WebSocket to its session, forgets ended sessions, and hands service-channel publishes to the
+application (:class:`ChatChannel`), whose verdict goes back to the core to finish the reply.
+It also sweeps expired sessions and idle sockets on a timer.
 
 What a connection may cost is bounded here (limits in :class:`ServerOptions`): a body or
 frame is checked for size and JSON depth before it is decoded; what waits to be written to a
@@ -20,6 +23,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
@@ -30,7 +34,24 @@ from webchat.protocol.bayeux.messages import (
     decode_messages,
     encode_messages,
 )
-from webchat.protocol.bayeux.server import BayeuxServer, Outcome, ServerOptions, ServerSession
+from webchat.protocol.bayeux.server import (
+    Attach,
+    BayeuxServer,
+    Close,
+    Deliver,
+    Ended,
+    Event,
+    Handshaken,
+    Hold,
+    Publish,
+    Queued,
+    Reply,
+    ServerOptions,
+    ServerSession,
+    SetCookie,
+    Supersede,
+    Wake,
+)
 from webchat.protocol.gms.forms import FormError, parse_form
 from webchat.server import addresses
 from webchat.server.addresses import ClientAddress
@@ -99,11 +120,7 @@ class CometdEndpoint:
     # ---- application side ------------------------------------------------------------------
 
     def deliver(self, session: ServerSession, message: BayeuxMessage) -> None:
-        holding = self.bayeux.deliver(session, message)
-        if session.closed:
-            self._ended(session)
-        elif not self._push(session) and holding:
-            self._wake(session)
+        self._affect(self.bayeux.deliver(session, message))
 
     def _push(self, session: ServerSession) -> bool:
         """Write deliveries straight to a WebSocket when the session does not use acks
@@ -135,8 +152,7 @@ class CometdEndpoint:
         session = sock.session
         log.info("dropping a slow CometD consumer (%d bytes waiting)", sock.buffered())
         if session is not None and not session.ack:
-            self.bayeux.end(session)
-            self._ended(session)
+            self._affect_all(self.bayeux.end(session))
         sock.abort()
 
     def _wake(self, session: ServerSession) -> None:
@@ -150,50 +166,79 @@ class CometdEndpoint:
         sock = self._serving.pop(session.client_id, None)
         if sock is not None and sock.session is session:
             sock.session = None
-        session.attached = False
+        self.bayeux.detach(session)
         self._wake(session)
         if self.on_end is not None:
             self.on_end(session)
 
-    async def _apply(self, out: Outcome) -> None:
-        """Run the application's side of an outcome. Service publishes are handled before the
-        replies go out, in order, so a publish's reply says whether the operation worked."""
-        for session in out.woken:
-            if not session.closed and not self._push(session):
-                self._wake(session)
-        for session in out.queued:
-            if session.closed:
-                self._ended(session)  # overflowed by a broadcast
-            else:
+    def _affect(self, event: Event) -> None:
+        """Perform an event about a session rather than about the exchange at hand (a
+        delivery, an expiry, a drop): they need no reply and no await."""
+        match event:
+            case Wake(session):
+                if not self._push(session):
+                    self._wake(session)
+            case Queued(session):
                 self._push(session)
-        for session in out.ended:
-            self._ended(session)
-        for session, msg in out.published:
-            if self.on_service is None:
-                continue
-            try:
-                error = await self.on_service(session, msg)
-            except Exception:
-                log.exception("service handler failed on %s", msg.channel)
-                error = "500::internal_error"
-            if error is not None:
-                for reply in out.replies:
-                    if reply.channel == msg.channel and reply.id == msg.id:
-                        reply.successful, reply.error = False, error
-                        break
+            case Ended(session):
+                self._ended(session)
+            case Supersede(session):
+                self._supersede(session)
+            case _:
+                raise AssertionError(f"{type(event).__name__} needs an exchange")
+
+    def _affect_all(self, events: list[Event]) -> None:
+        for event in events:
+            self._affect(event)
+
+    async def _perform(self, events: list[Event], exchange: _Exchange) -> None:
+        """Perform the core's events for one request or frame, in order. A service publish
+        runs the application before anything after it; its verdict goes back to the core,
+        which returns the finished reply in the publish's place."""
+        for event in events:
+            match event:
+                case Reply(message):
+                    exchange.messages.append(message)
+                case Deliver(messages):
+                    exchange.messages.extend(messages)
+                case Publish():
+                    reply = self.bayeux.complete(event, await self._verdict(event))
+                    exchange.messages.append(reply.message)
+                case Hold():
+                    exchange.hold = event
+                case Handshaken(session):
+                    session.attachments[addresses.CLIENT] = exchange.remote
+                case Attach(session):
+                    if exchange.sock is not None:
+                        self._attach(exchange.sock, session)
+                case SetCookie(browser_id):
+                    exchange.cookie = browser_id
+                case Close():
+                    exchange.close = event
+                case _:
+                    self._affect(event)
+
+    async def _verdict(self, event: Publish) -> str | None:
+        """The application's answer to a service publish: None, or the reply's error."""
+        if self.on_service is None:
+            return None
+        try:
+            return await self.on_service(event.session, event.message)
+        except Exception:
+            log.exception("service handler failed on %s", event.message.channel)
+            return "500::internal_error"
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             now = _now()
-            for session in self.bayeux.expire(now):
-                self._ended(session)
+            self._affect_all(self.bayeux.expire(now))
             idle = self.options.max_interval_ms
             for sock in [s for s in self._connections
                          if s.session is None and now - s.last_frame > idle]:
                 sock.abort()  # idle WebSocket reaping: no session, nothing sent
 
-    async def _hold(self, session: ServerSession, timeout_ms: int) -> list[BayeuxMessage]:
+    async def _hold(self, session: ServerSession, timeout_ms: int) -> list[Event]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
         self._waiters[session.client_id] = fut
@@ -244,22 +289,18 @@ class CometdEndpoint:
                                                          "interval": 2000})
         if refusal is not None:
             return _json(refusal)
-        out = self.bayeux.receive(messages, _now(), browser_id=browser)
-        if out.handshaken is not None:
-            out.handshaken.attachments[addresses.CLIENT] = remote
-        if out.superseded and out.hold is not None:
-            self._supersede(out.hold)
-        await self._apply(out)
-        replies = list(out.replies)
-        if out.hold is not None:
+        exchange = _Exchange(remote)
+        await self._perform(self.bayeux.receive(messages, _now(), browser_id=browser), exchange)
+        if exchange.hold is not None:
             try:
-                replies.extend(await self._hold(out.hold, out.hold_timeout_ms))
+                held = await self._hold(exchange.hold.session, exchange.hold.timeout_ms)
             except _Superseded:
                 return web.Response(status=self.duplicate_status,
                                     text="superseded by a newer /meta/connect")
-        response = _json(replies)
-        if out.set_cookie:
-            response.set_cookie(COOKIE, out.set_cookie, path="/", httponly=True)
+            await self._perform(held, exchange)
+        response = _json(exchange.messages)
+        if exchange.cookie:
+            response.set_cookie(COOKIE, exchange.cookie, path="/", httponly=True)
         return response
 
     def _flood_refusal(self, messages: list[BayeuxMessage], remote: str,
@@ -304,9 +345,11 @@ class CometdEndpoint:
         self._connections.add(sock)
         remote = self.client_address(request)
 
-        async def hold(session: ServerSession, timeout_ms: int) -> None:
+        async def hold(event: Hold) -> None:
             with contextlib.suppress(_Superseded, ConnectionError):
-                await sock.send(await self._hold(session, timeout_ms))
+                exchange = _Exchange(remote, sock)
+                await self._perform(await self._hold(event.session, event.timeout_ms), exchange)
+                await sock.send(exchange.messages)
 
         try:
             async for frame in ws:
@@ -327,44 +370,38 @@ class CometdEndpoint:
                 if refusal is not None:
                     await sock.send(refusal)
                     continue
-                out = self.bayeux.receive(messages, _now(), browser_id=browser,
-                                          bound=sock.session, transport="websocket")
-                if out.close:
-                    await self._violation(sock, 1011, b"protocol violation")
+                exchange = _Exchange(remote, sock)
+                await self._perform(self.bayeux.receive(
+                    messages, _now(), browser_id=browser, bound=sock.session,
+                    transport="websocket"), exchange)
+                if exchange.close is not None:
+                    await self._violation(sock, exchange.close.code,
+                                          exchange.close.reason.encode())
                     break
-                if out.handshaken is not None:
-                    if sock.session is not None and not sock.session.closed:
-                        # A second handshake on this socket replaces its session: the first
-                        # would otherwise live on with nothing to serve it.
-                        self.bayeux.end(sock.session)
-                        self._ended(sock.session)
-                    out.handshaken.attachments[addresses.CLIENT] = remote
-                    self._attach(sock, out.handshaken)
-                elif sock.session is None and out.session is not None \
-                        and not out.session.closed:
-                    self._attach(sock, out.session)  # a new socket resuming its session
-                if out.hold is not None and sock.held is not None and not sock.held.done():
-                    self._supersede(out.hold)
-                await self._apply(out)
-                await sock.send(out.replies)
-                if out.hold is not None:
-                    sock.held = asyncio.create_task(hold(out.hold, out.hold_timeout_ms))
+                await sock.send(exchange.messages)
+                if exchange.hold is not None:
+                    sock.held = asyncio.create_task(hold(exchange.hold))
         except ConnectionError:
             pass  # the peer went away mid-write; the finally below forgets it
         finally:
             self._connections.discard(sock)
             session = sock.session
             if session is not None:
-                session.attached = False
+                self.bayeux.detach(session)
                 if self._serving.get(session.client_id) is sock:
                     del self._serving[session.client_id]
                 sock.session = None
             await sock.stop()
+            # aiohttp re-arms the heartbeat timer when data (the peer's close frame) arrives
+            # after close(): the loop's TimerHandle then keeps the response, its reader and
+            # buffers alive for the 60 s heartbeat (measured: 4,000 sockets closed for a
+            # malformed frame, +46 MB for a minute). Disarm it once more, after that last
+            # data has been handled.
+            asyncio.get_running_loop().call_soon(_disarm_heartbeat, ws)
         return ws
 
     def _attach(self, sock: _Socket, session: ServerSession) -> None:
         sock.session = session
-        session.attached = True
         self._serving[session.client_id] = sock
 
     async def _violation(self, sock: _Socket, code: int, reason: bytes) -> None:
@@ -372,9 +409,22 @@ class CometdEndpoint:
         resume what it broke, and waiting for the expiry would keep it for nothing."""
         session = sock.session
         if session is not None and not session.closed:
-            self.bayeux.end(session)
-            self._ended(session)
+            self._affect_all(self.bayeux.end(session))
         await sock.ws.close(code=code, message=reason)
+
+
+@dataclass
+class _Exchange:
+    """What one request body or WebSocket frame produced for its own connection, gathered
+    while its events are performed: what to write back, a connect to hold, a cookie, a
+    close."""
+
+    remote: str
+    sock: _Socket | None = None
+    messages: list[BayeuxMessage] = field(default_factory=list)
+    hold: Hold | None = None
+    cookie: str | None = None
+    close: Close | None = None
 
 
 _WRITE_BUFFER_HIGH = 64 * 1024
@@ -475,6 +525,10 @@ def text_frame(payload: bytes) -> bytes:
 
 class _Superseded(Exception):
     pass
+
+
+def _disarm_heartbeat(ws: web.WebSocketResponse) -> None:
+    ws._cancel_heartbeat()  # private, but the one call that drops the timer's reference
 
 
 def _settle_true(fut: asyncio.Future[bool]) -> None:

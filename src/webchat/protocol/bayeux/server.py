@@ -1,24 +1,36 @@
 """The server side of Bayeux as a pure state machine.
 
 Feed :meth:`BayeuxServer.receive` the messages of one HTTP request or WebSocket frame and the
-current time; it returns an :class:`Outcome`: replies to send now, a ``/meta/connect`` to hold,
-service-channel publishes for the application, a cookie to set. The I/O layer holds connects,
-runs the clock (:meth:`expire`) and calls :meth:`release` when a held connect should return.
+current time; it returns the :data:`Event` list the I/O layer performs, in order, as the
+``websockets`` library's protocol objects return what to send: replies to write, a
+``/meta/connect`` to hold, sessions to wake or that ended, service-channel publishes for the
+application, a cookie to set, a socket to close. The core never awaits and never touches a
+socket; the I/O layer holds connects, runs the clock (:meth:`expire`) and calls
+:meth:`release` when a held connect should return. A service publish's reply is not final
+when :meth:`receive` returns: the :class:`Publish` event carries it pending, and the I/O layer
+hands the application's verdict back to :meth:`complete`, which returns the :class:`Reply`.
+
+Each session has one :class:`State`; every change goes through :func:`_move`, which checks
+it against :data:`TRANSITIONS` (as h11 keeps its rules in one table), so no path can, say,
+hold a connect for a closed session.
 
 Deliveries are only ever sent in ``/meta/connect`` replies (CometD's ``metaConnectDeliverOnly``),
 for every session. That gives strict server→client order on both transports, and makes the
 acknowledgement extension (§3.10) simple: each connect reply is one batch; a batch stays
 buffered until a later connect acknowledges it, and is re-sent, ahead of anything newer, after a
 connection drop. Queues are bounded: a session whose queue overflows is closed, never silently
-trimmed, and the client re-handshakes and resumes from its own position.
+trimmed, and the client re-handshakes and resumes from its own position. (The I/O layer may
+write a session's queue straight to its WebSocket when it does not use acks: :meth:`take`.)
 
 A session is bound to the transport that handshook it: a long-polling session is never served
 over a WebSocket or the other way round (CometD clients only change transport with a new
-handshake), and a WebSocket session is served by one socket at a time (``attached``).
+handshake), and a WebSocket session is served by one socket at a time (:class:`Attach`,
+:meth:`detach`).
 """
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -76,6 +88,33 @@ class ServerOptions:
     cookie jars that drop cookies of IP-address hosts."""
 
 
+class State(enum.Enum):
+    """Where a session is in its life. The transitions are :data:`TRANSITIONS`."""
+
+    HANDSHAKEN = "handshaken"
+    """Handshake answered, no connect yet (the first connect is always answered at once)."""
+    CONNECTED = "connected"
+    """Between connects: the client has its reply and the expiry clock runs (§3.7)."""
+    HELD = "held"
+    """A ``/meta/connect`` is held until deliveries or its timeout; the session never expires."""
+    CLOSED = "closed"
+    """Disconnected, expired, overflowed or ended by the I/O layer: final, and forgotten."""
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.HANDSHAKEN: frozenset({State.CONNECTED, State.CLOSED}),
+    State.CONNECTED: frozenset({State.CONNECTED, State.HELD, State.CLOSED}),
+    # HELD -> HELD: a newer connect supersedes the held one; -> CONNECTED: released/abandoned.
+    State.HELD: frozenset({State.HELD, State.CONNECTED, State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+"""Every state change a session may make, in one place."""
+
+
+class StateError(RuntimeError):
+    """A transition :data:`TRANSITIONS` does not allow: a bug in the core, never input."""
+
+
 @dataclass(eq=False)
 class ServerSession:
     client_id: str
@@ -84,22 +123,28 @@ class ServerSession:
     connection_type: str = ""
     transport: str = "long-polling"
     """The transport that handshook: the only one this session is served on."""
+    state: State = State.HANDSHAKEN
     attached: bool = False
-    """A WebSocket serves this session now (set by the I/O layer); no other may take it."""
+    """A WebSocket serves this session now (:class:`Attach`); no other socket may take it."""
     queued_bytes: int = 0
     """Encoded size of ``queue`` and ``unacked`` together."""
     subscriptions: set[str] = field(default_factory=set)
     queue: deque[BayeuxMessage] = field(default_factory=deque)
-    connected: bool = False
-    holding: bool = False
     hold_id: str | int | None = None
     ack: bool = False
     batch: int = 0
     unacked: list[tuple[int, list[BayeuxMessage], int]] = field(default_factory=list)
     """Sent batches not acknowledged yet: (batch number, messages, their encoded size)."""
-    closed: bool = False
     attachments: dict[str, Any] = field(default_factory=dict)
     """Application state tied to the session (e.g. the chats it follows)."""
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
+    def holding(self) -> bool:
+        return self.state is State.HELD
 
     def pending(self) -> int:
         if not self.unacked:  # the common case, on the delivery hot path
@@ -107,28 +152,116 @@ class ServerSession:
         return len(self.queue) + sum(len(m) for _, m, _ in self.unacked)
 
 
-@dataclass
-class Outcome:
-    replies: list[BayeuxMessage] = field(default_factory=list)
-    hold: ServerSession | None = None
-    """A connect to hold until :meth:`BayeuxServer.release` (deliveries or its timeout)."""
-    hold_timeout_ms: int = 0
-    superseded: bool = False
-    """A new connect arrived while one was held: the I/O layer fails the older one."""
-    published: list[tuple[ServerSession, BayeuxMessage]] = field(default_factory=list)
-    """Service-channel publishes for the application (already acknowledged)."""
-    woken: list[ServerSession] = field(default_factory=list)
-    """Sessions with a held connect that now have something to deliver."""
-    queued: list[ServerSession] = field(default_factory=list)
-    """Sessions that got deliveries (a WebSocket without acks may write them at once)."""
-    ended: list[ServerSession] = field(default_factory=list)
-    """Sessions that disconnected, for the application to forget."""
-    handshaken: ServerSession | None = None
-    session: ServerSession | None = None
-    """The existing session the messages were for (a WebSocket resuming is bound to it)."""
-    set_cookie: str | None = None
-    close: bool = False
-    """Protocol violation on a WebSocket: close the connection (1011)."""
+def _move(session: ServerSession, state: State) -> None:
+    """The one place a session changes state."""
+    if state not in TRANSITIONS[session.state]:
+        raise StateError(f"{session.state.value} -> {state.value}")
+    session.state = state
+
+
+# ---- events ---------------------------------------------------------------------------------
+# What the I/O layer performs, in the order given. Slotted and frozen: a delivery to every
+# member of a room makes one per member, on the hot path.
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A message to write back on the request or socket that sent the input, in order."""
+
+    message: BayeuxMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Deliveries written right after the connect reply they travel in (same response)."""
+
+    messages: list[BayeuxMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A service-channel publish for the application. Its reply is held back until the
+    application ran: pass the verdict (None, or a Bayeux error string) to
+    :meth:`BayeuxServer.complete`, which returns the :class:`Reply` to write in its place."""
+
+    session: ServerSession
+    message: BayeuxMessage
+    reply: BayeuxMessage
+    """Pending: only :meth:`BayeuxServer.complete` finishes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Hold this connect until the session is woken or ``timeout_ms`` passes, then answer it
+    with :meth:`BayeuxServer.release`."""
+
+    session: ServerSession
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Supersede:
+    """A newer connect is held in place of an older one: fail the older (CometD answers it
+    with an error; its client has already moved on)."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A session with a held connect has deliveries: release the connect (or, with a
+    WebSocket and no acks, write them straight away)."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """Deliveries wait for a session not holding a connect; a WebSocket without acks may
+    write them at once (:meth:`BayeuxServer.take`)."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
+class Handshaken:
+    """A new session (the I/O layer records where it came from)."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """This WebSocket serves the session from now on (it handshook or resumed on it)."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The session is closed: its socket, held connect and application state must let go of
+    it. Performing it twice is harmless (a delivery to a closed session repeats it)."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
+class SetCookie:
+    """Set the ``BAYEUX_BROWSER`` cookie on this response."""
+
+    browser_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the WebSocket: the frame broke the protocol (CometD closes with 1011)."""
+
+    code: int
+    reason: str
+
+
+Event = Reply | Deliver | Publish | Hold | Supersede | Wake | Queued | Handshaken | Attach \
+    | Ended | SetCookie | Close
 
 
 class BayeuxServer:
@@ -141,48 +274,69 @@ class BayeuxServer:
 
     def receive(self, messages: list[BayeuxMessage], now_ms: int, *,
                 browser_id: str | None = None, bound: ServerSession | None = None,
-                transport: str = "long-polling") -> Outcome:
-        out = Outcome()
+                transport: str = "long-polling") -> list[Event]:
+        """The events for one request body or WebSocket frame. ``bound``: the session the
+        WebSocket serves already (its messages may only be for that one)."""
+        out: list[Event] = []
         handshakes = [m for m in messages if m.channel == META_HANDSHAKE]
         if handshakes and len(messages) > 1:
             if transport == "websocket":
-                out.close = True  # CometD closes with 1011 on this protocol violation
+                # CometD closes with 1011 on this protocol violation; so does the socket's
+                # session, which the client cannot resume after breaking it.
+                if bound is not None:
+                    self._close(bound, out)
+                out.append(Close(1011, "protocol violation"))
                 return out
             messages = handshakes[:1]  # HTTP: a handshake is processed alone
         for msg in messages:
-            self._one(msg, now_ms, browser_id, bound, transport, out)
+            found = self._one(msg, now_ms, browser_id, bound, transport, out)
+            if transport == "websocket" and found is not None and found is not bound:
+                found.attached = True
+                out.append(Attach(found))
+                bound = found  # the rest of the frame is for this session only
         return out
 
+    def complete(self, publish: Publish, error: str | None) -> Reply:
+        """Finish a publish's reply with the application's verdict (None: it worked)."""
+        reply = publish.reply
+        if error is None:
+            reply.successful = True
+        else:
+            reply.successful, reply.error = False, error
+        return Reply(reply)
+
     def _one(self, msg: BayeuxMessage, now: int, browser_id: str | None,
-             bound: ServerSession | None, transport: str, out: Outcome) -> None:
+             bound: ServerSession | None, transport: str, out: list[Event]
+             ) -> ServerSession | None:
+        """Process one message; returns the live session it was for, if any."""
         channel = msg.channel
         if channel is UNSET or not channel:
-            out.replies.append(self._fail(msg, "", "channel_missing"))
-            return
+            out.append(Reply(self._fail(msg, "", "channel_missing")))
+            return None
         if msg.id is not UNSET and not _valid_id(msg.id):
-            out.replies.append(self._fail(msg, channel, "id_invalid"))
-            return
+            out.append(Reply(self._fail(msg, channel, "id_invalid")))
+            return None
         if not channels.is_valid(channel):
-            out.replies.append(self._fail(msg, channel, "channel_invalid"))
-            return
+            out.append(Reply(self._fail(msg, channel, "channel_invalid")))
+            return None
         if channel == META_HANDSHAKE:
-            self._handshake(msg, now, browser_id, transport, out)
-            return
+            return self._handshake(msg, now, browser_id, bound, transport, out)
         session = self._session(msg, browser_id, bound, transport)
         if session is None:
-            out.replies.append(self._unknown(msg, channel))
-            return
-        out.session = session
+            out.append(Reply(self._unknown(msg, channel)))
+            return None
         if channel == META_CONNECT:
             self._connect(session, msg, now, transport, out)
         elif channel == META_DISCONNECT:
             self._disconnect(session, msg, out)
+            return None
         elif channel in (META_SUBSCRIBE, META_UNSUBSCRIBE):
             self._subscription(session, msg, out)
         elif channels.is_meta(channel) or channels.is_wild(channel):
-            out.replies.append(self._fail(msg, channel, "channel_invalid"))
+            out.append(Reply(self._fail(msg, channel, "channel_invalid")))
         else:
-            self._publish(session, msg, now, out)
+            self._publish(session, msg, out)
+        return None if session.closed else session
 
     def _session(self, msg: BayeuxMessage, browser_id: str | None,
                  bound: ServerSession | None, transport: str) -> ServerSession | None:
@@ -208,8 +362,9 @@ class BayeuxServer:
             return None
         return session
 
-    def _handshake(self, msg: BayeuxMessage, now: int, browser_id: str | None, transport: str,
-                   out: Outcome) -> None:
+    def _handshake(self, msg: BayeuxMessage, now: int, browser_id: str | None,
+                   bound: ServerSession | None, transport: str, out: list[Event]
+                   ) -> ServerSession | None:
         offered = msg.supportedConnectionTypes
         common = [t for t in self.options.connection_types
                   if offered is UNSET or t in offered]
@@ -217,16 +372,20 @@ class BayeuxServer:
             reply = self._fail(msg, META_HANDSHAKE, "handshake_denied")
             reply.supportedConnectionTypes = list(self.options.connection_types)
             reply.advice = {"reconnect": "none"}
-            out.replies.append(reply)
-            return
+            out.append(Reply(reply))
+            return None
         if len(self.sessions) >= self.options.max_sessions:
             reply = self._fail(msg, META_HANDSHAKE, "handshake_denied")
             reply.advice = {"reconnect": "handshake", "interval": 1000}
-            out.replies.append(reply)
-            return
+            out.append(Reply(reply))
+            return None
+        if bound is not None:
+            # A second handshake on a socket replaces its session: the first would otherwise
+            # live on with nothing to serve it.
+            self._close(bound, out)
         if transport != "websocket" and browser_id is None:
             browser_id = secrets.token_hex(8)
-            out.set_cookie = browser_id
+            out.append(SetCookie(browser_id))
         session = ServerSession(
             client_id=secrets.token_urlsafe(18), browser_id=browser_id,
             expires_at=now + self.options.max_interval_ms, connection_type=transport,
@@ -243,15 +402,15 @@ class BayeuxServer:
             reply.id = msg.id
         if session.ack:
             reply.ext = {"ack": True}
-        out.replies.append(reply)
-        out.handshaken = session
+        out.append(Handshaken(session))
+        out.append(Reply(reply))
+        return session
 
     def _connect(self, session: ServerSession, msg: BayeuxMessage, now: int, transport: str,
-                 out: Outcome) -> None:
+                 out: list[Event]) -> None:
         session.connection_type = msg.connectionType if isinstance(msg.connectionType, str) \
             else transport
-        if session.holding:
-            out.superseded = True
+        was_held = session.state is State.HELD
         if session.ack:
             acked = msg.ext.get("ack") if isinstance(msg.ext, dict) else None
             if isinstance(acked, int) and not isinstance(acked, bool):
@@ -260,21 +419,22 @@ class BayeuxServer:
         client_timeout = None
         if isinstance(msg.advice, dict) and isinstance(msg.advice.get("timeout"), int):
             client_timeout = int(msg.advice["timeout"])
-        immediate = (not session.connected or client_timeout == 0 or bool(session.queue))
+        immediate = (session.state is State.HANDSHAKEN or client_timeout == 0
+                     or bool(session.queue))
         session.hold_id = msg.id if msg.id is not UNSET else None
-        session.connected = True
         send_advice = client_timeout is not None or isinstance(msg.advice, dict)
         if immediate:
-            session.holding = False
-            out.replies.extend(self._connect_reply(session, now, send_advice))
+            _move(session, State.CONNECTED)
+            self._connect_reply(session, now, send_advice, out)
             return
-        session.holding = True
-        out.hold = session
+        _move(session, State.HELD)
+        if was_held:
+            out.append(Supersede(session))
         timeout = self.options.timeout_ms if client_timeout is None else client_timeout
-        out.hold_timeout_ms = max(0, min(timeout, self.options.timeout_ms))
+        out.append(Hold(session, max(0, min(timeout, self.options.timeout_ms))))
 
-    def _connect_reply(self, session: ServerSession, now: int, advice: bool
-                       ) -> list[BayeuxMessage]:
+    def _connect_reply(self, session: ServerSession, now: int, advice: bool,
+                       out: list[Event]) -> None:
         reply = BayeuxMessage(channel=META_CONNECT, successful=True)
         if session.hold_id is not None:
             reply.id = session.hold_id
@@ -291,25 +451,34 @@ class BayeuxServer:
         else:
             session.queued_bytes = 0
         session.expires_at = now + self.options.interval_ms + self.options.max_interval_ms
-        return [reply, *delivered]
+        out.append(Reply(reply))
+        if delivered:
+            out.append(Deliver(delivered))
 
-    def release(self, session: ServerSession, now_ms: int) -> list[BayeuxMessage]:
+    def release(self, session: ServerSession, now_ms: int) -> list[Event]:
         """Answer a held connect: its reply and everything queued (or an empty reply on
         timeout). A session closed meanwhile gets ``reconnect: none``."""
-        session.holding = False
+        out: list[Event] = []
         if session.closed:
             reply = BayeuxMessage(channel=META_CONNECT, successful=True,
                                   advice={"reconnect": "none"})
             if session.hold_id is not None:
                 reply.id = session.hold_id
-            return [reply]
-        return self._connect_reply(session, now_ms, advice=False)
+            out.append(Reply(reply))
+            return out
+        _move(session, State.CONNECTED)
+        self._connect_reply(session, now_ms, False, out)
+        return out
 
     def abandon(self, session: ServerSession, now_ms: int) -> None:
         """The connection of a held connect went away: start the expiry clock (§3.7)."""
-        if session.holding:
-            session.holding = False
+        if session.state is State.HELD:
+            _move(session, State.CONNECTED)
             session.expires_at = now_ms + self.options.interval_ms + self.options.max_interval_ms
+
+    def detach(self, session: ServerSession) -> None:
+        """The WebSocket serving the session closed: another socket may resume it."""
+        session.attached = False
 
     def _acknowledge(self, session: ServerSession, acked: int) -> None:
         kept = [entry for entry in session.unacked if entry[0] > acked]
@@ -322,17 +491,15 @@ class BayeuxServer:
             session.unacked.clear()
             session.queue.extendleft(reversed(resend))
 
-    def _disconnect(self, session: ServerSession, msg: BayeuxMessage, out: Outcome) -> None:
+    def _disconnect(self, session: ServerSession, msg: BayeuxMessage, out: list[Event]) -> None:
         reply = BayeuxMessage(channel=META_DISCONNECT, successful=True)
         if msg.id is not UNSET:
             reply.id = msg.id
-        out.replies.append(reply)
-        self._remove(session)
-        out.ended.append(session)
-        if session.holding:
-            out.woken.append(session)
+        out.append(Reply(reply))
+        self._close(session, out)
 
-    def _subscription(self, session: ServerSession, msg: BayeuxMessage, out: Outcome) -> None:
+    def _subscription(self, session: ServerSession, msg: BayeuxMessage, out: list[Event]
+                      ) -> None:
         channel = str(msg.channel)
         raw = msg.subscription
         names = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
@@ -358,7 +525,7 @@ class BayeuxServer:
                 else:
                     session.subscriptions.discard(name)
                     self._unsubscribe(name, session.client_id)
-        out.replies.append(reply)
+        out.append(Reply(reply))
 
     def _unsubscribe(self, name: str, client_id: str) -> None:
         subs = self.subscribers.get(name)
@@ -367,47 +534,42 @@ class BayeuxServer:
             if not subs:
                 del self.subscribers[name]
 
-    def _publish(self, session: ServerSession, msg: BayeuxMessage, now: int,
-                 out: Outcome) -> None:
+    def _publish(self, session: ServerSession, msg: BayeuxMessage, out: list[Event]) -> None:
         channel = str(msg.channel)
         reply = BayeuxMessage(channel=channel)
         if msg.id is not UNSET:
             reply.id = msg.id
         if msg.data is UNSET:
             reply.successful, reply.error = False, "400::data_missing"
-            out.replies.append(reply)
+            out.append(Reply(reply))
             return
-        if not channels.is_service(channel) and not self.options.broadcast:
+        if channels.is_service(channel):
+            out.append(Publish(session, msg, reply))  # its reply waits for the application
+            return
+        if not self.options.broadcast:
             reply.successful, reply.error = False, "403::publish_denied"
-            out.replies.append(reply)
+            out.append(Reply(reply))
             return
         reply.successful = True
-        out.replies.append(reply)
-        if channels.is_service(channel):
-            out.published.append((session, msg))
-        else:
-            out.queued.extend(self.broadcast(channel, msg.data, woken=out.woken))
+        out.append(Reply(reply))
+        out.extend(self.broadcast(channel, msg.data))
 
     # ---- output ----------------------------------------------------------------------------
 
-    def broadcast(self, channel: str, data: Any, woken: list[ServerSession] | None = None
-                  ) -> list[ServerSession]:
-        """Deliver to every subscriber of ``channel`` (never the publisher's id/clientId).
-        Returns the sessions delivered to; those with a held connect are added to ``woken``."""
+    def broadcast(self, channel: str, data: Any) -> list[Event]:
+        """Deliver to every subscriber of ``channel`` (never the publisher's id/clientId):
+        an event per session delivered to (:meth:`deliver`)."""
         targets: set[str] = set()
         for pattern in channels.patterns_for(channel):
             targets |= self.subscribers.get(pattern, set())
-        delivered = []
+        events: list[Event] = []
         message = BayeuxMessage(channel=channel, data=data)  # shared: messages are not mutated
         size = message_size(message)
         for client_id in targets:
             session = self.sessions.get(client_id)
-            if session is None:
-                continue
-            if self.deliver(session, message, size) and woken is not None:
-                woken.append(session)
-            delivered.append(session)
-        return delivered
+            if session is not None:
+                events.append(self.deliver(session, message, size))
+        return events
 
     def take(self, session: ServerSession) -> list[BayeuxMessage]:
         """Hand over a session's queue to be written now, outside any connect reply. Only for
@@ -420,35 +582,42 @@ class BayeuxServer:
         return taken
 
     def deliver(self, session: ServerSession, message: BayeuxMessage, size: int | None = None
-                ) -> bool:
-        """Queue a delivery (``size``: its encoded length, when the caller knows it); returns
-        True when a held connect should be released now. Past the session's bounds the
-        session is closed (``closed`` is then set; the I/O layer ends it)."""
+                ) -> Wake | Queued | Ended:
+        """Queue a delivery (``size``: its encoded length, when the caller knows it). Past
+        the session's bounds the session is closed rather than trimmed: :class:`Ended`."""
         if session.closed:
-            return False
+            return Ended(session)
         size = message_size(message) if size is None else size
         if session.pending() >= self.options.max_queue \
                 or session.queued_bytes + size > self.options.max_queue_bytes:
-            self._remove(session)  # overflow: close rather than drop silently
-            return session.holding
+            out: list[Event] = []
+            self._close(session, out)
+            return Ended(session)
         session.queue.append(message)
         session.queued_bytes += size
-        return session.holding
+        return Wake(session) if session.state is State.HELD else Queued(session)
 
-    def expire(self, now_ms: int) -> list[ServerSession]:
+    def expire(self, now_ms: int) -> list[Event]:
         """Remove sessions whose client stopped connecting (§3.7 maxInterval)."""
-        gone = [s for s in self.sessions.values() if not s.holding and s.expires_at < now_ms]
+        gone = [s for s in self.sessions.values()
+                if s.state is not State.HELD and s.expires_at < now_ms]
+        out: list[Event] = []
         for session in gone:
-            self._remove(session)
-        return gone
+            self._close(session, out)
+        return out
 
-    def end(self, session: ServerSession) -> None:
-        """Close a session from the I/O side (its socket broke the protocol, or it was
-        replaced by a new handshake on the same socket)."""
-        self._remove(session)
+    def end(self, session: ServerSession) -> list[Event]:
+        """Close a session from the I/O side (e.g. its socket was dropped as a slow consumer)."""
+        out: list[Event] = []
+        self._close(session, out)
+        return out
 
-    def _remove(self, session: ServerSession) -> None:
-        session.closed = True
+    def _close(self, session: ServerSession, out: list[Event]) -> None:
+        """The one way a session ends: forgotten here, and :class:`Ended` for the I/O layer
+        (a held connect is then answered with ``reconnect: none``)."""
+        if session.closed:
+            return
+        _move(session, State.CLOSED)
         self.sessions.pop(session.client_id, None)
         for name in list(session.subscriptions):
             self._unsubscribe(name, session.client_id)
@@ -456,6 +625,7 @@ class BayeuxServer:
         session.queue.clear()
         session.unacked.clear()
         session.queued_bytes = 0
+        out.append(Ended(session))
 
     # ---- errors ----------------------------------------------------------------------------
 
