@@ -244,6 +244,14 @@ async def ended_chat(d: Driver) -> None:
     assert await refused(d.call(chat, "send", {"message": "after the end"})) == 1002
 
 
+async def transcript_bounds(d: Driver) -> None:
+    chat = await d.request_chat(ADA)
+    for n in range(3):  # ParticipantJoined and the queue notice make 5 events
+        await d.call(chat, "send", {"message": f"hi {n}"})
+    assert await refused(d.call(chat, "send", {"message": "no room"})) == 1017
+    await d.call(chat, "disconnect", {})  # leaving still goes in
+
+
 def same(config: ServerConfig) -> ServerConfig:
     return config
 
@@ -262,6 +270,8 @@ POLICIES: dict[str, Policy] = {
     "message length": Policy(same, message_length),
     "userData bounds": Policy(same, user_data_bounds),
     "ended chat": Policy(same, ended_chat),
+    "transcript bounds": Policy(lambda c: replace(c, limits=Limits(max_chat_events=5)),
+                                transcript_bounds),
 }
 
 #: Where a transport differs on purpose, and why.
