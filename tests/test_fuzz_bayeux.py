@@ -13,27 +13,19 @@ its own), so that any reply later than :data:`TIMEOUT_S` is a hang, not a long p
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SERVICE, free_port
+from tests.conftest import SERVICE
+from tests.live_server import TIMEOUT_S, LiveServer, live_server
 
-TIMEOUT_S = 5.0
-"""A reply later than this is a hang."""
 FUZZ = settings(max_examples=100, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 PATH = "/genesys/cometd"
@@ -41,62 +33,31 @@ HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0",
              "supportedConnectionTypes": ["websocket", "long-polling"]}
 
 
-@dataclass
-class Live:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
+class Live(LiveServer):
     runner: asyncio.Runner
-    rss_start: int = 0
 
-    def post(self, body: bytes, content_type: str | None = "application/json"
-             ) -> tuple[int, bytes]:
-        """One request on its own connection; a reply later than TIMEOUT_S fails the test."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
-        try:
-            headers = {"Content-Type": content_type} if content_type is not None else {}
-            conn.request("POST", PATH, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+    def bayeux(self, body: bytes, content_type: str | None = "application/json"
+               ) -> tuple[int, bytes]:
+        """A long-polling POST to the CometD endpoint."""
+        return self.post(PATH, body, content_type)
 
     def handshake(self) -> str:
-        status, body = self.post(json.dumps([HANDSHAKE]).encode())
+        status, body = self.bayeux(json.dumps([HANDSHAKE]).encode())
         assert status == 200, body
         [reply] = json.loads(body)
         assert reply["successful"], reply
         return str(reply["clientId"])
 
-    def rss(self) -> int:
-        return int(psutil.Process(self.proc.pid).memory_info().rss)
-
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    data = tmp_path_factory.mktemp("fuzz-bayeux")
-    port = free_port()
-    log = data / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
-             str(data), "--cometd-handshake-rate", "1000:1000"],
-            stdout=subprocess.DEVNULL, stderr=out)
-    with asyncio.Runner() as runner:
-        server = Live(port, proc, log, runner)
-        try:
-            for _ in range(200):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                        break
-                except OSError:
-                    time.sleep(0.05)
-            warm(server)
-            server.rss_start = server.rss()
-            yield server
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with live_server(Live, tmp_path_factory.mktemp("fuzz-bayeux"),
+                     "--cometd-handshake-rate", "1000:1000") as server, \
+            asyncio.Runner() as runner:
+        server.runner = runner
+        warm(server)
+        server.mark_start()
+        yield server
 
 
 def warm(server: Live) -> None:
@@ -107,8 +68,8 @@ def warm(server: Live) -> None:
                 {"channel": f"/service/chatV2/{SERVICE}", "data": {"operation": "nosuch"}},
                 {"channel": "/meta/connect", "advice": {"timeout": 0}},
                 {"channel": "/meta/disconnect"}):
-        server.post(json.dumps([{**msg, "clientId": cid}]).encode())
-    server.post(b"[" * 100)
+        server.bayeux(json.dumps([{**msg, "clientId": cid}]).encode())
+    server.bayeux(b"[" * 100)
     server.runner.run(ws_exchange(server, [json.dumps([HANDSHAKE]), "{"]))
 
 
@@ -188,17 +149,17 @@ def test_fuzzed_message_lists_over_long_polling(live: Live, data, as_object, for
     msgs = data.draw(messages(cid))
     body = json.dumps(msgs[0] if as_object and len(msgs) == 1 else msgs).encode()
     if form:
-        check_http(*live.post(b"message=" + urllib.request.quote(body).encode(),
+        check_http(*live.bayeux(b"message=" + urllib.request.quote(body).encode(),
                               "application/x-www-form-urlencoded"))
     else:
-        check_http(*live.post(body))
+        check_http(*live.bayeux(body))
 
 
 @FUZZ
 @given(body=broken, ctype=st.sampled_from(["application/json", "text/plain", None,
                                            "application/x-www-form-urlencoded"]))
 def test_broken_bodies_over_long_polling(live: Live, body, ctype):
-    check_http(*live.post(body, ctype))
+    check_http(*live.bayeux(body, ctype))
 
 
 # ---- WebSocket ---------------------------------------------------------------------------
@@ -259,13 +220,4 @@ def test_broken_frames_over_websocket(live: Live, frame):
 def test_after_the_fuzzing_the_log_is_clean_and_memory_came_back(live: Live):
     """Runs last in this module (pytest keeps file order)."""
     live.handshake()  # still serving
-    log = live.log.read_text(errors="replace")
-    assert "Traceback" not in log and "Error handling request" not in log, log[-4000:]
-    rss = live.rss()
-    for _ in range(40):  # closed sockets and sessions take a sweep (1 s) to be let go of
-        if rss <= live.rss_start * 1.10:
-            break
-        time.sleep(0.1)
-        rss = live.rss()
-    print(f"server RSS {live.rss_start / 2**20:.1f} MB before, {rss / 2**20:.1f} MB after")
-    assert rss <= live.rss_start * 1.10, (live.rss_start, rss)
+    live.assert_clean_and_memory_back("Error handling request")

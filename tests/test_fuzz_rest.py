@@ -7,88 +7,44 @@ longer than a per-request timeout, the server logs no traceback, and its RSS com
 
 from __future__ import annotations
 
-import http.client
 import json
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote, urlencode
 
-import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SERVICE, free_port
+from tests.conftest import SERVICE
+from tests.live_server import LiveServer, live_server
 from webchat.server.validation import FIELDS
 
-TIMEOUT_S = 5.0
-"""A reply later than this is a hang (every refusal here is immediate)."""
 FUZZ = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@dataclass
-class Live:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-    chats: list[dict[str, str]] = field(default_factory=list)
-    rss_start: int = 0
+BASE = f"/genesys/2/chat/{SERVICE}"
 
-    @property
-    def base(self) -> str:
-        return f"/genesys/2/chat/{SERVICE}"
 
-    def post(self, path: str, body: bytes, content_type: str | None) -> tuple[int, bytes]:
-        """One request on its own connection; a reply later than TIMEOUT_S fails the test."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
-        try:
-            headers = {"Content-Type": content_type} if content_type is not None else {}
-            conn.request("POST", path, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    def rss(self) -> int:
-        return int(psutil.Process(self.proc.pid).memory_info().rss)
+class Live(LiveServer):
+    chats: list[dict[str, str]]
+    base = BASE
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    data = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    log = data / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
-             str(data), "--agent", "grace:pw", "--chat-start-rate", "1000:1000"],
-            stdout=subprocess.DEVNULL, stderr=out)
-    server = Live(port, proc, log)
-    try:
-        for _ in range(200):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.05)
+    with live_server(Live, tmp_path_factory.mktemp("fuzz"), "--agent", "grace:pw",
+                     "--chat-start-rate", "1000:1000") as server:
         # Chats to aim the operations at (several: each has its own rate limit).
+        server.chats = []
         for n in range(8):
-            status, body = server.post(server.base, urlencode({"nickname": f"Fuzz{n}"}).encode(),
+            status, body = server.post(BASE, urlencode({"nickname": f"Fuzz{n}"}).encode(),
                                        "application/x-www-form-urlencoded")
             assert status == 200, body
             server.chats.append(json.loads(body))
         warm(server)
-        server.rss_start = server.rss()
+        server.mark_start()
         yield server
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def warm(server: Live) -> None:
@@ -218,13 +174,4 @@ def test_after_the_fuzzing_the_log_is_clean_and_memory_came_back(live: Live):
     status, body = live.post(live.base, urlencode({"nickname": "After"}).encode(),
                              "application/x-www-form-urlencoded")
     assert status == 200, body
-    log = live.log.read_text(errors="replace")
-    assert "Traceback" not in log and "unhandled error" not in log, log[-4000:]
-    rss = live.rss()
-    for _ in range(20):  # freed memory may take a moment to be returned
-        if rss <= live.rss_start * 1.10:
-            break
-        time.sleep(0.1)
-        rss = live.rss()
-    assert rss <= live.rss_start * 1.10, (live.rss_start, rss)
-
+    live.assert_clean_and_memory_back("unhandled error")
