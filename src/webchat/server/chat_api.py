@@ -21,11 +21,11 @@ from webchat.protocol.gms.forms import FormError, parse_form
 from webchat.protocol.gms.models import ChatResponse, encode
 from webchat.server import validation as v
 from webchat.server.addresses import client_address
-from webchat.server.config import HttpErrorMode, ServerConfig
+from webchat.server.config import ServerConfig
 from webchat.server.errors import ChatError
 from webchat.server.gms.gateway import Gateway, Result
 from webchat.server.gms.operations import NTF_NAMES, Call
-from webchat.server.statuses import chat_status
+from webchat.server.statuses import http_status
 from webchat.server.uploads import Upload, file_response, read_upload
 from webchat.store.records import ChatRecord
 
@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 _FILE_OP = re.compile(r"file(?:/(?P<action>limits)|/(?P<id>[^/]{1,64})/(?P<verb>download|delete))?")
-
-
-def http_status(exc: ChatError, mode: HttpErrorMode) -> int:
-    """The HTTP status of a refusal in the configured mode (see :class:`HttpErrorMode`)."""
-    if mode is HttpErrorMode.GMS:
-        return 400
-    return 200 if mode is HttpErrorMode.LENIENT else chat_status(exc)
 
 
 class ChatApi:

@@ -4,6 +4,7 @@ agent API, the error middleware) map :class:`ChatError` and :class:`AgentError` 
 from __future__ import annotations
 
 from webchat.protocol.gms.errors import ErrorCode
+from webchat.server.config import HttpErrorMode
 from webchat.server.errors import AgentError, ChatError, Refusal
 
 _CHAT = {
@@ -38,6 +39,13 @@ _AGENT = {
 def chat_status(exc: ChatError) -> int:
     """The status of strict HTTP error mode (each kind of refusal its own 4xx/5xx)."""
     return _CHAT.get(exc.code, 400)
+
+
+def http_status(exc: ChatError, mode: HttpErrorMode) -> int:
+    """A customer refusal's status in the configured mode (see :class:`HttpErrorMode`)."""
+    if mode is HttpErrorMode.GMS:
+        return 400
+    return 200 if mode is HttpErrorMode.LENIENT else chat_status(exc)
 
 
 def agent_status(exc: AgentError) -> int:
