@@ -59,6 +59,13 @@ class ChatRecord:
     agent_id: str | None = None
     target_agent: str | None = None
     next_participant: int = 1
+    revision: int = 0
+    """How many changes were committed to the chat: a process whose copy is behind the
+    store's learns so under the chat's lock (:meth:`Store.lock_chat`) and reloads it."""
+    offered_to: str | None = None
+    """The agent a waiting chat is offered to, and since when (``offered_ms``): kept with the
+    chat, so an offer holds for every process and outlives the one that made it."""
+    offered_ms: int | None = None
     participants: dict[int, ParticipantRecord] = field(default_factory=dict)
     events: list[Message] = field(default_factory=list)
     files: dict[str, FileRecord] = field(default_factory=dict)

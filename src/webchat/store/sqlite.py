@@ -13,7 +13,8 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,7 +72,19 @@ def migrate(conn: sqlite3.Connection) -> int:
     return int(current)
 
 
+class _Lock:
+    """SQLite is one process's store: its cache is never behind, and the process's own chat
+    lock already serializes writers, so the lock only forwards saves to the writer thread."""
+
+    fresh: ChatRecord | None = None
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.save = store.save_chat
+
+
 class SqliteStore:
+    dialect = "sqlite"
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -94,6 +107,13 @@ class SqliteStore:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    @asynccontextmanager
+    async def lock_chat(self, chat_id: str, revision: int) -> AsyncIterator[_Lock]:
+        yield _Lock(self)
 
     def _main(self, ready: asyncio.Future[None]) -> None:
         loop = ready.get_loop()
@@ -168,7 +188,8 @@ class SqliteStore:
         row = (chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,
                chat.status.value, chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id,
                chat.target_agent, chat.next_participant, msgspec.json.encode(chat.customer),
-               msgspec.json.encode(chat.user_data))
+               msgspec.json.encode(chat.user_data), chat.revision, chat.offered_to,
+               chat.offered_ms)
         prows = [(chat.chat_id, p.participant_id, p.type, p.nickname, p.agent_id,
                   int(p.connected)) for p in participants]
         erows = [(chat.chat_id, m.index, msgspec.json.encode(m)) for m in events]
@@ -177,12 +198,17 @@ class SqliteStore:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO chats VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (chat_id) DO "
+                "INSERT INTO chats (chat_id, service, secure_key, user_id, alias, status, "
+                "created_ms, queued_ms, ended_ms, agent_id, target_agent, next_participant, "
+                "customer_json, user_data_json, revision, offered_to, offered_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (chat_id) DO "
                 "UPDATE SET status=excluded.status, queued_ms=excluded.queued_ms, "
                 "ended_ms=excluded.ended_ms, agent_id=excluded.agent_id, "
                 "target_agent=excluded.target_agent, "
                 "next_participant=excluded.next_participant, "
-                "customer_json=excluded.customer_json, user_data_json=excluded.user_data_json",
+                "customer_json=excluded.customer_json, user_data_json=excluded.user_data_json, "
+                "revision=excluded.revision, offered_to=excluded.offered_to, "
+                "offered_ms=excluded.offered_ms",
                 row)
             conn.executemany(
                 "INSERT INTO participants VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
@@ -272,13 +298,14 @@ def _read_chats(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]
     chats: dict[str, ChatRecord] = {}
     for r in conn.execute(
             "SELECT chat_id, service, secure_key, user_id, alias, status, created_ms, queued_ms,"
-            f" ended_ms, agent_id, target_agent, next_participant, customer_json, user_data_json"
-            f" FROM chats {where}", args):
+            " ended_ms, agent_id, target_agent, next_participant, customer_json, user_data_json,"
+            f" revision, offered_to, offered_ms FROM chats {where}", args):
         chats[r[0]] = ChatRecord(
             chat_id=r[0], service=r[1], secure_key=r[2], user_id=r[3], alias=r[4],
             status=ChatStatus(r[5]), created_ms=r[6], queued_ms=r[7], ended_ms=r[8],
             agent_id=r[9], target_agent=r[10], next_participant=r[11],
-            customer=_map_decoder.decode(r[12]), user_data=_map_decoder.decode(r[13]))
+            customer=_map_decoder.decode(r[12]), user_data=_map_decoder.decode(r[13]),
+            revision=r[14], offered_to=r[15], offered_ms=r[16])
     for chat in chats.values():
         for p in conn.execute(
                 "SELECT participant_id, type, nickname, agent_id, connected FROM participants "

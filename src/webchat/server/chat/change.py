@@ -55,6 +55,12 @@ class Change:
     files: list[FileRecord] = field(default_factory=list)
     room: Room | None = None
     """None: unbounded (a new chat)."""
+    marked: bool = False
+    """The chat's own fields changed (an offer made or withdrawn) though no event was added."""
+
+    def mark(self) -> None:
+        """Write the chat even if this change adds no event or participant."""
+        self.marked = True
 
     def has_room(self) -> bool:
         """Whether a participant may still add to the transcript. Judged on the transcript
@@ -109,31 +115,55 @@ class Changes:
         self._clock = clock
         self._limits = limits
         self.committed: list[Committed] = []
+        """Told of every commit: this process's, and (see :meth:`replay`) other processes'."""
+        self.published: list[Committed] = []
+        """Told of this process's own commits only (after :attr:`committed`): replication."""
 
     @asynccontextmanager
     async def open(self, chat: ChatRecord) -> AsyncIterator[Change]:
         """A change of ``chat`` (its current cached copy), committed when the block ends
-        without an error; nothing is written if the block added nothing."""
+        without an error; nothing is written if the block changed nothing. The chat is held in
+        this process (its lock) and, through the store, in every other one."""
         async with self._registry.lock(chat.chat_id):
             # Another request may have replaced the cached copy while we waited.
             chat = self._registry.current(chat)
-            change = Change(chat, self._clock(), room=self._room(chat))
-            yield change
-            if not change.events and not change.participants and not change.files:
-                return
-            try:
-                await self._store.save_chat(chat, list(change.participants.values()),
-                                            change.events, change.files)
-            except Exception as exc:
-                self._registry.forget(chat.chat_id)
-                log.exception("could not save chat %s", chat.chat_id)
-                raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
+            async with self._store.lock_chat(chat.chat_id, chat.revision) as held:
+                if held.fresh is not None:  # another process changed it: catch up first
+                    chat = self.replay(chat, held.fresh)
+                change = Change(chat, self._clock(), room=self._room(chat))
+                yield change
+                if not (change.events or change.participants or change.files or change.marked):
+                    return
+                chat.revision += 1
+                try:
+                    await held.save(chat, list(change.participants.values()), change.events,
+                                    change.files)
+                except Exception as exc:
+                    self._registry.forget(chat.chat_id)
+                    log.exception("could not save chat %s", chat.chat_id)
+                    raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
             chat.events.extend(change.events)
-            self._registry.tally(chat)
             chat.files.update((f.file_id, f) for f in change.files)
-            self._registry.put(chat)
-            for listener in self.committed:
+            self._apply(chat, change.events)
+            for listener in self.published:
                 listener(chat, change.events)
+
+    def replay(self, old: ChatRecord | None, stored: ChatRecord) -> ChatRecord:
+        """Adopt the stored copy of a chat another process changed (``old``: this process's
+        copy, if any), telling the listeners of the events this process had not seen, as if
+        it had committed them itself. Returns the copy now current."""
+        if old is not None and stored.revision <= old.revision:
+            return old
+        missed = stored.events[len(old.events):] if old is not None else stored.events
+        self._apply(stored, list(missed))
+        return stored
+
+    def _apply(self, chat: ChatRecord, events: list[Message]) -> None:
+        """Memory follows a commit (its events already in ``chat``): then the listeners."""
+        self._registry.tally(chat)
+        self._registry.put(chat)
+        for listener in self.committed:
+            listener(chat, events)
 
     def _room(self, chat: ChatRecord) -> Room | None:
         if not chat.events:
