@@ -42,10 +42,13 @@ class Domain:
         await self.engine.save_agent(AgentRecord(agent_id, agent_id.title(),
                                                  hash_password("pw"), ready, 1))
         await self.engine.set_ready(agent_id, ready, 1)
+        await self.time.advance(0)  # routing runs once the current work yields
 
     async def start_chat(self) -> ChatRecord:
-        return await self.engine.customers.request_chat(
+        chat = await self.engine.customers.request_chat(
             SERVICE, CustomerForm("Ada", "", "", "", "", {}))
+        await self.time.advance(0)
+        return self.engine.chats[chat.chat_id]
 
 
 @pytest.fixture

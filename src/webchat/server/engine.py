@@ -17,11 +17,12 @@ from webchat.server.chat.agents import AgentOps
 from webchat.server.chat.change import CUSTOMER_ID, SYSTEM_ID, Change, Changes
 from webchat.server.chat.clock import AsyncioScheduler, Clock, Scheduler, wall_clock
 from webchat.server.chat.customers import CustomerForm, CustomerOps
-from webchat.server.chat.dispatch import Dispatcher
+from webchat.server.chat.dispatch import Dispatcher, Leadership
 from webchat.server.chat.facts import ChatFacts
 from webchat.server.chat.files import Files
 from webchat.server.chat.notify import Notifier
 from webchat.server.chat.registry import ChatRegistry
+from webchat.server.chat.replica import Replica
 from webchat.server.chat.supervision import Supervision
 from webchat.server.chat.sweeper import Sweeper
 from webchat.server.config import ServerConfig
@@ -37,19 +38,25 @@ __all__ = ["CUSTOMER_ID", "SYSTEM_ID", "Change", "ChatEngine", "Clock", "Custome
 class ChatEngine:
     def __init__(self, store: Store, broker: Broker, config: ServerConfig,
                  clock: Clock = wall_clock, vault: FileVault | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None, *, cluster: Broker | None = None,
+                 leadership: Leadership | None = None, node: str = "") -> None:
         """``scheduler``: where timers run (real seconds on the event loop by default); its
         clock is the domain's, so pass :class:`~webchat.server.chat.clock.SimulatedTime` to
-        run a chat on simulated time."""
+        run a chat on simulated time. ``cluster``: the broker shared with the other
+        processes of a cluster (None: this process is alone), ``leadership`` whether this
+        process leads it (routing, timers, sweeps) and ``node`` its name there."""
         self.config = config
         self.scheduler = scheduler or AsyncioScheduler(clock)
         self.clock: Clock = self.scheduler.now
         self.registry = ChatRegistry(store, self.scheduler, config.ended_cache_s)
-        self.notifier = Notifier(broker)
+        self.notifier = Notifier(broker, cluster)
         self.facts = ChatFacts(config)
         self.changes = Changes(self.registry, store, self.clock, config.limits)
-        self.dispatch = Dispatcher(Router(), self.registry, self.notifier, self.facts,
-                                   self.scheduler, config.offer_timeout_s)
+        self.dispatch = Dispatcher(Router(), self.registry, self.changes, self.notifier,
+                                   self.facts, self.scheduler, config.offer_timeout_s,
+                                   leadership)
+        self.replica = None if cluster is None else Replica(cluster, node or "node", self.changes,
+                                                            self.registry, store)
         self.sweeper = Sweeper(self.registry, self.changes, self.dispatch, self.notifier,
                                self.facts, config, self.scheduler, self.clock)
         self.changes.committed.append(self.notifier.announce)
@@ -57,6 +64,8 @@ class ChatEngine:
                                      self.facts, config, self.clock)
         self.staff = AgentOps(store, self.registry, self.changes, self.dispatch,
                               self.notifier, self.facts)
+        if self.replica is not None:
+            self.replica.resyncs.append(self.staff.load)
         self.supervision = Supervision(self.staff, self.changes, self.notifier)
         self.files = Files(vault or FileVault(Path(config.data_dir) / "files"), config.files,
                            self.changes, self.staff, self.clock)
@@ -64,13 +73,19 @@ class ChatEngine:
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.notifier.start()
+        if self.replica is not None:
+            self.replica.start()  # before loading: a commit made meanwhile is caught up
         chats = await self.registry.load_open()
         await self.staff.load()
         self.dispatch.router.rebuild(list(self.registry))
-        self.dispatch.route()
+        self.dispatch.start()
         self.sweeper.start(chats)
 
     async def stop(self) -> None:
+        self.notifier.stop()
+        if self.replica is not None:
+            await self.replica.stop()
         self.sweeper.stop()
         self.dispatch.cancel_timers()
         self.registry.cancel_evictions()

@@ -1,9 +1,11 @@
 """Who gets which chat: per-service queues, agent presence and offers.
 
-The router holds no durable state of its own. Queue order comes from each chat's persisted
-``queued_ms`` and agent load from the persisted chat assignments, so after a restart
-:meth:`Router.rebuild` recreates the same picture. Offers are deliberately not persisted: an
-offer that was outstanding when the server stopped is simply made again.
+The router holds no durable state of its own: its picture is a function of the chats, kept
+by :meth:`Router.sync` after every commit — queue order from each chat's ``queued_ms``, agent
+load from its assignment, offers from its ``offered_to`` — so every process of a cluster (each
+sees every commit) and a restarted one hold the same picture. Only presence comes from
+elsewhere (the agents' own settings). :meth:`Router.route` proposes offers; they hold once
+committed to their chats, which is what makes an offer exclusive across processes.
 
 Policy: the longest-waiting chat goes first; among ready agents with spare capacity the least
 busy wins, ties broken by who was assigned least recently. An agent that let an offer lapse is
@@ -65,6 +67,9 @@ class ServiceQueue:
         bisect.insort(self._keys, key)
         self._key_of[chat_id] = key
 
+    def key(self, chat_id: str) -> _Key | None:
+        return self._key_of.get(chat_id)
+
     def remove(self, chat_id: str) -> None:
         key = self._key_of.pop(chat_id, None)
         if key is not None:
@@ -94,15 +99,44 @@ class Router:
         self.offers: dict[str, Offer] = {}
         self.lapsed: dict[str, set[str]] = {}
         self.targets: dict[str, str] = {}
+        self._assigned: dict[str, set[str]] = {}
+        """chat id -> the agent :meth:`sync` last saw it assigned to."""
 
     # ---- state -----------------------------------------------------------------------------
 
     def rebuild(self, chats: list[ChatRecord]) -> None:
         for chat in sorted(chats, key=lambda c: c.queued_ms):
-            if chat.status is ChatStatus.QUEUED:
-                self.enqueue(chat)
-            elif chat.status is ChatStatus.ACTIVE and chat.agent_id:
-                self.presence(chat.agent_id).active.add(chat.chat_id)
+            self.sync(chat)
+
+    def sync(self, chat: ChatRecord) -> None:
+        """Make the picture of ``chat`` match the chat as committed: in its queue (at its
+        ``queued_ms``) or not, assigned to its agent or not, offered as its row says. An offer
+        that went while the chat still waits lapsed (declined, timed out, withdrawn): that
+        agent is tried last for it."""
+        cid = chat.chat_id
+        waiting = chat.status is ChatStatus.QUEUED
+        queue = self.queues.get(chat.service)
+        key = None if queue is None else queue.key(cid)
+        if not waiting:
+            self.dequeue(cid)
+        elif key is None or key[0] != chat.queued_ms:
+            self.targets.pop(cid, None)
+            self.enqueue(chat)
+        assigned = chat.agent_id if chat.status is ChatStatus.ACTIVE else None
+        for agent_id in self._assigned.pop(cid, set()) - {assigned}:
+            self.presence(agent_id).active.discard(cid)
+        if assigned is not None:
+            self._assigned[cid] = {assigned}
+            if cid not in self.presence(assigned).active:
+                self.assign(cid, assigned, chat.events[-1].utcTime if chat.events
+                            else chat.queued_ms)
+        offered = chat.offered_to if waiting else None
+        current = self.offers.get(cid)
+        if current is not None and current.agent_id != offered:
+            self.lapse(cid, current.agent_id)
+        if offered is not None and (current is None or current.agent_id != offered):
+            self.offers[cid] = Offer(cid, offered, chat.offered_ms or 0)
+            self.presence(offered).offered.add(cid)
 
     def presence(self, agent_id: str) -> Presence:
         found = self.agents.get(agent_id)

@@ -35,6 +35,7 @@ class AgentOps:
         self._notifier = notifier
         self._facts = facts
         self.agents: dict[str, AgentRecord] = {}
+        notifier.on_agent.append(self._account)
 
     # ---- the directory ---------------------------------------------------------------------
 
@@ -43,6 +44,9 @@ class AgentOps:
             self.agents[agent.agent_id] = agent
             self._dispatcher.router.set_ready(agent.agent_id, agent.ready, agent.capacity)
 
+    def _account(self, record: AgentRecord) -> None:
+        self.agents[record.agent_id] = record
+
     def agent(self, agent_id: str) -> AgentRecord | None:
         return self.agents.get(agent_id)
 
@@ -50,6 +54,7 @@ class AgentOps:
         """Create or replace an account (stored first, then known here)."""
         await self._store.put_agent(record)
         self.agents[record.agent_id] = record
+        self._notifier.account(record)
 
     def is_supervisor(self, agent_id: str) -> bool:
         agent = self.agents.get(agent_id)
@@ -62,8 +67,7 @@ class AgentOps:
         agent = self.agents[agent_id]
         agent.ready, agent.capacity = ready, capacity
         await self._store.put_agent(agent)
-        self._dispatcher.withdraw(self._dispatcher.router.set_ready(agent_id, ready, capacity))
-        self._dispatcher.route()
+        self._notifier.presence(agent_id, ready, capacity)
 
     # ---- who sees what ---------------------------------------------------------------------
 
@@ -86,7 +90,7 @@ class AgentOps:
         if self.is_supervisor(agent_id):
             return True
         if chat.status is ChatStatus.QUEUED:
-            return agent_id in (chat.target_agent, self._dispatcher.offered_to(chat.chat_id))
+            return agent_id in (chat.target_agent, chat.offered_to)
         if chat.status is ChatStatus.ACTIVE:
             return chat.agent_id == agent_id or any(
                 p.agent_id == agent_id and p.connected for p in chat.participants.values())
@@ -117,8 +121,7 @@ class AgentOps:
             if chat.status is not ChatStatus.QUEUED:
                 raise AgentError(Refusal.CONFLICT, "not_waiting",
                                  "the chat is not waiting for an agent")
-            offered_to = self._dispatcher.offered_to(chat_id)
-            if offered_to is not None and offered_to != agent_id:
+            if chat.offered_to not in (None, agent_id):
                 raise AgentError(Refusal.CONFLICT, "offered_elsewhere",
                                  "the chat is offered to another agent")
             if chat.target_agent not in (None, agent_id):
@@ -130,11 +133,11 @@ class AgentOps:
             chat.target_agent = None
             change.join(ParticipantType.AGENT, agent.nickname, agent_id)
             change.add(chat.next_participant - 1, EventType.PARTICIPANT_JOINED)
-            self._dispatcher.assign(chat, agent_id, change.now_ms)
+            self._dispatcher.assign(chat)
         return chat
 
     async def decline(self, agent_id: str, chat_id: str) -> None:
-        if not self._dispatcher.decline(agent_id, chat_id):
+        if not await self._dispatcher.decline(agent_id, chat_id):
             raise AgentError(Refusal.CONFLICT, "no_offer", "this chat is not offered to this agent")
 
     async def event(self, agent_id: str, chat_id: str, type_: EventType,
@@ -167,5 +170,4 @@ class AgentOps:
                 notice = self._facts.notice(change.chat, "transfer_agent",
                                             agent=self.agents[to_agent].nickname)
             self._dispatcher.requeue(change, p, to_agent, notice)
-        self._dispatcher.route()
         return change.chat

@@ -144,7 +144,7 @@ class Changes:
                     raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
             chat.events.extend(change.events)
             chat.files.update((f.file_id, f) for f in change.files)
-            self._apply(chat, change.events)
+            self.adopt(chat, change.events)
             for listener in self.published:
                 listener(chat, change.events)
 
@@ -155,11 +155,12 @@ class Changes:
         if old is not None and stored.revision <= old.revision:
             return old
         missed = stored.events[len(old.events):] if old is not None else stored.events
-        self._apply(stored, list(missed))
+        self.adopt(stored, list(missed))
         return stored
 
-    def _apply(self, chat: ChatRecord, events: list[Message]) -> None:
-        """Memory follows a commit (its events already in ``chat``): then the listeners."""
+    def adopt(self, chat: ChatRecord, events: list[Message]) -> None:
+        """Make ``chat`` (its transcript already ending with ``events``) the current copy and
+        tell the listeners, as after a commit of this process's."""
         self._registry.tally(chat)
         self._registry.put(chat)
         for listener in self.committed:

@@ -125,8 +125,6 @@ class CustomerOps:
             position = router.waiting_count(service) + 1
             change.add(SYSTEM_ID, EventType.NOTICE,
                        self._facts.notice(chat, "queued", position=position))
-        router.enqueue(chat)
-        self._dispatcher.route()
         return chat
 
     async def event(self, chat: ChatRecord, type_: EventType, text: str | None = None,

@@ -1,112 +1,214 @@
 """Routing orchestration: applies :class:`~webchat.server.routing.Router`'s decisions.
 
-The router is the pure policy (who gets which chat); this module does what follows from it:
-offers sent to agents and timed out on the scheduler, offers revoked, chats put back in the
-queue or ended (giving up their queue place and agent), queue sizes published, and the queue
-summaries agents see.
+The router is the pure policy (who gets which chat) and its picture follows the committed
+chats in every process (:meth:`Router.sync`). This module does what follows from it, in the
+one process that holds the cluster's leadership (see :class:`Leadership`): offers made by
+committing them to their chats, timed out on the scheduler, revoked, and queue sizes
+published. An offer is a chat change that re-checks its premise under the chat's lock
+(still waiting, offered to nobody), so even two leaders for a moment cannot offer one chat to
+two agents. Declining, accepting, ending and requeueing can happen in any process: they are
+chat changes too, and the leader hears of them like everyone else.
 """
 
 from __future__ import annotations
 
-import functools
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from webchat.protocol.gms.models import EventType, ParticipantType
+from webchat.protocol.gms.models import EventType, Message, ParticipantType
 from webchat.server import inactivity
-from webchat.server.chat.change import SYSTEM_ID, Change
+from webchat.server.chat.change import SYSTEM_ID, Change, Changes
 from webchat.server.chat.clock import Scheduler, Timer
 from webchat.server.chat.facts import ChatFacts
 from webchat.server.chat.notify import Notifier
 from webchat.server.chat.registry import ChatRegistry
+from webchat.server.errors import ChatError
 from webchat.server.routing import Offer, Router
 from webchat.store.records import ChatRecord, ChatStatus, ParticipantRecord
 
+log = logging.getLogger(__name__)
+
+
+class Leadership(Protocol):
+    """Whether this process runs the cluster-wide work (routing, timers, sweeps)."""
+
+    @property
+    def held(self) -> bool: ...
+
+    on_change: list[Callable[[bool], None]]
+
+
+class Alone:
+    """One process: it always leads."""
+
+    held = True
+
+    def __init__(self) -> None:
+        self.on_change: list[Callable[[bool], None]] = []
+
 
 class Dispatcher:
-    def __init__(self, router: Router, registry: ChatRegistry, notifier: Notifier,
-                 facts: ChatFacts, scheduler: Scheduler, offer_timeout_s: float) -> None:
+    def __init__(self, router: Router, registry: ChatRegistry, changes: Changes,
+                 notifier: Notifier, facts: ChatFacts, scheduler: Scheduler,
+                 offer_timeout_s: float, leadership: Leadership | None = None) -> None:
         self.router = router
         self._registry = registry
+        self._changes = changes
         self._notifier = notifier
         self._facts = facts
         self._scheduler = scheduler
         self._offer_timeout_s = offer_timeout_s
-        self._timers: dict[str, Timer] = {}
+        self.leadership: Leadership = leadership or Alone()
+        self._timers: dict[str, tuple[Offer, Timer]] = {}
+        self._route_due = False
+        changes.committed.append(self._committed)
+        notifier.on_presence.append(self._presence)
+        self.leadership.on_change.append(self._leading)
+
+    # ---- following the chats ---------------------------------------------------------------
+
+    def _committed(self, chat: ChatRecord, _events: list[Message]) -> None:
+        self.router.sync(chat)
+        if self.leadership.held:
+            self._time_offer(chat.chat_id)
+            self.route()
+
+    def _presence(self, agent_id: str, ready: bool, capacity: int) -> None:
+        withdrawn = self.router.set_ready(agent_id, ready, capacity)
+        if self.leadership.held:
+            for offer in withdrawn:
+                self._spawn(self._clear_offer(offer.chat_id, offer.agent_id, None))
+            self.route()
+
+    def start(self) -> None:
+        if self.leadership.held:
+            self._leading(True)
+
+    def _leading(self, held: bool) -> None:
+        if held:
+            for chat_id in list(self.router.offers):
+                self._time_offer(chat_id)
+            self.route()
+        else:
+            self.cancel_timers()
+
+    # ---- the leader's work -----------------------------------------------------------------
 
     def route(self) -> None:
-        """Make every offer the queue and presence allow, each timed out on the scheduler."""
+        """Make every offer the queue and presence allow (soon, once however often asked)."""
+        if self.leadership.held and not self._route_due:
+            self._route_due = True
+            self._scheduler.call_later(0, self._route)
+
+    async def _route(self) -> None:
+        self._route_due = False
+        if not self.leadership.held:
+            return
         for offer in self.router.route(self._scheduler.now()):
-            chat = self._registry.cached(offer.chat_id)
-            if chat is None:
-                continue
-            self._timers[offer.chat_id] = self._scheduler.call_later(
-                self._offer_timeout_s, functools.partial(self._offer_lapsed, offer))
-            self._notifier.agent(offer.agent_id, {"type": "offer", "chat": self.summary(chat)})
+            await self._offer(offer)
         self._notifier.queue({service: len(queue)
                               for service, queue in self.router.queues.items()})
 
-    def _offer_lapsed(self, offer: Offer) -> None:
-        self._timers.pop(offer.chat_id, None)
-        if self.router.lapse(offer.chat_id, offer.agent_id) is not None:
-            self._revoke(offer)
-            self.route()
+    async def _offer(self, offer: Offer) -> None:
+        """Commit the router's proposal to the chat, if it still holds there."""
+        chat = self._registry.cached(offer.chat_id)
+        made = False
+        if chat is not None:
+            try:
+                async with self._changes.open(chat) as change:
+                    chat = change.chat
+                    if (chat.status is ChatStatus.QUEUED and chat.offered_to is None
+                            and chat.target_agent in (None, offer.agent_id)):
+                        chat.offered_to, chat.offered_ms = offer.agent_id, offer.made_ms
+                        change.mark()
+                        made = True
+            except ChatError:
+                log.warning("could not offer chat %s", offer.chat_id)
+        if not made:
+            self.router.lapse(offer.chat_id, offer.agent_id)
+            if chat is not None:
+                self.router.sync(chat)
+            return
+        assert chat is not None
+        self._notifier.agent(offer.agent_id, {"type": "offer", "chat": self.summary(chat)})
 
-    def offered_to(self, chat_id: str) -> str | None:
+    def _time_offer(self, chat_id: str) -> None:
+        """Keep one timer per outstanding offer, due ``offer_timeout_s`` after it was made."""
         offer = self.router.offers.get(chat_id)
-        return offer.agent_id if offer is not None else None
+        timed = self._timers.get(chat_id)
+        if timed is not None and (offer is None or timed[0] != offer):
+            timed[1].cancel()
+            del self._timers[chat_id]
+            timed = None
+        if offer is None or timed is not None:
+            return
+        due_s = max(0.0, (offer.made_ms + self._offer_timeout_s * 1000
+                          - self._scheduler.now()) / 1000)
 
-    def decline(self, agent_id: str, chat_id: str) -> bool:
-        """The agent turns its offer down; False if it has no offer of this chat."""
-        offer = self.router.lapse(chat_id, agent_id)
-        if offer is None:
+        async def lapse() -> None:
+            self._timers.pop(chat_id, None)
+            await self._clear_offer(chat_id, offer.agent_id, offer.made_ms)
+
+        self._timers[chat_id] = (offer, self._scheduler.call_later(due_s, lapse))
+
+    async def _clear_offer(self, chat_id: str, agent_id: str, made_ms: int | None) -> bool:
+        """Take back the chat's offer to ``agent_id`` (that very offer, if ``made_ms``)."""
+        chat = self._registry.cached(chat_id)
+        if chat is None:
             return False
-        self.withdraw([offer])
-        self.route()
+        async with self._changes.open(chat) as change:
+            chat = change.chat
+            if chat.offered_to != agent_id or made_ms not in (None, chat.offered_ms):
+                return False
+            chat.offered_to = chat.offered_ms = None
+            change.mark()
+        self._revoke(agent_id, chat_id)
         return True
 
-    def withdraw(self, offers: list[Offer]) -> None:
-        """Offers the router took back: their timers stop and their agents are told."""
-        for offer in offers:
-            self._cancel_timer(offer.chat_id)
-            self._revoke(offer)
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("routing work failed")
 
-    def assign(self, chat: ChatRecord, agent_id: str, now_ms: int) -> None:
-        """The agent took the chat: it leaves the queue and its offer ends."""
-        self.router.dequeue(chat.chat_id)
-        self._cancel_timer(chat.chat_id)
-        self.router.assign(chat.chat_id, agent_id, now_ms)
-
-    def _revoke(self, offer: Offer) -> None:
-        self._notifier.agent(offer.agent_id, {"type": "offerRevoked", "chatId": offer.chat_id})
-
-    def _cancel_timer(self, chat_id: str) -> None:
-        timer = self._timers.pop(chat_id, None)
-        if timer is not None:
-            timer.cancel()
+        self._scheduler.call_later(0, run)
 
     def cancel_timers(self) -> None:
-        for timer in self._timers.values():
+        for _, timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
 
+    # ---- in any process --------------------------------------------------------------------
+
+    async def decline(self, agent_id: str, chat_id: str) -> bool:
+        """The agent turns its offer down; False if it has no offer of this chat."""
+        return await self._clear_offer(chat_id, agent_id, None)
+
+    def assign(self, chat: ChatRecord) -> None:
+        """The agent took the chat (inside the accepting change): its offer ends."""
+        chat.offered_to = chat.offered_ms = None
+
+    def _revoke(self, agent_id: str, chat_id: str) -> None:
+        self._notifier.agent(agent_id, {"type": "offerRevoked", "chatId": chat_id})
+
     def end(self, change: Change) -> None:
-        """End the chat: its staff leave, it gives up its queue place or agent, and it is
-        evicted from the cache later; routing runs once the change is committed."""
+        """End the chat: its staff leave, it gives up its queue place, offer or agent, and it
+        is evicted from the cache later."""
         chat = change.chat
         for p in chat.participants.values():
             if p.connected and p.type in (ParticipantType.AGENT, ParticipantType.SUPERVISOR):
                 change.touch(p)
                 change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
                 p.connected = False
-        old_agent = chat.agent_id
         chat.status = ChatStatus.ENDED
         chat.ended_ms = change.now_ms
         chat.agent_id = None
-        voided = self.router.dequeue(chat.chat_id)
-        self.router.release(chat.chat_id, old_agent)
-        if voided is not None:
-            self._revoke(voided)
+        if chat.offered_to is not None:
+            self._revoke(chat.offered_to, chat.chat_id)
+            chat.offered_to = chat.offered_ms = None
         self._registry.schedule_eviction(chat.chat_id)
-        self._scheduler.call_later(0, self.route)
 
     def requeue(self, change: Change, p: ParticipantRecord, to_agent: str | None,
                 notice: str) -> None:
@@ -116,14 +218,11 @@ class Dispatcher:
         change.add(SYSTEM_ID, EventType.NOTICE, notice)
         change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
         p.connected = False
-        old_agent = chat.agent_id
         chat.status = ChatStatus.QUEUED
         chat.agent_id = None
         chat.target_agent = to_agent
         chat.queued_ms = change.now_ms
-        if old_agent is not None:
-            self.router.release(chat.chat_id, old_agent)
-        self.router.enqueue(chat)
+        chat.offered_to = chat.offered_ms = None
 
     def summary(self, chat: ChatRecord) -> dict[str, object]:
         """A chat as the agent API lists it."""
@@ -131,7 +230,7 @@ class Dispatcher:
             "chatId": chat.chat_id, "service": chat.service, "status": chat.status.value,
             "createdMs": chat.created_ms, "queuedMs": chat.queued_ms, "endedMs": chat.ended_ms,
             "agentId": chat.agent_id, "targetAgent": chat.target_agent,
-            "offeredTo": self.offered_to(chat.chat_id),
+            "offeredTo": chat.offered_to,
             "position": self.router.position(chat.service, chat.chat_id) or None,
             "customer": chat.customer, "userData": chat.user_data,
             "nextPosition": chat.next_index, "async": self._facts.is_async(chat),

@@ -1,18 +1,39 @@
-"""Who hears what: a chat's committed events on its topic, and each agent's own stream.
+"""Who hears what, in this process and across a cluster.
+
+Two kinds of news leave the domain:
+
+* a chat's committed events, on the chat's topic and to its agents' streams. Every process
+  learns of every commit (its own, and the others' through :mod:`~webchat.server.chat.replica`)
+  and announces it to the clients connected to *it*: this part is always local.
+* news that is no commit: offers and their revocation, idle reminders, queue sizes, agent
+  presence and accounts, supervisors' monitors. It is made once, in one process, and every
+  process must hear it: :meth:`Notifier.send` puts it on the cluster broker's ``control``
+  topic and each process (the sender too) applies it in :meth:`Notifier.receive`. With one
+  process there is no cluster broker and :meth:`send` applies it at once.
 
 Agents hear the events of the chats they are connected to (or just sent from), and supervisors
-those of the chats they monitor: :attr:`Notifier.monitors` is that live, unpersisted view.
+those of the chats they monitor: :attr:`Notifier.monitors` is that live, unpersisted view,
+the same in every process since watching is control news too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from webchat.broker.base import Broker, Unsubscribe
 from webchat.protocol.gms.models import Message
-from webchat.store.records import ChatRecord
+from webchat.store.records import AgentRecord, ChatRecord
+
+log = logging.getLogger(__name__)
+
+CONTROL = "control"
+PresenceListener = Callable[[str, bool, int], None]
+AgentListener = Callable[[AgentRecord], None]
+_agent_record = msgspec.json.Decoder(AgentRecord)
 
 
 def connected_agents(chat: ChatRecord) -> set[str]:
@@ -20,13 +41,30 @@ def connected_agents(chat: ChatRecord) -> set[str]:
 
 
 class Notifier:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, cluster: Broker | None = None) -> None:
+        """``broker``: this process's fan-out; ``cluster``: the broker every process shares
+        (None with one process)."""
         self._broker = broker
+        self._cluster = cluster
         self.monitors: dict[str, set[str]] = {}
         """chat id -> supervisors watching it silently (a live view, not persisted)."""
+        self.on_presence: list[PresenceListener] = []
+        self.on_agent: list[AgentListener] = []
+        self._unsubscribe: Unsubscribe | None = None
+
+    def start(self) -> None:
+        if self._cluster is not None:
+            self._unsubscribe = self._cluster.subscribe(CONTROL, self._control)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # ---- commits: local ---------------------------------------------------------------------
 
     def announce(self, chat: ChatRecord, events: list[Message]) -> None:
-        """Publish committed events to the chat's followers and its agents."""
+        """Publish committed events to the chat's followers and its agents here."""
         if not events:
             return
         topic = f"chat.{chat.chat_id}"
@@ -40,8 +78,8 @@ class Notifier:
             self.monitors.pop(chat.chat_id, None)
         for agent_id in agents:
             for msg in events:
-                self.agent(agent_id, {"type": "message", "chatId": chat.chat_id,
-                                      "chatEnded": chat.ended, "message": msg})
+                self._local_agent(agent_id, {"type": "message", "chatId": chat.chat_id,
+                                             "chatEnded": chat.ended, "message": msg})
 
     def follow(self, chat_id: str, handler: Callable[[str, bytes], None]) -> Unsubscribe:
         """Hear a chat's events (``handler(topic, encoded message)``) until unsubscribed."""
@@ -53,21 +91,67 @@ class Notifier:
         return [self._broker.subscribe(f"agent.{agent_id}", handler),
                 self._broker.subscribe("agents", handler)]
 
-    def agent(self, agent_id: str, payload: dict[str, object]) -> None:
+    def _local_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
         self._broker.publish(f"agent.{agent_id}", msgspec.json.encode(payload))
 
+    # ---- control news: once, heard everywhere ----------------------------------------------
+
+    def agent(self, agent_id: str, payload: dict[str, Any]) -> None:
+        """Tell one agent something that is no commit (an offer, a revocation, a reminder)."""
+        self.send({"kind": "agent", "agent": agent_id, "payload": payload})
+
     def queue(self, waiting: dict[str, int]) -> None:
-        self._broker.publish("agents", msgspec.json.encode({"type": "queue", "waiting": waiting}))
+        self.send({"kind": "queue", "waiting": waiting})
 
     def watch(self, agent_id: str, chat_id: str) -> None:
-        self.monitors.setdefault(chat_id, set()).add(agent_id)
+        self.send({"kind": "watch", "agent": agent_id, "chat": chat_id})
 
     def unwatch(self, agent_id: str, chat_id: str) -> None:
-        watchers = self.monitors.get(chat_id)
-        if watchers is not None:
-            watchers.discard(agent_id)
-            if not watchers:
-                del self.monitors[chat_id]
+        self.send({"kind": "unwatch", "agent": agent_id, "chat": chat_id})
+
+    def presence(self, agent_id: str, ready: bool, capacity: int) -> None:
+        self.send({"kind": "presence", "agent": agent_id, "ready": ready,
+                   "capacity": capacity})
+
+    def account(self, record: AgentRecord) -> None:
+        self.send({"kind": "account", "record": msgspec.to_builtins(record)})
+
+    def send(self, news: dict[str, Any]) -> None:
+        if self._cluster is None:
+            self.receive(news)
+        else:
+            self._cluster.publish(CONTROL, msgspec.json.encode(news))
+
+    def _control(self, _topic: str, payload: bytes) -> None:
+        try:
+            news = msgspec.json.decode(payload)
+            self.receive(news)
+        except Exception:
+            log.exception("bad control news %r", payload[:200])
+
+    def receive(self, news: dict[str, Any]) -> None:
+        """Apply control news in this process (see the module docstring)."""
+        kind = news["kind"]
+        if kind == "agent":
+            self._local_agent(news["agent"], news["payload"])
+        elif kind == "queue":
+            self._broker.publish("agents", msgspec.json.encode(
+                {"type": "queue", "waiting": news["waiting"]}))
+        elif kind == "watch":
+            self.monitors.setdefault(news["chat"], set()).add(news["agent"])
+        elif kind == "unwatch":
+            watchers = self.monitors.get(news["chat"])
+            if watchers is not None:
+                watchers.discard(news["agent"])
+                if not watchers:
+                    del self.monitors[news["chat"]]
+        elif kind == "presence":
+            for listener in self.on_presence:
+                listener(news["agent"], bool(news["ready"]), int(news["capacity"]))
+        elif kind == "account":
+            record = _agent_record.decode(msgspec.json.encode(news["record"]))
+            for agent_listener in self.on_agent:
+                agent_listener(record)
 
     def watched_by(self, agent_id: str) -> set[str]:
         return {cid for cid, watchers in self.monitors.items() if agent_id in watchers}

@@ -57,7 +57,8 @@ class Sweeper:
 
     async def _tick(self) -> None:
         try:
-            await self.check_inactivity()
+            if self._dispatcher.leadership.held:  # once per cluster
+                await self.check_inactivity()
         except Exception:
             log.exception("inactivity sweep failed")
         if self._timer is not None:  # not stopped meanwhile
@@ -92,7 +93,6 @@ class Sweeper:
                 if self._due(change.chat, change.now_ms) is not action:
                     continue
                 self._apply_idle(change, action)
-            self._dispatcher.route()
 
     async def expire_typing(self) -> None:
         """End the typing of customers who sent nothing for ``typing_timeout_s``."""
