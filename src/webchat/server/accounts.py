@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from webchat.server.engine import ChatEngine
 from webchat.server.errors import AgentError, Refusal
@@ -99,7 +99,9 @@ class Accounts:
         self.engine = engine
         self._tokens = tokens
         self._grants: dict[str, Grant] = {}
-        """token hash -> grant, so a busy agent does not cost a query per request."""
+        """token hash -> grant, so a busy agent does not cost a query per request. A token
+        revoked in one process is dropped from every process's cache (control news)."""
+        engine.notifier.on("revoked", self._revoked)
         limits = engine.config.limits
 
         def seconds() -> float:
@@ -191,6 +193,10 @@ class Accounts:
     async def logout(self, token: str) -> None:
         await self._revoke(token_hash(token))
 
+    def _revoked(self, news: dict[str, Any]) -> None:
+        self._grants.pop(news["token"], None)
+
     async def _revoke(self, hashed: str) -> None:
         self._grants.pop(hashed, None)
         await self._tokens.delete_token(hashed)
+        self.engine.notifier.send({"kind": "revoked", "token": hashed})

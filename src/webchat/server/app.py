@@ -16,6 +16,7 @@ from webchat.server.accounts import Accounts
 from webchat.server.addresses import client_address
 from webchat.server.agent_api import PREFIX as AGENT_PREFIX
 from webchat.server.agent_api import AgentApi, chat_error_body, error_body
+from webchat.server.chat.dispatch import Leadership
 from webchat.server.chat_api import ChatApi
 from webchat.server.cometd import CometdEndpoint
 from webchat.server.cometd_chat import ChatChannel
@@ -83,10 +84,17 @@ def _error_middleware(chat_api: ChatApi) -> Middleware:
 
 
 def build_app(config: ServerConfig, *, store: Store | None = None,
-              broker: Broker | None = None, clock: Clock = wall_clock) -> web.Application:
+              broker: Broker | None = None, clock: Clock = wall_clock,
+              cluster: Broker | None = None, leadership: Leadership | None = None
+              ) -> web.Application:
+    """``broker``: this process's fan-out (in memory by default). ``cluster``: the broker
+    the processes of a cluster share (Redis), with ``leadership`` saying which of them runs
+    routing and timers; both None for one process."""
     store = store or SqliteStore(Path(config.data_dir) / "webchat.sqlite3")
     broker = broker or MemoryBroker()
-    engine = ChatEngine(store, broker, config, clock)
+    engine = ChatEngine(store, broker, config, clock, cluster=cluster, leadership=leadership,
+                        node=config.node_id)
+    services: list[Broker | Leadership] = [s for s in (cluster, leadership) if s is not None]
     accounts = Accounts(engine, store)
     gateway = Gateway(engine, config)
     chat_api = ChatApi(gateway, config)
@@ -128,6 +136,8 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     async def startup(_: web.Application) -> None:
         await store.open()
         await broker.start()
+        for service in services:
+            await service.start()
         await engine.start()
         await cometd.start()
 
@@ -135,6 +145,8 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
         await agent_api.close()
         await cometd.stop()
         await engine.stop()
+        for service in reversed(services):
+            await service.stop()
         await broker.stop()
         await store.close()
         accounts.close()

@@ -63,6 +63,9 @@ class Limits:
 @dataclass
 class ServerConfig:
     data_dir: str = "./data"
+    node_id: str = ""
+    """This process's name in a cluster (replication ignores its own commits by it); empty:
+    host name and process id."""
     services: tuple[str, ...] = ("customer-support",)
     api_prefix: str = "/genesys"
     api_keys: tuple[str, ...] = ()

@@ -9,6 +9,8 @@ that no adapter needs the cache, the router or the store.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +37,10 @@ __all__ = ["CUSTOMER_ID", "SYSTEM_ID", "Change", "ChatEngine", "Clock", "Custome
            "wall_clock"]
 
 
+def _node_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 class ChatEngine:
     def __init__(self, store: Store, broker: Broker, config: ServerConfig,
                  clock: Clock = wall_clock, vault: FileVault | None = None,
@@ -55,8 +61,8 @@ class ChatEngine:
         self.dispatch = Dispatcher(Router(), self.registry, self.changes, self.notifier,
                                    self.facts, self.scheduler, config.offer_timeout_s,
                                    leadership)
-        self.replica = None if cluster is None else Replica(cluster, node or "node", self.changes,
-                                                            self.registry, store)
+        self.replica = None if cluster is None else Replica(
+            cluster, node or _node_name(), self.changes, self.registry, store)
         self.sweeper = Sweeper(self.registry, self.changes, self.dispatch, self.notifier,
                                self.facts, config, self.scheduler, self.clock)
         self.changes.committed.append(self.notifier.announce)
@@ -100,6 +106,12 @@ class ChatEngine:
     def follow(self, chat_id: str, handler: Callable[[str, bytes], None]) -> Unsubscribe:
         """Hear the chat's committed events (see :meth:`Notifier.follow`)."""
         return self.notifier.follow(chat_id, handler)
+
+    async def catch_up(self, chat: ChatRecord) -> ChatRecord:
+        """The chat as stored, if another process may have changed it (else as it is)."""
+        if self.replica is None:
+            return chat
+        return await self.replica.refresh(chat.chat_id) or chat
 
     def agent(self, agent_id: str) -> AgentRecord | None:
         return self.staff.agent(agent_id)

@@ -3,6 +3,10 @@ one (accept, decline, write, end, transfer, presence). Each returns the committe
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from webchat.protocol.gms.models import EventType, ParticipantType
 from webchat.server.chat.change import Changes
 from webchat.server.chat.dispatch import Dispatcher
@@ -13,6 +17,8 @@ from webchat.server.errors import AgentError, Refusal
 from webchat.server.routing import Presence
 from webchat.store.base import Store
 from webchat.store.records import AgentRecord, ChatRecord, ChatStatus, ParticipantRecord
+
+_agent_record = msgspec.json.Decoder(AgentRecord)
 
 
 def agent_participant(agent_id: str, chat: ChatRecord) -> ParticipantRecord:
@@ -35,7 +41,7 @@ class AgentOps:
         self._notifier = notifier
         self._facts = facts
         self.agents: dict[str, AgentRecord] = {}
-        notifier.on_agent.append(self._account)
+        notifier.on("account", self._account)
 
     # ---- the directory ---------------------------------------------------------------------
 
@@ -44,7 +50,8 @@ class AgentOps:
             self.agents[agent.agent_id] = agent
             self._dispatcher.router.set_ready(agent.agent_id, agent.ready, agent.capacity)
 
-    def _account(self, record: AgentRecord) -> None:
+    def _account(self, news: dict[str, Any]) -> None:
+        record = _agent_record.decode(msgspec.json.encode(news["record"]))
         self.agents[record.agent_id] = record
 
     def agent(self, agent_id: str) -> AgentRecord | None:
@@ -54,7 +61,7 @@ class AgentOps:
         """Create or replace an account (stored first, then known here)."""
         await self._store.put_agent(record)
         self.agents[record.agent_id] = record
-        self._notifier.account(record)
+        self._notifier.send({"kind": "account", "record": msgspec.to_builtins(record)})
 
     def is_supervisor(self, agent_id: str) -> bool:
         agent = self.agents.get(agent_id)
@@ -67,7 +74,7 @@ class AgentOps:
         agent = self.agents[agent_id]
         agent.ready, agent.capacity = ready, capacity
         await self._store.put_agent(agent)
-        self._notifier.presence(agent_id, ready, capacity)
+        self._dispatcher.presence(agent_id, ready, capacity)
 
     # ---- who sees what ---------------------------------------------------------------------
 

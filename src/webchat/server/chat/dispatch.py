@@ -38,6 +38,10 @@ class Leadership(Protocol):
 
     on_change: list[Callable[[bool], None]]
 
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 class Alone:
     """One process: it always leads."""
@@ -46,6 +50,12 @@ class Alone:
 
     def __init__(self) -> None:
         self.on_change: list[Callable[[bool], None]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
 
 
 class Dispatcher:
@@ -63,7 +73,7 @@ class Dispatcher:
         self._timers: dict[str, tuple[Offer, Timer]] = {}
         self._route_due = False
         changes.committed.append(self._committed)
-        notifier.on_presence.append(self._presence)
+        notifier.on("presence", self._presence)
         self.leadership.on_change.append(self._leading)
 
     # ---- following the chats ---------------------------------------------------------------
@@ -74,8 +84,14 @@ class Dispatcher:
             self._time_offer(chat.chat_id)
             self.route()
 
-    def _presence(self, agent_id: str, ready: bool, capacity: int) -> None:
-        withdrawn = self.router.set_ready(agent_id, ready, capacity)
+    def presence(self, agent_id: str, ready: bool, capacity: int) -> None:
+        """Tell every process the agent's new presence (applied in :meth:`_presence`)."""
+        self._notifier.send({"kind": "presence", "agent": agent_id, "ready": ready,
+                             "capacity": capacity})
+
+    def _presence(self, news: dict[str, Any]) -> None:
+        withdrawn = self.router.set_ready(news["agent"], bool(news["ready"]),
+                                          int(news["capacity"]))
         if self.leadership.held:
             for offer in withdrawn:
                 self._spawn(self._clear_offer(offer.chat_id, offer.agent_id, None))

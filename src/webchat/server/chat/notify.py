@@ -5,8 +5,9 @@ Two kinds of news leave the domain:
 * a chat's committed events, on the chat's topic and to its agents' streams. Every process
   learns of every commit (its own, and the others' through :mod:`~webchat.server.chat.replica`)
   and announces it to the clients connected to *it*: this part is always local.
-* news that is no commit: offers and their revocation, idle reminders, queue sizes, agent
-  presence and accounts, supervisors' monitors. It is made once, in one process, and every
+* news that is no commit: offers and their revocation, idle reminders, queue sizes,
+  supervisors' monitors, and what other parts register with :meth:`Notifier.on` (agent
+  presence and accounts, revoked tokens). It is made once, in one process, and every
   process must hear it: :meth:`Notifier.send` puts it on the cluster broker's ``control``
   topic and each process (the sender too) applies it in :meth:`Notifier.receive`. With one
   process there is no cluster broker and :meth:`send` applies it at once.
@@ -26,14 +27,12 @@ import msgspec
 
 from webchat.broker.base import Broker, Unsubscribe
 from webchat.protocol.gms.models import Message
-from webchat.store.records import AgentRecord, ChatRecord
+from webchat.store.records import ChatRecord
 
 log = logging.getLogger(__name__)
 
 CONTROL = "control"
-PresenceListener = Callable[[str, bool, int], None]
-AgentListener = Callable[[AgentRecord], None]
-_agent_record = msgspec.json.Decoder(AgentRecord)
+Listener = Callable[[dict[str, Any]], None]
 
 
 def connected_agents(chat: ChatRecord) -> set[str]:
@@ -48,8 +47,7 @@ class Notifier:
         self._cluster = cluster
         self.monitors: dict[str, set[str]] = {}
         """chat id -> supervisors watching it silently (a live view, not persisted)."""
-        self.on_presence: list[PresenceListener] = []
-        self.on_agent: list[AgentListener] = []
+        self._listeners: dict[str, list[Listener]] = {}
         self._unsubscribe: Unsubscribe | None = None
 
     def start(self) -> None:
@@ -109,12 +107,9 @@ class Notifier:
     def unwatch(self, agent_id: str, chat_id: str) -> None:
         self.send({"kind": "unwatch", "agent": agent_id, "chat": chat_id})
 
-    def presence(self, agent_id: str, ready: bool, capacity: int) -> None:
-        self.send({"kind": "presence", "agent": agent_id, "ready": ready,
-                   "capacity": capacity})
-
-    def account(self, record: AgentRecord) -> None:
-        self.send({"kind": "account", "record": msgspec.to_builtins(record)})
+    def on(self, kind: str, listener: Listener) -> None:
+        """Hear control news of ``kind`` (sent by :meth:`send` in any process) here."""
+        self._listeners.setdefault(kind, []).append(listener)
 
     def send(self, news: dict[str, Any]) -> None:
         if self._cluster is None:
@@ -145,13 +140,8 @@ class Notifier:
                 watchers.discard(news["agent"])
                 if not watchers:
                     del self.monitors[news["chat"]]
-        elif kind == "presence":
-            for listener in self.on_presence:
-                listener(news["agent"], bool(news["ready"]), int(news["capacity"]))
-        elif kind == "account":
-            record = _agent_record.decode(msgspec.json.encode(news["record"]))
-            for agent_listener in self.on_agent:
-                agent_listener(record)
+        for listener in self._listeners.get(kind, ()):
+            listener(news)
 
     def watched_by(self, agent_id: str) -> set[str]:
         return {cid for cid, watchers in self.monitors.items() if agent_id in watchers}

@@ -122,13 +122,18 @@ class Replica:
             task = asyncio.get_running_loop().create_task(self._catch_up(chat_id))
             self._catching_up[chat_id] = task
 
+    async def refresh(self, chat_id: str) -> ChatRecord | None:
+        """Read the chat from the store now and adopt it if it is ahead of this copy."""
+        async with self._registry.lock(chat_id):
+            stored = await self._store.load_chat(chat_id)
+            if stored is None:
+                return self._registry.cached(chat_id)
+            self.caught_up += 1
+            return self._changes.replay(self._registry.cached(chat_id), stored)
+
     async def _catch_up(self, chat_id: str) -> None:
         try:
-            async with self._registry.lock(chat_id):
-                stored = await self._store.load_chat(chat_id)
-                if stored is not None:
-                    self._changes.replay(self._registry.cached(chat_id), stored)
-                    self.caught_up += 1
+            await self.refresh(chat_id)
         except Exception:
             log.exception("could not catch up chat %s", chat_id)
         finally:

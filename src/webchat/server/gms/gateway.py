@@ -92,8 +92,13 @@ class Gateway:
             call.authorize(chat)
         if not self.op_limiter.allow(chat.chat_id):
             raise ChatError(ErrorCode.RATE_LIMITED, "too many requests for this chat")
-        # Validate the position before acting, so a bad request changes nothing.
-        check_position(chat, v.position(call.fields))
+        # Validate the position before acting, so a bad request changes nothing. A position
+        # past what this process holds may have been seen at another process of a cluster:
+        # this one is behind, not the client wrong, until the store says otherwise.
+        position = v.position(call.fields)
+        if position is not None and position > chat.next_index:
+            chat = await self.engine.catch_up(chat)
+        check_position(chat, position)
         if call.follow is not None and not op.snapshot_reply:
             call.follow(chat)
         outcome = await op.run(self.engine, chat, call, self.limits)

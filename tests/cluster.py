@@ -1,0 +1,88 @@
+"""Deployments the end-to-end tests run on: one process with SQLite, or a cluster.
+
+A cluster here is three server nodes sharing one PostgreSQL database and one Redis, the
+customer and the agent talking to different nodes. The nodes run in the test's process (each
+with its own store pool, broker connections, lease and HTTP port — everything that separates
+processes — so a test can still look inside one); the chaos and routing tests
+(``test_cluster_chaos.py``) run them as separate OS processes that can be killed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tests.conftest import SERVICE, RunningServer, start_server
+from webchat.server.config import ServerConfig
+from webchat.store.records import ChatRecord
+
+
+@dataclass
+class Deployment:
+    nodes: list[RunningServer]
+    kind: str
+
+    @property
+    def customer(self) -> RunningServer:
+        """Where customers connect (the first node)."""
+        return self.nodes[0]
+
+    @property
+    def url(self) -> str:
+        return self.customer.url
+
+    @property
+    def agent_url(self) -> str:
+        """Where agents connect: another node than customers, when there are several."""
+        return self.nodes[-1].url
+
+    @property
+    def data_url(self) -> str:
+        return f"{self.url}/genesys/2/chat/{SERVICE}"
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.customer.config
+
+    @property
+    def engine(self) -> Any:
+        return self.customer.engine
+
+    async def add_agent(self, name: str, password: str = "pw", nickname: str | None = None,
+                        *, supervisor: bool = False) -> None:
+        await self.nodes[-1].add_agent(name, password, nickname, supervisor=supervisor)
+
+    async def stored(self, chat_id: str) -> ChatRecord:
+        """The chat as the store holds it (what survives every process)."""
+        chat = await self.customer.engine.registry._store.load_chat(chat_id)
+        assert chat is not None
+        return chat
+
+    async def close(self) -> None:
+        for node in reversed(self.nodes):
+            await node.runner.cleanup()
+
+
+async def start_deployment(kind: str, config: ServerConfig, *, postgres_dsn: str = "",
+                           redis_url: str = "") -> Deployment:
+    if kind == "sqlite":
+        return Deployment([await start_server(config)], kind)
+    from webchat.broker.lease import RedisLease
+    from webchat.broker.redis import RedisBroker
+    from webchat.store.postgres import PostgresStore
+
+    prefix = f"webchat-test-{secrets.token_hex(4)}:"
+    nodes = []
+    for n in range(3):
+        node = f"node{n}"
+        nodes.append(await start_server(
+            replace(config, node_id=node), store=PostgresStore(postgres_dsn),
+            cluster=RedisBroker(redis_url, prefix=prefix, name=node),
+            leadership=RedisLease(redis_url, f"{prefix}leader", node_id=node)))
+    return Deployment(nodes, kind)
+
+
+def jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
