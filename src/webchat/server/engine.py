@@ -10,7 +10,6 @@ that no adapter needs the cache, the router or the store.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from webchat.broker.base import Broker, Unsubscribe
 from webchat.server.chat.agents import AgentOps
@@ -25,7 +24,7 @@ from webchat.server.chat.registry import ChatRegistry
 from webchat.server.chat.supervision import Supervision
 from webchat.server.chat.sweeper import Sweeper
 from webchat.server.config import ServerConfig
-from webchat.server.files import FileVault
+from webchat.server.files import Vault, vault_for
 from webchat.server.routing import Router
 from webchat.store.base import Store
 from webchat.store.records import AgentRecord, ChatRecord
@@ -36,7 +35,7 @@ __all__ = ["CUSTOMER_ID", "SYSTEM_ID", "Change", "ChatEngine", "Clock", "Custome
 
 class ChatEngine:
     def __init__(self, store: Store, broker: Broker, config: ServerConfig,
-                 clock: Clock = wall_clock, vault: FileVault | None = None,
+                 clock: Clock = wall_clock, vault: Vault | None = None,
                  scheduler: Scheduler | None = None) -> None:
         """``scheduler``: where timers run (real seconds on the event loop by default); its
         clock is the domain's, so pass :class:`~webchat.server.chat.clock.SimulatedTime` to
@@ -58,7 +57,7 @@ class ChatEngine:
         self.staff = AgentOps(store, self.registry, self.changes, self.dispatch,
                               self.notifier, self.facts)
         self.supervision = Supervision(self.staff, self.changes, self.notifier)
-        self.files = Files(vault or FileVault(Path(config.data_dir) / "files"), config.files,
+        self.files = Files(vault or vault_for(store, config.data_dir), config.files,
                            self.changes, self.staff, self.clock)
 
     # ---- lifecycle -------------------------------------------------------------------------

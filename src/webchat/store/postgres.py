@@ -1,0 +1,309 @@
+"""PostgreSQL store: the one every process of a cluster shares, on an asyncpg pool.
+
+Why it is shaped as it is:
+
+* A change holds its chat against every process with the chat row's lock
+  (``SELECT ... FOR UPDATE``) for one transaction (:meth:`PostgresStore.lock_chat`). Together
+  with the primary key ``(chat_id, idx)`` of ``events`` that is what gives transcript indexes
+  with no gap and no duplicate: the holder computes the next index from a copy it knows is
+  current (the lock hands over the stored chat when it is not), and a writer that computed a
+  taken index anyway fails rather than writing a second event under it.
+* A save is one statement: the chat row, its participants, events and files are written by
+  data-modifying CTEs fed with arrays (``unnest``), so a save is one round trip whatever it
+  carries, prepared once per connection (asyncpg's statement cache). Outside a lock that one
+  statement is its own transaction; inside, the lock's.
+* A chat is read by one statement too, its participants, transcript and files coming back as
+  arrays beside its row: loading 10,000 open chats at start-up is one query, not 30,001, and
+  a statement reads one snapshot, so the parts of a chat always agree.
+* Migrations run in one transaction under an advisory lock: N processes starting at once
+  migrate exactly once; the others wait for it and find the schema current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import msgspec
+
+from webchat.protocol.gms.models import Message
+from webchat.store.migrations import migrations
+from webchat.store.records import (
+    AgentRecord,
+    ChatRecord,
+    ChatStatus,
+    FileRecord,
+    ParticipantRecord,
+    new_file_id,
+)
+
+if TYPE_CHECKING:  # asyncpg's classes are generic in its stubs only
+    Connection: TypeAlias = (asyncpg.Connection[asyncpg.Record]
+                             | asyncpg.pool.PoolConnectionProxy[asyncpg.Record])
+
+#: ``pg_advisory_xact_lock`` key serializing migrations (per database: other databases on the
+#: same server migrate independently).
+MIGRATION_LOCK = 0x7765626368617400  # "webchat\0"
+
+_message_decoder = msgspec.json.Decoder(Message)
+_map_decoder = msgspec.json.Decoder(dict[str, str])
+
+_CHAT = ("chat_id, service, secure_key, user_id, alias, status, created_ms, queued_ms, "
+         "ended_ms, agent_id, target_agent, next_participant, customer_json, user_data_json, "
+         "revision, offered_to, offered_ms")
+_PARTICIPANT = "participant_id, type, nickname, agent_id, connected"
+_FILE = ("file_id, chat_id, name, size, content_type, participant_id, created_ms, description, "
+         "deleted, downloads")
+
+# The identity of a chat (service, key, user, alias, creation) is written once; everything
+# else follows the caller's copy, as in the SQLite store.
+_SAVE = f"""
+WITH chat AS (
+    INSERT INTO chats ({_CHAT})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    ON CONFLICT (chat_id) DO UPDATE SET
+        status = excluded.status, queued_ms = excluded.queued_ms,
+        ended_ms = excluded.ended_ms, agent_id = excluded.agent_id,
+        target_agent = excluded.target_agent, next_participant = excluded.next_participant,
+        customer_json = excluded.customer_json, user_data_json = excluded.user_data_json,
+        revision = excluded.revision, offered_to = excluded.offered_to,
+        offered_ms = excluded.offered_ms
+), participant AS (
+    INSERT INTO participants (chat_id, {_PARTICIPANT})
+    SELECT $1::text, * FROM unnest($18::integer[], $19::text[], $20::text[], $21::text[],
+                                   $22::boolean[])
+    ON CONFLICT (chat_id, participant_id) DO UPDATE SET
+        nickname = excluded.nickname, connected = excluded.connected,
+        agent_id = excluded.agent_id
+), event AS (
+    INSERT INTO events (chat_id, idx, message_json)
+    SELECT $1::text, * FROM unnest($23::integer[], $24::bytea[])
+), file AS (
+    INSERT INTO files ({_FILE})
+    SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::bigint[], $29::text[],
+                         $30::integer[], $31::bigint[], $32::text[], $33::boolean[],
+                         $34::integer[])
+    ON CONFLICT (file_id) DO UPDATE SET
+        deleted = excluded.deleted, downloads = excluded.downloads
+)
+SELECT 1
+"""
+
+_LOAD = f"""
+SELECT {", ".join("c." + column.strip() for column in _CHAT.split(","))},
+    ARRAY(SELECT ROW({_PARTICIPANT}) FROM participants p
+          WHERE p.chat_id = c.chat_id ORDER BY participant_id) AS participants,
+    ARRAY(SELECT message_json FROM events e
+          WHERE e.chat_id = c.chat_id ORDER BY idx) AS events,
+    ARRAY(SELECT ROW({_FILE}) FROM files f
+          WHERE f.chat_id = c.chat_id ORDER BY created_ms, file_id) AS files
+FROM chats c
+"""
+_LOAD_ONE = _LOAD + "WHERE c.chat_id = $1"
+_LOAD_OPEN = _LOAD + "WHERE c.status <> 'ended' ORDER BY c.queued_ms, c.chat_id"
+_LOCK = "SELECT revision FROM chats WHERE chat_id = $1 FOR UPDATE"
+
+_AGENT = "agent_id, nickname, password_hash, ready, capacity, supervisor"
+
+
+async def migrate(conn: Connection) -> int:
+    """Apply the migrations not yet recorded, all in one transaction (a failing one leaves
+    the schema as it was) under :data:`MIGRATION_LOCK`; returns the schema version."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current: int = await conn.fetchval(
+            "SELECT coalesce(max(version), 0) FROM schema_version")
+        for version, _, sql in migrations(PostgresStore.dialect):
+            if version <= current:
+                continue
+            await conn.execute(sql)  # no arguments: the simple protocol runs the whole script
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+            current = version
+    return current
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows turned into columns, one array per ``unnest`` argument (also for no rows)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _save_args(chat: ChatRecord, participants: Sequence[ParticipantRecord],
+               events: Sequence[Message], files: Sequence[FileRecord]) -> list[Any]:
+    encode = msgspec.json.encode
+    row = [chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,
+           chat.status.value, chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id,
+           chat.target_agent, chat.next_participant, encode(chat.customer),
+           encode(chat.user_data), chat.revision, chat.offered_to, chat.offered_ms]
+    prows = [(p.participant_id, p.type, p.nickname, p.agent_id, p.connected)
+             for p in participants]
+    erows = [(m.index, encode(m)) for m in events]
+    frows = [(f.file_id, f.chat_id, f.name, f.size, f.content_type, f.participant_id,
+              f.created_ms, f.description, f.deleted, f.downloads) for f in files]
+    return row + _columns(prows, 5) + _columns(erows, 2) + _columns(frows, 10)
+
+
+def _chat(r: asyncpg.Record) -> ChatRecord:
+    chat = ChatRecord(
+        chat_id=r[0], service=r[1], secure_key=r[2], user_id=r[3], alias=r[4],
+        status=ChatStatus(r[5]), created_ms=r[6], queued_ms=r[7], ended_ms=r[8],
+        agent_id=r[9], target_agent=r[10], next_participant=r[11],
+        customer=_map_decoder.decode(r[12]), user_data=_map_decoder.decode(r[13]),
+        revision=r[14], offered_to=r[15], offered_ms=r[16])
+    chat.participants = {p[0]: ParticipantRecord(*p) for p in r[17]}
+    chat.events = [_message_decoder.decode(e) for e in r[18]]
+    chat.files = {f[0]: FileRecord(*f) for f in r[19]}
+    return chat
+
+
+def _agents(rows: Iterable[asyncpg.Record]) -> list[AgentRecord]:
+    return [AgentRecord(*r) for r in rows]
+
+
+class _Lock:
+    """A chat held by one transaction (see :meth:`PostgresStore.lock_chat`)."""
+
+    def __init__(self, conn: Connection, fresh: ChatRecord | None) -> None:
+        self._conn = conn
+        self.fresh = fresh
+
+    async def save(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
+                   events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None:
+        await self._conn.execute(_SAVE, *_save_args(chat, participants, events, files))
+
+
+class PostgresStore:
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 20) -> None:
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self.schema_version = 0
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        pool = await asyncpg.create_pool(
+            self.dsn, min_size=self.min_size, max_size=self.max_size,
+            server_settings={"application_name": "webchat"})
+        try:
+            async with pool.acquire() as conn:
+                self.schema_version = await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    def vault(self) -> PostgresVault:
+        """The bytes of files, in this database beside their records."""
+        return PostgresVault(self)
+
+    @asynccontextmanager
+    async def lock_chat(self, chat_id: str, revision: int) -> AsyncIterator[_Lock]:
+        """The chat's row locked by a transaction that commits when the block ends normally
+        (saved or not) and rolls back on an error. Waits while another process holds it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = await conn.fetchval(_LOCK, chat_id)
+            row = None
+            if stored is not None and stored != revision:
+                # READ COMMITTED: this statement sees the commit we waited for (and the row,
+                # locked, cannot have gone).
+                row = await conn.fetchrow(_LOAD_ONE, chat_id)
+            yield _Lock(conn, None if row is None else _chat(row))
+
+    # ---- chats -----------------------------------------------------------------------------
+
+    async def save_chat(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
+                        events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None:
+        await self.pool.execute(_SAVE, *_save_args(chat, participants, events, files))
+
+    async def load_chat(self, chat_id: str) -> ChatRecord | None:
+        row = await self.pool.fetchrow(_LOAD_ONE, chat_id)
+        return None if row is None else _chat(row)
+
+    async def load_open_chats(self) -> list[ChatRecord]:
+        return [_chat(r) for r in await self.pool.fetch(_LOAD_OPEN)]
+
+    async def chat_id_for_key(self, secure_key: str) -> str | None:
+        chat_id: str | None = await self.pool.fetchval(
+            "SELECT chat_id FROM chats WHERE secure_key = $1", secure_key)
+        return chat_id
+
+    # ---- agents ----------------------------------------------------------------------------
+
+    async def put_agent(self, agent: AgentRecord) -> None:
+        await self.pool.execute(
+            f"INSERT INTO agents ({_AGENT}) VALUES ($1, $2, $3, $4, $5, $6) "
+            "ON CONFLICT (agent_id) DO UPDATE SET nickname = excluded.nickname, "
+            "password_hash = excluded.password_hash, ready = excluded.ready, "
+            "capacity = excluded.capacity, supervisor = excluded.supervisor",
+            agent.agent_id, agent.nickname, agent.password_hash, agent.ready, agent.capacity,
+            agent.supervisor)
+
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        agents = _agents(await self.pool.fetch(
+            f"SELECT {_AGENT} FROM agents WHERE agent_id = $1", agent_id))
+        return agents[0] if agents else None
+
+    async def list_agents(self) -> list[AgentRecord]:
+        return _agents(await self.pool.fetch(f"SELECT {_AGENT} FROM agents ORDER BY agent_id"))
+
+    async def add_token(self, token_hash: str, agent_id: str, created_ms: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO agent_tokens (token_hash, agent_id, created_ms) VALUES ($1, $2, $3)",
+            token_hash, agent_id, created_ms)
+
+    async def agent_for_token(self, token_hash: str) -> str | None:
+        agent_id: str | None = await self.pool.fetchval(
+            "SELECT agent_id FROM agent_tokens WHERE token_hash = $1", token_hash)
+        return agent_id
+
+    async def delete_token(self, token_hash: str) -> None:
+        await self.pool.execute("DELETE FROM agent_tokens WHERE token_hash = $1", token_hash)
+
+
+class PostgresVault:
+    """File bytes in the ``file_blobs`` table: every process serves every upload, and a
+    backup of the database is a backup of the files. Each call is one statement in its own
+    transaction, durable when it returns."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store  # its pool opens after the server is wired
+
+    @staticmethod
+    def new_id() -> str:
+        return new_file_id()
+
+    async def write(self, file_id: str, data: bytes) -> None:
+        await self._store.pool.execute(
+            "INSERT INTO file_blobs (file_id, data) VALUES ($1, $2) "
+            "ON CONFLICT (file_id) DO UPDATE SET data = excluded.data", file_id, data)
+
+    async def read(self, file_id: str) -> bytes | None:
+        data: bytes | None = await self._store.pool.fetchval(
+            "SELECT data FROM file_blobs WHERE file_id = $1", file_id)
+        return data
+
+    async def delete(self, file_id: str) -> None:
+        await self._store.pool.execute("DELETE FROM file_blobs WHERE file_id = $1", file_id)
