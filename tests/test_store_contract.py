@@ -111,16 +111,18 @@ async def saved(store: Store, chat: ChatRecord, events: list[Message],
 async def test_a_chat_comes_back_with_every_field(store: Store) -> None:
     chat = new_chat()
     chat.ended_ms, chat.agent_id, chat.target_agent = None, None, "grace"
-    chat.offered_to, chat.offered_ms = "grace", 1_700_000_001_000
     first = [message(chat, 1, 2, "Bienvenue, Zoë — 欢迎", message_type="system"),
              message(chat, 2, 1, "a\nb\t\"c\" \\ 🐙", user_data={"b": "2", "a": "1"})]
     await saved(store, chat, first)
+    # An offer changes the chat's own fields only: a save of the row alone.
+    chat.offered_to, chat.offered_ms = "grace", 1_700_000_001_000
+    await saved(store, chat, [], [])
 
     loaded = await store.load_chat("c1")
     assert loaded == chat
     assert loaded is not None and list(loaded.user_data) == ["zeta", "alpha", "_genesys_url"]
     assert loaded.events[1].userData is not None and list(loaded.events[1].userData) == ["b", "a"]
-    assert (loaded.revision, loaded.offered_to, loaded.offered_ms) == (1, "grace",
+    assert (loaded.revision, loaded.offered_to, loaded.offered_ms) == (2, "grace",
                                                                        1_700_000_001_000)
 
     # A later change: the agent joins (offer withdrawn), a file, the customer drops out.

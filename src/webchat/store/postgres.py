@@ -21,9 +21,10 @@ Why it is shaped as it is:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import asyncpg
 import msgspec
@@ -59,8 +60,7 @@ _FILE = ("file_id, chat_id, name, size, content_type, participant_id, created_ms
 
 # The identity of a chat (service, key, user, alias, creation) is written once; everything
 # else follows the caller's copy, as in the SQLite store.
-_SAVE = f"""
-WITH chat AS (
+_UPSERT_CHAT = f"""
     INSERT INTO chats ({_CHAT})
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     ON CONFLICT (chat_id) DO UPDATE SET
@@ -69,27 +69,52 @@ WITH chat AS (
         target_agent = excluded.target_agent, next_participant = excluded.next_participant,
         customer_json = excluded.customer_json, user_data_json = excluded.user_data_json,
         revision = excluded.revision, offered_to = excluded.offered_to,
-        offered_ms = excluded.offered_ms
-), participant AS (
+        offered_ms = excluded.offered_ms"""
+_CHAT_ARGS = 17
+
+
+class _Part(NamedTuple):
+    """Rows a save may carry besides the chat's: an INSERT fed by ``unnest({arrays})``."""
+
+    insert: str
+    types: tuple[str, ...]
+
+
+_PARTS = (
+    _Part(f"""
     INSERT INTO participants (chat_id, {_PARTICIPANT})
-    SELECT $1::text, * FROM unnest($18::integer[], $19::text[], $20::text[], $21::text[],
-                                   $22::boolean[])
+    SELECT $1::text, * FROM unnest({{}})
     ON CONFLICT (chat_id, participant_id) DO UPDATE SET
         nickname = excluded.nickname, connected = excluded.connected,
-        agent_id = excluded.agent_id
-), event AS (
+        agent_id = excluded.agent_id""", ("integer", "text", "text", "text", "boolean")),
+    _Part("""
     INSERT INTO events (chat_id, idx, message_json)
-    SELECT $1::text, * FROM unnest($23::integer[], $24::bytea[])
-), file AS (
+    SELECT $1::text, * FROM unnest({})""", ("integer", "bytea")),
+    _Part(f"""
     INSERT INTO files ({_FILE})
-    SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::bigint[], $29::text[],
-                         $30::integer[], $31::bigint[], $32::text[], $33::boolean[],
-                         $34::integer[])
+    SELECT * FROM unnest({{}})
     ON CONFLICT (file_id) DO UPDATE SET
-        deleted = excluded.deleted, downloads = excluded.downloads
+        deleted = excluded.deleted, downloads = excluded.downloads""",
+          ("text", "text", "text", "bigint", "text", "integer", "bigint", "text", "boolean",
+           "integer")),
 )
-SELECT 1
-"""
+
+
+@functools.cache
+def _save_sql(carried: tuple[bool, ...]) -> str:
+    """The one statement saving a chat row with the parts (:data:`_PARTS`) a change carries,
+    each a data-modifying CTE. A part it does not carry is left out rather than fed empty
+    arrays: a message's save (the chat and one event) then encodes 19 arguments, not 34, and
+    costs about a fifth less CPU (measured in the client)."""
+    ctes = [f"chat AS ({_UPSERT_CHAT})"]
+    n = _CHAT_ARGS + 1
+    for i, part in enumerate(_PARTS):
+        if carried[i]:
+            arrays = ", ".join(f"${n + k}::{t}[]" for k, t in enumerate(part.types))
+            ctes.append(f"part{i} AS ({part.insert.format(arrays)})")
+            n += len(part.types)
+    return "WITH " + ", ".join(ctes) + "\nSELECT 1"
+
 
 _LOAD = f"""
 SELECT {", ".join("c." + column.strip() for column in _CHAT.split(","))},
@@ -102,7 +127,8 @@ SELECT {", ".join("c." + column.strip() for column in _CHAT.split(","))},
 FROM chats c
 """
 _LOAD_ONE = _LOAD + "WHERE c.chat_id = $1"
-_LOAD_OPEN = _LOAD + "WHERE c.status <> 'ended' ORDER BY c.queued_ms, c.chat_id"
+_LOAD_OPEN = _LOAD + "WHERE c.status <> 'ended'"  # unordered, as SQLite's: sorting the wide
+# rows would spill to disk, and whoever needs an order (the router) sorts
 _LOCK = "SELECT revision FROM chats WHERE chat_id = $1 FOR UPDATE"
 
 _AGENT = "agent_id, nickname, password_hash, ready, capacity, supervisor"
@@ -126,26 +152,36 @@ async def migrate(conn: Connection) -> int:
     return current
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows turned into columns, one array per ``unnest`` argument (also for no rows)."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
+#: Set on every connection. JIT compiling pays off for long analytical queries, never for
+#: these: it took half of the 0.4 s the start-up load of 10,000 chats needs.
+_SESSION = {"application_name": "webchat", "jit": "off"}
 
 
-def _save_args(chat: ChatRecord, participants: Sequence[ParticipantRecord],
-               events: Sequence[Message], files: Sequence[FileRecord]) -> list[Any]:
+async def _keep_session(conn: Connection) -> None:
+    """What a connection going back to the pool needs undone, beyond the open transaction
+    asyncpg always rolls back: nothing. The store sets no session state, holds no session
+    locks, cursors or LISTENs, so asyncpg's default reset (``RESET ALL`` ...) would be a
+    round trip per use of the pool for naught: a fifth of every save."""
+
+
+def _save(chat: ChatRecord, participants: Sequence[ParticipantRecord],
+          events: Sequence[Message], files: Sequence[FileRecord]) -> tuple[str, list[Any]]:
+    """The save statement for what the change carries, and its arguments."""
     encode = msgspec.json.encode
-    row = [chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,
-           chat.status.value, chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id,
-           chat.target_agent, chat.next_participant, encode(chat.customer),
-           encode(chat.user_data), chat.revision, chat.offered_to, chat.offered_ms]
-    prows = [(p.participant_id, p.type, p.nickname, p.agent_id, p.connected)
-             for p in participants]
-    erows = [(m.index, encode(m)) for m in events]
-    frows = [(f.file_id, f.chat_id, f.name, f.size, f.content_type, f.participant_id,
-              f.created_ms, f.description, f.deleted, f.downloads) for f in files]
-    return row + _columns(prows, 5) + _columns(erows, 2) + _columns(frows, 10)
+    args: list[Any] = [
+        chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,
+        chat.status.value, chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id,
+        chat.target_agent, chat.next_participant, encode(chat.customer),
+        encode(chat.user_data), chat.revision, chat.offered_to, chat.offered_ms]
+    parts: tuple[list[tuple[Any, ...]], ...] = (
+        [(p.participant_id, p.type, p.nickname, p.agent_id, p.connected)
+         for p in participants],
+        [(m.index, encode(m)) for m in events],
+        [(f.file_id, f.chat_id, f.name, f.size, f.content_type, f.participant_id,
+          f.created_ms, f.description, f.deleted, f.downloads) for f in files])
+    for rows in parts:
+        args.extend(list(column) for column in zip(*rows, strict=True))  # unnest's arrays
+    return _save_sql(tuple(bool(rows) for rows in parts)), args
 
 
 def _chat(r: asyncpg.Record) -> ChatRecord:
@@ -174,7 +210,8 @@ class _Lock:
 
     async def save(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
                    events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None:
-        await self._conn.execute(_SAVE, *_save_args(chat, participants, events, files))
+        sql, args = _save(chat, participants, events, files)
+        await self._conn.execute(sql, *args)
 
 
 class PostgresStore:
@@ -191,8 +228,8 @@ class PostgresStore:
 
     async def open(self) -> None:
         pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.min_size, max_size=self.max_size,
-            server_settings={"application_name": "webchat"})
+            self.dsn, min_size=self.min_size, max_size=self.max_size, reset=_keep_session,
+            server_settings=_SESSION)
         try:
             async with pool.acquire() as conn:
                 self.schema_version = await migrate(conn)
@@ -236,7 +273,8 @@ class PostgresStore:
 
     async def save_chat(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
                         events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None:
-        await self.pool.execute(_SAVE, *_save_args(chat, participants, events, files))
+        sql, args = _save(chat, participants, events, files)
+        await self.pool.execute(sql, *args)
 
     async def load_chat(self, chat_id: str) -> ChatRecord | None:
         row = await self.pool.fetchrow(_LOAD_ONE, chat_id)
