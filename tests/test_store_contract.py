@@ -314,6 +314,23 @@ async def test_vault_keeps_bytes_by_id(vault: Vault) -> None:
     assert await vault.read("../../etc/passwd") is None
 
 
+async def test_bytes_are_written_while_every_chat_connection_is_held(postgres_dsn: str) -> None:
+    """An upload writes its bytes inside its chat's change: with the pool's only connection
+    held by that change, the write still goes through (it has connections of its own)."""
+    store = PostgresStore(postgres_dsn, min_size=1, max_size=1, blob_connections=1)
+    await store.open()
+    try:
+        vault = store.vault()
+        chat = await saved(store, new_chat(), [])
+        async with store.lock_chat("c1", chat.revision):
+            file_id = vault.new_id()
+            # A bound, so that the deadlock this is about fails the test instead of hanging it.
+            await asyncio.wait_for(vault.write(file_id, b"%PDF-1.7"), 30)
+        assert await vault.read(file_id) == b"%PDF-1.7"
+    finally:
+        await store.close()
+
+
 async def test_files_through_a_server_on_postgresql(postgres_dsn: str, tmp_path: Path,
                                                     customer_factory: Callable[..., Any],
                                                     agent_factory: Callable[..., Any]) -> None:

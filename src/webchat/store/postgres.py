@@ -201,6 +201,12 @@ def _agents(rows: Iterable[asyncpg.Record]) -> list[AgentRecord]:
     return [AgentRecord(*r) for r in rows]
 
 
+def _opened(pool: asyncpg.Pool[asyncpg.Record] | None) -> asyncpg.Pool[asyncpg.Record]:
+    if pool is None:
+        raise RuntimeError("store is not open")
+    return pool
+
+
 class _Lock:
     """A chat held by one transaction (see :meth:`PostgresStore.lock_chat`)."""
 
@@ -217,37 +223,54 @@ class _Lock:
 class PostgresStore:
     dialect = "postgresql"
 
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 20) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 20,
+                 blob_connections: int = 4) -> None:
+        """``min_size``/``max_size``: the pool for chats, agents and tokens;
+        ``blob_connections``: at most so many more for file bytes (:class:`PostgresVault`),
+        opened when first needed."""
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size
+        self.blob_connections = blob_connections
         self.schema_version = 0
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._blobs: asyncpg.Pool[asyncpg.Record] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        pool = await asyncpg.create_pool(
-            self.dsn, min_size=self.min_size, max_size=self.max_size, reset=_keep_session,
-            server_settings=_SESSION)
+        pools = []
         try:
-            async with pool.acquire() as conn:
+            for min_size, max_size in ((self.min_size, self.max_size),
+                                       (0, self.blob_connections)):
+                pools.append(await asyncpg.create_pool(
+                    self.dsn, min_size=min_size, max_size=max_size, reset=_keep_session,
+                    server_settings=_SESSION))
+            async with pools[0].acquire() as conn:
                 self.schema_version = await migrate(conn)
         except BaseException:
-            await pool.close()
+            for pool in pools:
+                await pool.close()
             raise
-        self._pool = pool
+        self._pool, self._blobs = pools
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
+        pools = [p for p in (self._pool, self._blobs) if p is not None]
+        self._pool = self._blobs = None
+        for pool in pools:
             await pool.close()
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
-        if self._pool is None:
-            raise RuntimeError("store is not open")
-        return self._pool
+        """Connections for chats, agents and tokens."""
+        return _opened(self._pool)
+
+    @property
+    def blob_pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        """Connections for file bytes, apart from :attr:`pool`: an upload writes its bytes
+        while its chat is held (before the event announcing it is committed), so on one pool
+        as many uploads as it has connections would each hold one and wait for another."""
+        return _opened(self._blobs)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -324,7 +347,7 @@ class PostgresStore:
 class PostgresVault:
     """File bytes in the ``file_blobs`` table: every process serves every upload, and a
     backup of the database is a backup of the files. Each call is one statement in its own
-    transaction, durable when it returns."""
+    transaction, durable when it returns, on the store's :attr:`~PostgresStore.blob_pool`."""
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store  # its pool opens after the server is wired
@@ -334,14 +357,14 @@ class PostgresVault:
         return new_file_id()
 
     async def write(self, file_id: str, data: bytes) -> None:
-        await self._store.pool.execute(
+        await self._store.blob_pool.execute(
             "INSERT INTO file_blobs (file_id, data) VALUES ($1, $2) "
             "ON CONFLICT (file_id) DO UPDATE SET data = excluded.data", file_id, data)
 
     async def read(self, file_id: str) -> bytes | None:
-        data: bytes | None = await self._store.pool.fetchval(
+        data: bytes | None = await self._store.blob_pool.fetchval(
             "SELECT data FROM file_blobs WHERE file_id = $1", file_id)
         return data
 
     async def delete(self, file_id: str) -> None:
-        await self._store.pool.execute("DELETE FROM file_blobs WHERE file_id = $1", file_id)
+        await self._store.blob_pool.execute("DELETE FROM file_blobs WHERE file_id = $1", file_id)
