@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.services import postgres_dsn  # noqa: F401  (a fixture, for every test module)
 from webchat.bus import Bus, BusEvent
 from webchat.server import ServerConfig, build_app
 from webchat.server.app import ACCOUNTS, ENGINE

@@ -12,6 +12,7 @@ import click
 from webchat.cli.agent import agent_command
 from webchat.cli.bot import bot_command
 from webchat.cli.chat import chat_command
+from webchat.cli.migrate import migrate_command
 from webchat.cli.serve import serve_command
 
 
@@ -38,6 +39,7 @@ cli.add_command(serve_command)
 cli.add_command(chat_command)
 cli.add_command(agent_command)
 cli.add_command(bot_command)
+cli.add_command(migrate_command)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
 from webchat.broker.base import Broker, Unsubscribe
 from webchat.server.chat.agents import AgentOps
@@ -28,7 +27,7 @@ from webchat.server.chat.replica import Replica
 from webchat.server.chat.supervision import Supervision
 from webchat.server.chat.sweeper import Sweeper
 from webchat.server.config import ServerConfig
-from webchat.server.files import FileVault
+from webchat.server.files import Vault, vault_for
 from webchat.server.routing import Router
 from webchat.store.base import Store
 from webchat.store.records import AgentRecord, ChatRecord
@@ -43,7 +42,7 @@ def _node_name() -> str:
 
 class ChatEngine:
     def __init__(self, store: Store, broker: Broker, config: ServerConfig,
-                 clock: Clock = wall_clock, vault: FileVault | None = None,
+                 clock: Clock = wall_clock, vault: Vault | None = None,
                  scheduler: Scheduler | None = None, *, cluster: Broker | None = None,
                  leadership: Leadership | None = None, node: str = "") -> None:
         """``scheduler``: where timers run (real seconds on the event loop by default); its
@@ -73,7 +72,7 @@ class ChatEngine:
         if self.replica is not None:
             self.replica.resyncs.append(self.staff.load)
         self.supervision = Supervision(self.staff, self.changes, self.notifier)
-        self.files = Files(vault or FileVault(Path(config.data_dir) / "files"), config.files,
+        self.files = Files(vault or vault_for(store, config.data_dir), config.files,
                            self.changes, self.staff, self.clock)
 
     # ---- lifecycle -------------------------------------------------------------------------

@@ -1,28 +1,29 @@
 """Files in chats: the limits GMS reports (protocols.md §1.10), what an upload must prove about
-itself, and the vault that keeps the bytes.
+itself, and the vaults that keep the bytes (on disk for one node, in PostgreSQL for a cluster).
 
 An upload is checked completely — size, count, chat total, extension, declared type and the
 bytes themselves — before anything is written, so a refused file leaves no trace. The bytes
-are written to the vault (temp file + rename) before the chat's ``FileUploaded`` event is
-committed; a crash in between leaves an orphan blob, never an event pointing at nothing.
+are written to the vault, durably, before the chat's ``FileUploaded`` event is committed; a
+crash in between leaves an orphan blob, never an event pointing at nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
-import secrets
 import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.server.errors import ChatError
-from webchat.store.records import ChatRecord
+from webchat.store.records import ChatRecord, new_file_id
 
 
 def _text(data: bytes) -> bool:
@@ -152,43 +153,91 @@ def check_upload(chat: ChatRecord, limits: FileLimits, name: str, declared: str,
     return kind.mime[0]
 
 
-class FileVault:
-    """Blobs on disk under ``root/<first two chars>/<file id>``; ids are random, never names
-    a client chose, so no path a client sends can reach the filesystem."""
+class Vault(Protocol):
+    """Where the bytes of uploads live, by file id. Async, so that a database vault needs no
+    thread and a disk vault keeps its blocking I/O off the event loop."""
+
+    def new_id(self) -> str:
+        """An id for a new file's bytes (:func:`~webchat.store.records.new_file_id`)."""
+        ...
+
+    async def write(self, file_id: str, data: bytes) -> None:
+        """Durable when it returns: the event announcing the file is committed after it."""
+        ...
+
+    async def read(self, file_id: str) -> bytes | None:
+        """The bytes, or None if the vault has none under that id."""
+        ...
+
+    async def delete(self, file_id: str) -> None:
+        """Forget the bytes; nothing happens if there are none."""
+        ...
+
+
+@runtime_checkable
+class KeepsFiles(Protocol):
+    """A store with a vault of its own (PostgreSQL), which every process shares."""
+
+    def vault(self) -> Vault: ...
+
+
+def vault_for(store: object, data_dir: str | os.PathLike[str]) -> Vault:
+    """The store's own vault where it has one, so that every process of a cluster serves
+    every upload; else (SQLite, one node) files in the data directory."""
+    if isinstance(store, KeepsFiles):
+        return store.vault()
+    return DiskVault(Path(data_dir) / "files")
+
+
+class DiskVault:
+    """Blobs on disk under ``root/<first two chars>/<file id>``. Only ids of the form
+    :func:`~webchat.store.records.new_file_id` makes name a path, so no id a client sends can
+    reach elsewhere in the filesystem."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     @staticmethod
     def new_id() -> str:
-        return secrets.token_hex(16)
+        return new_file_id()
 
-    def path(self, file_id: str) -> Path:
+    def _path(self, file_id: str) -> Path | None:
         if not re.fullmatch(r"[0-9a-f]{32}", file_id):
-            raise ChatError(ErrorCode.FILE_NOT_FOUND, "no such file in this chat")
+            return None
         return self.root / file_id[:2] / file_id
 
-    def write(self, file_id: str, data: bytes) -> None:
-        target = self.path(file_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    async def write(self, file_id: str, data: bytes) -> None:
+        target = self._path(file_id)
+        if target is None:
+            raise ValueError(f"not a file id: {file_id!r}")
+        await asyncio.to_thread(_write_file, target, data)
 
-    def read(self, file_id: str) -> bytes:
+    async def read(self, file_id: str) -> bytes | None:
+        path = self._path(file_id)
+        if path is None:
+            return None
         try:
-            return self.path(file_id).read_bytes()
+            return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            raise ChatError(ErrorCode.FILE_NOT_FOUND, "no such file in this chat") from None
+            return None
 
-    def delete(self, file_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path(file_id).unlink()
+    async def delete(self, file_id: str) -> None:
+        path = self._path(file_id)
+        if path is not None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+def _write_file(target: Path, data: bytes) -> None:
+    """Temp file, fsync, rename: a reader sees the whole file or none."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

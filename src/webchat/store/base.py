@@ -36,6 +36,8 @@ class ChatLock(Protocol):
 class Store(Protocol):
     dialect: str
     """``sqlite`` or ``postgresql``: which migrations apply, and whether processes share it."""
+    schema_version: int
+    """The last migration applied, once :meth:`open` has brought the schema up to date."""
 
     async def open(self) -> None: ...
 

@@ -7,6 +7,7 @@ exact bytes a customer saw can be rebuilt after a restart.
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass, field
 
 from webchat.protocol.gms.models import Message
@@ -25,6 +26,12 @@ class ParticipantRecord:
     nickname: str
     agent_id: str | None = None
     connected: bool = True
+
+
+def new_file_id() -> str:
+    """A new file's id: random, never a name a client chose, so that it can name the file's
+    bytes in any vault (a path on disk, a key in a table) without being checked for tricks."""
+    return secrets.token_hex(16)
 
 
 @dataclass(slots=True)

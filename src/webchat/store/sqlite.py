@@ -15,13 +15,13 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 
 from webchat.protocol.gms.models import Message
+from webchat.store.migrations import migrations
 from webchat.store.records import AgentRecord, ChatRecord, ChatStatus, FileRecord, ParticipantRecord
 
 T = TypeVar("T")
@@ -30,16 +30,6 @@ Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.Ab
 _MAX_BATCH = 256
 _message_decoder = msgspec.json.Decoder(Message)
 _map_decoder = msgspec.json.Decoder(dict[str, str])
-
-
-def migrations() -> list[tuple[int, str]]:
-    """The plain-SQL migrations shipped with the package, in order: ``NNN_name.sql``."""
-    folder = resources.files("webchat.store.migrations").joinpath("sqlite")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
-    return sorted(found)
 
 
 def split_statements(sql: str) -> list[str]:
@@ -62,7 +52,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     current = row[0] or 0
-    for version, sql in migrations():
+    for version, _, sql in migrations(SqliteStore.dialect):
         if version <= current:
             continue
         for statement in split_statements(sql):

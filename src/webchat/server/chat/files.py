@@ -1,11 +1,9 @@
 """Files in a chat: uploads by either side, counted customer downloads, deletion by the uploader.
 
-The bytes live in the :class:`~webchat.server.files.FileVault` (written before the event that
+The bytes live in a :class:`~webchat.server.files.Vault` (written before the event that
 announces them is committed); the records and their events go through the unit of work."""
 
 from __future__ import annotations
-
-import asyncio
 
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
@@ -14,7 +12,7 @@ from webchat.server.chat.change import SYSTEM_ID, Changes
 from webchat.server.chat.clock import Clock
 from webchat.server.chat.customers import require_open
 from webchat.server.errors import ChatError
-from webchat.server.files import FileLimits, FileVault, check_upload, clean_name, limits_data
+from webchat.server.files import FileLimits, Vault, check_upload, clean_name, limits_data
 from webchat.store.records import ChatRecord, FileRecord
 
 
@@ -26,7 +24,7 @@ def _file(chat: ChatRecord, file_id: str) -> FileRecord:
 
 
 class Files:
-    def __init__(self, vault: FileVault, limits: FileLimits, changes: Changes,
+    def __init__(self, vault: Vault, limits: FileLimits, changes: Changes,
                  agents: AgentOps, clock: Clock) -> None:
         self._vault = vault
         self.limits = limits
@@ -55,7 +53,7 @@ class Files:
             change.require_room()  # before the file is written
             record = FileRecord(self._vault.new_id(), chat.chat_id, name, len(data),
                                 content_type, participant_id, change.now_ms, description)
-            await asyncio.to_thread(self._vault.write, record.file_id, data)
+            await self._vault.write(record.file_id, data)
             change.files.append(record)
             meta = {"file-id": record.file_id, "file-name": name, "file-size": str(len(data)),
                     "file-type": content_type}
@@ -77,7 +75,10 @@ class Files:
                 record = _file(change.chat, file_id)
                 record.downloads += 1
                 change.files.append(record)
-        return record, await asyncio.to_thread(self._vault.read, record.file_id)
+        data = await self._vault.read(record.file_id)
+        if data is None:
+            raise ChatError(ErrorCode.FILE_NOT_FOUND, "no such file in this chat")
+        return record, data
 
     async def delete(self, chat: ChatRecord, file_id: str, participant_id: int) -> ChatRecord:
         """Only whoever uploaded a file may delete it."""
@@ -89,7 +90,7 @@ class Files:
             record.deleted = True
             change.files.append(record)
             change.add(participant_id, EventType.FILE_DELETED, file_id)
-        await asyncio.to_thread(self._vault.delete, file_id)
+        await self._vault.delete(file_id)
         return change.chat
 
     async def agent_upload(self, agent_id: str, chat_id: str, name: str, declared_type: str,

@@ -1,0 +1,414 @@
+"""The Store contract, on every store: SQLite (one node) and PostgreSQL (a cluster).
+
+What a server relies on: a saved chat comes back exactly (every field, unicode, userData's
+order), open chats and secureKey lookups, agents and tokens; and, where processes share the
+store (PostgreSQL), that a change holds its chat against every other process, hands over the
+stored chat when the caller's copy is behind, and rolls back when the change fails — so that
+two processes writing one chat give its transcript indexes 1..N, none twice, none missing.
+Migrations are one list in two dialects, idempotent, and run once however many processes
+start together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import SERVICE, accepted_chat, start_server
+from tests.test_files import files_options
+from webchat.cli.main import cli
+from webchat.protocol.gms.models import Message, Participant
+from webchat.server import ServerConfig
+from webchat.server.files import DiskVault, Vault
+from webchat.store import Store, from_url
+from webchat.store.migrations import DIALECTS, migrations
+from webchat.store.postgres import PostgresStore
+from webchat.store.records import (
+    AgentRecord,
+    ChatRecord,
+    ChatStatus,
+    FileRecord,
+    ParticipantRecord,
+)
+from webchat.store.sqlite import SqliteStore
+
+REPO = Path(__file__).resolve().parent.parent
+LATEST = migrations("sqlite")[-1].version
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/webchat.sqlite3"
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return dsn
+
+
+@pytest.fixture
+async def store(store_url: str, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = from_url(store_url, tmp_path)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def shared(postgres_dsn: str) -> AsyncIterator[PostgresStore]:
+    """The store processes share: what :meth:`Store.lock_chat` must hold across them."""
+    opened = PostgresStore(postgres_dsn, min_size=1, max_size=4)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+# ---- chats as a server writes them ---------------------------------------------------------
+
+def message(chat: ChatRecord, index: int, pid: int, text: str, *,
+            message_type: str | None = None, user_data: dict[str, str] | None = None
+            ) -> Message:
+    p = chat.participants[pid]
+    return Message(from_=Participant(p.nickname, pid, p.type), index=index, type="Message",
+                   utcTime=1_700_000_000_000 + index, text=text, messageType=message_type,
+                   userData=user_data)
+
+
+def new_chat(chat_id: str = "c1", key: str = "k1", status: ChatStatus = ChatStatus.QUEUED
+             ) -> ChatRecord:
+    chat = ChatRecord(
+        chat_id=chat_id, service=SERVICE, secure_key=key, user_id="u-1", alias="117",
+        status=status, created_ms=1_700_000_000_000, queued_ms=1_700_000_000_123,
+        customer={"nickname": "Zoë 🐙", "email": "zoe@example.org"},
+        # Keys out of alphabetical order: a client shows them in the order it sent them.
+        user_data={"zeta": "last", "alpha": "first", "_genesys_url": "https://ex.org/?q=é"},
+        next_participant=3)
+    chat.participants = {1: ParticipantRecord(1, "Customer", "Zoë 🐙"),
+                         2: ParticipantRecord(2, "External", "system")}
+    return chat
+
+
+async def saved(store: Store, chat: ChatRecord, events: list[Message],
+                participants: list[ParticipantRecord] | None = None,
+                files: list[FileRecord] | None = None) -> ChatRecord:
+    """Save like a change does (the revision counts it) and keep the copy in step."""
+    chat.revision += 1
+    chat_participants = list(chat.participants.values()) if participants is None else participants
+    await store.save_chat(chat, chat_participants, events, files or [])
+    chat.events.extend(events)
+    chat.files.update((f.file_id, f) for f in files or [])
+    return chat
+
+
+async def test_a_chat_comes_back_with_every_field(store: Store) -> None:
+    chat = new_chat()
+    chat.ended_ms, chat.agent_id, chat.target_agent = None, None, "grace"
+    first = [message(chat, 1, 2, "Bienvenue, Zoë — 欢迎", message_type="system"),
+             message(chat, 2, 1, "a\nb\t\"c\" \\ 🐙", user_data={"b": "2", "a": "1"})]
+    await saved(store, chat, first)
+    # An offer changes the chat's own fields only: a save of the row alone.
+    chat.offered_to, chat.offered_ms = "grace", 1_700_000_001_000
+    await saved(store, chat, [], [])
+
+    loaded = await store.load_chat("c1")
+    assert loaded == chat
+    assert loaded is not None and list(loaded.user_data) == ["zeta", "alpha", "_genesys_url"]
+    assert loaded.events[1].userData is not None and list(loaded.events[1].userData) == ["b", "a"]
+    assert (loaded.revision, loaded.offered_to, loaded.offered_ms) == (2, "grace",
+                                                                       1_700_000_001_000)
+
+    # A later change: the agent joins (offer withdrawn), a file, the customer drops out.
+    chat.status, chat.agent_id, chat.offered_to, chat.offered_ms = (ChatStatus.ACTIVE, "grace",
+                                                                    None, None)
+    chat.participants[3] = agent = ParticipantRecord(3, "Agent", "Grace", "grace")
+    chat.participants[1] = customer = replace(chat.participants[1], connected=False)
+    chat.next_participant = 4
+    upload = FileRecord("ab" * 16, "c1", "reçu.png", 1234, "image/png", 1, 1_700_000_002_000,
+                        "ma facture")
+    await saved(store, chat, [message(chat, 3, 3, "hi")], [agent, customer], [upload])
+    # And one that counts a download and deletes nothing else.
+    chat.files[upload.file_id] = counted = replace(upload, downloads=1, deleted=True)
+    await saved(store, chat, [], [], [counted])
+
+    assert await store.load_chat("c1") == chat
+    assert await store.load_chat("nope") is None
+
+
+async def test_open_chats_and_secure_keys(store: Store) -> None:
+    for n, status in enumerate([ChatStatus.QUEUED, ChatStatus.ACTIVE, ChatStatus.ENDED]):
+        chat = new_chat(f"c{n}", f"key-{n}", status)
+        await saved(store, chat, [message(chat, 1, 2, f"chat {n}")])
+        if status is ChatStatus.ENDED:
+            chat.ended_ms = 1_700_000_009_000
+            await saved(store, chat, [message(chat, 2, 2, "bye")])
+
+    open_chats = sorted(await store.load_open_chats(), key=lambda c: c.chat_id)
+    assert [(c.chat_id, c.status, [e.text for e in c.events]) for c in open_chats] == [
+        ("c0", ChatStatus.QUEUED, ["chat 0"]), ("c1", ChatStatus.ACTIVE, ["chat 1"])]
+    assert await store.chat_id_for_key("key-2") == "c2"
+    assert await store.chat_id_for_key("key-9") is None
+    ended = await store.load_chat("c2")
+    assert ended is not None and ended.ended_ms == 1_700_000_009_000 and ended.ended
+
+
+async def test_agents_and_tokens(store: Store) -> None:
+    assert await store.get_agent("grace") is None
+    grace = AgentRecord("grace", "Grace Hopper", "scrypt$…", ready=True, capacity=2)
+    await store.put_agent(grace)
+    await store.put_agent(AgentRecord("ada", "Ada", "h", supervisor=True))
+    assert await store.get_agent("grace") == grace
+    updated = replace(grace, nickname="Grace H.", ready=False, capacity=5, supervisor=True)
+    await store.put_agent(updated)
+    assert await store.list_agents() == [AgentRecord("ada", "Ada", "h", supervisor=True),
+                                         updated]
+
+    await store.add_token("t-hash", "grace", 1_700_000_000_000)
+    assert await store.agent_for_token("t-hash") == "grace"
+    assert await store.agent_for_token("other") is None
+    await store.delete_token("t-hash")
+    assert await store.agent_for_token("t-hash") is None
+
+
+async def test_a_change_under_the_lock_is_saved(store: Store) -> None:
+    chat = new_chat()
+    async with store.lock_chat("c1", 0) as held:  # not stored yet: nothing to hold
+        assert held.fresh is None
+        chat.revision = 1
+        await held.save(chat, list(chat.participants.values()), [message(chat, 1, 2, "hi")])
+    async with store.lock_chat("c1", 1) as held:  # current: nothing to hand over
+        assert held.fresh is None
+    loaded = await store.load_chat("c1")
+    assert loaded is not None and [e.text for e in loaded.events] == ["hi"]
+    await store.ping()
+
+
+async def test_a_failed_change_writes_nothing(store: Store) -> None:
+    chat = await saved(store, new_chat(), [])
+    with pytest.raises(RuntimeError):
+        async with store.lock_chat("c1", chat.revision):
+            raise RuntimeError("the change was refused before its save")
+    assert await store.load_chat("c1") == chat
+
+
+# ---- what sharing a store between processes needs (PostgreSQL) -----------------------------
+
+async def test_a_stale_copy_is_handed_the_stored_chat(shared: PostgresStore) -> None:
+    chat = await saved(shared, new_chat(), [])
+    behind = replace(chat, events=list(chat.events))
+    await saved(shared, chat, [message(chat, 1, 2, "from another process")])
+
+    async with shared.lock_chat("c1", behind.revision) as held:
+        assert held.fresh == chat
+    async with shared.lock_chat("c1", chat.revision) as held:
+        assert held.fresh is None
+
+
+async def test_an_error_after_the_save_rolls_it_back(shared: PostgresStore) -> None:
+    chat = await saved(shared, new_chat(), [message(new_chat(), 1, 2, "kept")])
+    before = await shared.load_chat("c1")
+    with pytest.raises(RuntimeError):
+        async with shared.lock_chat("c1", chat.revision) as held:
+            await held.save(replace(chat, revision=chat.revision + 1,
+                                    status=ChatStatus.ENDED), [],
+                            [message(chat, 2, 2, "lost")])
+            raise RuntimeError("after the save, before the commit")
+    assert await shared.load_chat("c1") == before
+
+
+async def test_an_index_is_never_given_twice(shared: PostgresStore) -> None:
+    chat = await saved(shared, new_chat(), [message(new_chat(), 1, 2, "first")])
+    with pytest.raises(asyncpg.UniqueViolationError):
+        async with shared.lock_chat("c1", 0) as held:  # ignores that it is behind
+            await held.save(replace(chat, revision=5), [], [message(chat, 1, 1, "again")])
+    loaded = await shared.load_chat("c1")
+    assert loaded is not None and loaded.revision == 1
+    assert [(e.index, e.text) for e in loaded.events] == [(1, "first")]
+
+
+async def append(dsn: str, chat_id: str, count: int, writer: str) -> None:
+    """One process's writer: ``count`` events on ``chat_id``, each under the lock, on its own
+    copy of the chat brought up to date by the lock (as :class:`Changes` does)."""
+    store = PostgresStore(dsn, min_size=1, max_size=2)
+    await store.open()
+    try:
+        chat = await store.load_chat(chat_id)
+        assert chat is not None
+        for n in range(count):
+            async with store.lock_chat(chat_id, chat.revision) as held:
+                if held.fresh is not None:
+                    chat = held.fresh
+                event = message(chat, chat.next_index, 1, f"{writer}-{n}")
+                chat.revision += 1
+                await held.save(chat, [], [event])
+                chat.events.append(event)
+    finally:
+        await store.close()
+
+
+def assert_dense(chat: ChatRecord | None, writers: dict[str, int]) -> None:
+    """Indexes exactly 1..N and every writer's events all there, each once, in its order."""
+    assert chat is not None
+    total = 1 + sum(writers.values())
+    assert [e.index for e in chat.events] == list(range(1, total + 1))
+    assert chat.revision == total
+    texts = [e.text or "" for e in chat.events[1:]]
+    for writer, count in writers.items():
+        assert [t for t in texts if t.startswith(writer + "-")] == [
+            f"{writer}-{n}" for n in range(count)]
+
+
+async def test_two_pools_writing_one_chat_give_dense_indexes(postgres_dsn: str,
+                                                             shared: PostgresStore) -> None:
+    await saved(shared, new_chat(), [message(new_chat(), 1, 2, "start")])
+    writers = {f"w{n}": 60 for n in range(4)}  # two pools, as two processes, two tasks each
+    await asyncio.gather(*(append(postgres_dsn, "c1", count, writer)
+                           for writer, count in writers.items()))
+    assert_dense(await shared.load_chat("c1"), writers)
+
+
+async def test_two_processes_writing_one_chat_give_dense_indexes(postgres_dsn: str,
+                                                                 shared: PostgresStore) -> None:
+    await saved(shared, new_chat(), [message(new_chat(), 1, 2, "start")])
+    writers = {"p0": 80, "p1": 80}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    code = ("import asyncio, sys; from tests.test_store_contract import append; "
+            "asyncio.run(append(sys.argv[1], 'c1', int(sys.argv[2]), sys.argv[3]))")
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, postgres_dsn, str(count), writer, cwd=REPO, env=env,
+        stderr=subprocess.PIPE) for writer, count in writers.items()]
+    for proc in procs:
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+    assert_dense(await shared.load_chat("c1"), writers)
+
+
+# ---- files' bytes --------------------------------------------------------------------------
+
+@pytest.fixture
+async def vault(store: Store, tmp_path: Path) -> Vault:
+    """The vault a server gets for the store (PostgreSQL keeps the bytes itself)."""
+    if isinstance(store, PostgresStore):
+        return store.vault()
+    return DiskVault(tmp_path / "files")
+
+
+async def test_vault_keeps_bytes_by_id(vault: Vault) -> None:
+    first, second = vault.new_id(), vault.new_id()
+    assert first != second
+    data = bytes(range(256)) * 1000
+    await vault.write(first, data)
+    assert await vault.read(first) == data
+    assert await vault.read(second) is None
+    await vault.delete(first)
+    await vault.delete(first)  # again: nothing there, no error
+    assert await vault.read(first) is None
+    assert await vault.read("../../etc/passwd") is None
+
+
+async def test_bytes_are_written_while_every_chat_connection_is_held(postgres_dsn: str) -> None:
+    """An upload writes its bytes inside its chat's change: with the pool's only connection
+    held by that change, the write still goes through (it has connections of its own)."""
+    store = PostgresStore(postgres_dsn, min_size=1, max_size=1, blob_connections=1)
+    await store.open()
+    try:
+        vault = store.vault()
+        chat = await saved(store, new_chat(), [])
+        async with store.lock_chat("c1", chat.revision):
+            file_id = vault.new_id()
+            # A bound, so that the deadlock this is about fails the test instead of hanging it.
+            await asyncio.wait_for(vault.write(file_id, b"%PDF-1.7"), 30)
+        assert await vault.read(file_id) == b"%PDF-1.7"
+    finally:
+        await store.close()
+
+
+async def test_files_through_a_server_on_postgresql(postgres_dsn: str, tmp_path: Path,
+                                                    customer_factory: Callable[..., Any],
+                                                    agent_factory: Callable[..., Any]) -> None:
+    """A server on PostgreSQL keeps uploads in the database (any process can serve them)."""
+    config = ServerConfig(data_dir=str(tmp_path / "data"), offer_timeout_s=5.0)
+    server = await start_server(config, store=PostgresStore(postgres_dsn))
+    try:
+        customer = await customer_factory(server.data_url, **files_options(server, "rest"))
+        agent, chat_id = await accepted_chat(server, customer, agent_factory)
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+        sent = await customer.command("sendFile", {"data": png, "fileName": "a.png"})
+        data, _ = await agent.client.download_file(chat_id, sent["userData"]["file-id"])
+        assert data == png
+    finally:
+        await server.runner.cleanup()
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        assert await conn.fetchval("SELECT data FROM file_blobs") == png
+    finally:
+        await conn.close()
+    assert not (tmp_path / "data" / "files").exists()
+
+
+# ---- migrations ----------------------------------------------------------------------------
+
+def test_every_dialect_has_the_same_migrations() -> None:
+    listed = {d: [(m.version, m.name) for m in migrations(d)] for d in DIALECTS}
+    assert listed["sqlite"] == listed["postgresql"]
+    assert [v for v, _ in listed["sqlite"]] == list(range(1, LATEST + 1))
+    with pytest.raises(ValueError, match="no migrations for dialect"):
+        migrations("oracle")
+
+
+async def test_migrating_again_changes_nothing(store_url: str, tmp_path: Path) -> None:
+    first = from_url(store_url, tmp_path)
+    await first.open()
+    await first.put_agent(AgentRecord("grace", "Grace", "h"))
+    await first.close()
+    again = from_url(store_url, tmp_path)
+    await again.open()
+    try:
+        assert (first.schema_version, again.schema_version) == (LATEST, LATEST)
+        assert await again.get_agent("grace") == AgentRecord("grace", "Grace", "h")
+    finally:
+        await again.close()
+
+
+async def test_processes_starting_together_migrate_once(postgres_dsn: str) -> None:
+    stores = [PostgresStore(postgres_dsn, min_size=1, max_size=1) for _ in range(6)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        assert {s.schema_version for s in stores} == {LATEST}
+        versions = await stores[0].pool.fetch("SELECT version FROM schema_version ORDER BY 1")
+        assert [r[0] for r in versions] == list(range(1, LATEST + 1))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    default = from_url(None, tmp_path)
+    assert isinstance(default, SqliteStore) and default.path == tmp_path / "webchat.sqlite3"
+    named = from_url("sqlite:///var/lib/webchat/chats.db", tmp_path)
+    assert isinstance(named, SqliteStore) and named.path == Path("/var/lib/webchat/chats.db")
+    for url in ("postgresql://webchat@db.internal:5432/chats", "postgres://db/chats"):
+        pg = from_url(url, tmp_path)
+        assert isinstance(pg, PostgresStore) and pg.dsn == url
+    for bad in ("mysql://db/chats", "sqlite://host/x.db"):
+        with pytest.raises(ValueError):
+            from_url(bad, tmp_path)
+
+
+def test_migrate_command(store_url: str, tmp_path: Path) -> None:
+    dialect = "sqlite" if store_url.startswith("sqlite") else "postgresql"
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["migrate", "--store", store_url])
+        assert result.exit_code == 0, result.output
+        assert result.output == f"{dialect} schema version {LATEST}\n"
+    unreachable = CliRunner().invoke(
+        cli, ["migrate", "--store", "postgresql://nobody@127.0.0.1:1/none"])
+    assert unreachable.exit_code == 1
+    assert "could not migrate the postgresql store" in unreachable.output
