@@ -12,6 +12,7 @@ of a real deployment reach a database server on their network.
 
     python scripts/cluster_netns.py up [--store URL] [--broker URL] [-- SERVE_OPTIONS...]
     python scripts/cluster_netns.py status
+    python scripts/cluster_netns.py host 2 kill     (or stop, start, restart, partition, heal)
     python scripts/cluster_netns.py down
 
 ``up`` leaves everything running and records what it started in a state folder; ``down``
@@ -448,6 +449,17 @@ class Cluster:
     def access_log(self) -> list[Access]:
         return parse_access_log(tail(self.access_log_path, chars=10**8))
 
+    def tagged(self, tag: str, count: int, within_s: float = 5.0) -> list[Access]:
+        """The access log's entries for the requests holding ``tag``, once there are
+        ``count`` of them (or ``within_s`` passed): nginx writes a request's line just after
+        answering it, so a client holding its answer may look a moment before it is there."""
+        deadline = time.monotonic() + within_s
+        while True:
+            entries = [e for e in self.access_log() if tag in e.request]
+            if len(entries) >= count or time.monotonic() > deadline:
+                return entries
+            time.sleep(0.02)
+
     def host_at(self, upstream: str) -> Host:
         return next(h for h in self.hosts if h.upstream == upstream)
 
@@ -600,23 +612,33 @@ class Cluster:
             lines.append(f"forward {', '.join(map(str, self.forwards()))} on {t.gateway} "
                          f"-> 127.0.0.1 ({state(self.forwarder)})")
         for host in self.hosts:
-            ns = "netns" if host.name in namespaces else "NO NETNS"
+            link = run(["ip", "-br", "link", "show", host.name], check=False).stdout.split()
+            ns = ("NO NETNS" if host.name not in namespaces
+                  else "CUT OFF" if "DOWN" in link[1:2] else "netns")
             health = host.health()
             said = json.dumps(health, separators=(",", ":")) if health else "no answer"
-            lines.append(f"{host.name:<7} {ns} {host.upstream:<18} {state(host.proc):<15} "
+            lines.append(f"{host.name:<7} {ns:<8} {host.upstream:<18} {state(host.proc):<15} "
                          f"/healthz {said}")
         if self.nginx is not None and self.nginx.alive():
             lines.append(self._probe_balance())
         return lines
 
     def _probe_balance(self, requests: int = 6) -> str:
+        """``requests`` GETs through nginx, each waited for as long as nginx may take to
+        route around a host (proxy_next_upstream_timeout, 30 s), and who answered them."""
         tag = secrets.token_hex(4)
-        statuses = [get(f"{self.url}/healthz?probe={tag}") for _ in range(requests)]
-        served = [a.answered_by for a in self.access_log() if f"probe={tag}" in a.request]
-        counts = {h.name: sum(1 for u in served if u == h.upstream) for h in self.hosts}
+        start = time.monotonic()
+        statuses = [get(f"{self.url}/healthz?probe={tag}", timeout_s=35.0)
+                    for _ in range(requests)]
+        seconds = time.monotonic() - start
+        entries = self.tagged(f"probe={tag}", requests)
+        counts = {h.name: sum(1 for e in entries if e.answered_by == h.upstream)
+                  for h in self.hosts}
+        retried = sum(1 for e in entries if len(e.upstreams) > 1)
         ok = sum(1 for s in statuses if s is not None and s[0] == 200)
-        return (f"through nginx: {ok}/{requests} GET /healthz answered 200, by "
-                + ", ".join(f"{name} {n}" for name, n in counts.items()))
+        return (f"through nginx: {ok}/{requests} GET /healthz answered 200 in {seconds:.1f} s, "
+                f"by {', '.join(f'{name} {n}' for name, n in counts.items())}"
+                f" ({retried} after a failed try)")
 
 
 @contextlib.contextmanager
@@ -821,14 +843,22 @@ def _endpoint(text: str) -> tuple[str, int]:
 
 # ---- the command line -----------------------------------------------------------------------
 
+HOST_ACTIONS = ("kill", "stop", "start", "restart", "partition", "heal")
+"""What ``host N ACTION`` may call: the :class:`Host` methods of the same names."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="make the namespaces, start forwarder, servers, nginx")
     status = commands.add_parser("status", help="what runs, and who answers through nginx")
     down = commands.add_parser("down", help="end what up started, delete the namespaces")
+    host = commands.add_parser("host", help="act on one host: kill (SIGKILL), stop "
+                                            "(SIGTERM), start, restart, partition, heal")
+    host.add_argument("index", type=int, help="1, 2, 3 ...")
+    host.add_argument("action", choices=HOST_ACTIONS)
     defaults = Topology()
-    for sub in (up, status, down):
+    for sub in (up, status, down, host):
         sub.add_argument("--name", default=defaults.name,
                          help="prefix of namespaces, links and state folder (default %(default)s)")
         sub.add_argument("--state-root", default=defaults.state_root,
@@ -868,10 +898,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"agent login: agent / {c.agent_password}   state and logs: {c.state_dir}")
             return 0
         c = Cluster.load_or_bare(Topology(args.name, state_root=args.state_root))
-        if args.command == "status":
-            if not (c.state_dir / "state.json").exists():
-                print(f"cluster {args.name}: not up")
-                return 1
+        if args.command in ("status", "host") and not (c.state_dir / "state.json").exists():
+            print(f"cluster {args.name}: not up")
+            return 1
+        if args.command == "host":
+            if not 1 <= args.index <= len(c.hosts):
+                raise ClusterError(f"host {args.index}: the cluster has 1 to {len(c.hosts)}")
+            getattr(c.hosts[args.index - 1], args.action)()
+            print(f"{c.hosts[args.index - 1].name}: {args.action} done")
+        elif args.command == "status":
             print("\n".join(c.status()))
         else:
             c.down()

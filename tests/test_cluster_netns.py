@@ -147,9 +147,9 @@ def _tag() -> str:
     return f"t={secrets.token_hex(6)}"
 
 
-def _served(c: Cluster, tag: str) -> list[str]:
-    """The host (upstream) that answered each tagged request, from nginx's access log."""
-    return [e.answered_by for e in c.access_log() if tag in e.request]
+def _served(c: Cluster, tag: str, count: int) -> list[str]:
+    """The host (upstream) that answered each of the ``count`` requests holding ``tag``."""
+    return [e.answered_by for e in c.tagged(tag, count)]
 
 
 def wait_in_rotation(c: Cluster, within_s: float = 30.0) -> None:
@@ -157,10 +157,12 @@ def wait_in_rotation(c: Cluster, within_s: float = 30.0) -> None:
     rotation comes back ``fail_timeout`` after it answers again)."""
     tag = _tag()
     deadline = time.monotonic() + within_s
+    sent = 0
     while True:
         for _ in c.hosts:
             get(f"{c.url}/healthz?{tag}")
-        missing = {h.upstream for h in c.hosts} - set(_served(c, tag))
+            sent += 1
+        missing = {h.upstream for h in c.hosts} - set(_served(c, tag, sent))
         if not missing:
             return
         assert time.monotonic() < deadline, f"not back in nginx's rotation: {missing}"
@@ -237,7 +239,7 @@ def test_requests_through_nginx_reach_every_host(lb: Cluster) -> None:
     tag = _tag()
     answers = [get(f"{lb.url}/healthz?{tag}") for _ in range(3 * len(lb.hosts))]
     assert [a[0] if a else None for a in answers] == [200] * len(answers)
-    served = _served(lb, tag)
+    served = _served(lb, tag, len(answers))
     assert len(served) == len(answers)
     assert set(served) == {h.upstream for h in lb.hosts}
     nodes = {json.loads(a[1]).get("node") for a in answers if a is not None}
@@ -371,7 +373,8 @@ def test_a_killed_server_is_routed_around_then_rejoins(lb: Cluster) -> None:
     assert all(replies[0]["successful"] for _, replies in posts)
     gets = [get(f"{lb.url}/healthz?{tag}") for _ in range(3 * len(lb.hosts))]
     assert [a[0] if a else None for a in gets] == [200] * len(gets)
-    entries = [e for e in lb.access_log() if tag in e.request]
+    entries = lb.tagged(tag, len(posts) + len(gets))
+    assert len(entries) == len(posts) + len(gets)
     assert all(e.answered_by != victim.upstream for e in entries)
     rerouted = [e for e in entries if victim.upstream in e.upstreams[:-1]]
     assert rerouted, "nginx never tried the dead host: nothing shows it was routed around"
@@ -390,7 +393,8 @@ def test_a_host_cut_off_the_network_is_routed_around(lb: Cluster) -> None:
         tag = _tag()
         gets = [get(f"{lb.url}/healthz?{tag}", timeout_s=60) for _ in range(2 * len(lb.hosts))]
         assert [a[0] if a else None for a in gets] == [200] * len(gets)
-        entries = [e for e in lb.access_log() if tag in e.request]
+        entries = lb.tagged(tag, len(gets))
+        assert len(entries) == len(gets)
         assert all(e.answered_by != victim.upstream for e in entries)
         assert any(victim.upstream in e.upstreams[:-1] for e in entries)
     finally:
