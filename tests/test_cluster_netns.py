@@ -300,7 +300,7 @@ class Held:
     seconds: float
 
 
-async def _long_poll(http: aiohttp.ClientSession, url: str) -> Held:
+async def _long_poll(http: aiohttp.ClientSession, url: str, hosts: int) -> Held:
     """Handshake, then connect over HTTP long-polling through nginx until a connect is held
     and answered. Each request may go to any host: until the hosts share CometD sessions,
     one without the session answers 402 at once, and the retry goes to the next host."""
@@ -316,7 +316,7 @@ async def _long_poll(http: aiohttp.ClientSession, url: str) -> Held:
                "connectionType": "long-polling"}
 
     async def connect_on_session_host() -> dict[str, Any]:
-        for _ in range(3 * 3):
+        for _ in range(3 * hosts):  # ample for a round robin over ``hosts``
             reply = await post([connect])
             if reply.get("successful") or not str(reply.get("error", "")).startswith("402"):
                 return reply
@@ -353,7 +353,7 @@ async def test_cometd_polls_over_websocket_and_long_polling_are_held_through_ngi
         lb: Cluster) -> None:
     async with aiohttp.ClientSession() as http:
         on_ws, on_http = await asyncio.gather(_websocket_poll(http, lb.url + COMETD),
-                                              _long_poll(http, lb.url + COMETD))
+                                              _long_poll(http, lb.url + COMETD, len(lb.hosts)))
     for held in (on_ws, on_http):
         assert held.reply["channel"] == "/meta/connect"
         assert held.reply["successful"] is True, held.reply
