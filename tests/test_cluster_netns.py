@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -48,17 +49,20 @@ from scripts.cluster_netns import (
 )
 
 from tests.conftest import free_port
+from tests.services import POSTGRES_START, POSTGRES_URL, unavailable, with_database
 
 COMETD = "/genesys/cometd"
-POSTGRES = ("127.0.0.1", 5432)
+_pg = urlsplit(POSTGRES_URL)
+POSTGRES = (_pg.hostname or "127.0.0.1", _pg.port or 5432)
 REDIS = ("127.0.0.1", 6379)
+REDIS_START = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''"
 HELD_AT_LEAST_S = 25.0
 """A held /meta/connect must come back no sooner: the server holds it 30 s
 (ServerOptions.timeout_ms), and a proxy cutting it at a common 25-30 s default would show."""
 
 
 def _in_ci() -> bool:
-    return bool(os.environ.get("CI"))
+    return os.environ.get("CI") == "true"  # as tests/services.py reads it
 
 
 def _unavailable() -> str | None:
@@ -84,13 +88,9 @@ def _reachable(address: tuple[str, int]) -> bool:
 
 
 def _require(address: tuple[str, int], what: str, start: str) -> None:
-    """The services rule: fail under CI, else skip saying how to start it. (A local
-    stand-in for tests/services.py, which the "ci" branch adds.)"""
+    """The services rule (tests/services.py): fail under CI, else skip saying how to start."""
     if not _reachable(address):
-        reason = f"{what} not reachable at {address[0]}:{address[1]}; start it with {start}"
-        if _in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"{what} not reachable at {address[0]}:{address[1]}; start it with {start}")
 
 
 @contextlib.contextmanager
@@ -107,7 +107,7 @@ def _shared_services() -> Iterator[tuple[str | None, str | None]]:
     name = f"webchat_netns_{secrets.token_hex(4)}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
         try:
             await conn.execute(sql)
         finally:
@@ -117,7 +117,7 @@ def _shared_services() -> Iterator[tuple[str | None, str | None]]:
     try:
         broker = ("redis://127.0.0.1:6379/0"
                   if "--broker" in options and _reachable(REDIS) else None)
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}", broker
+        yield with_database(POSTGRES_URL, name), broker
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -135,7 +135,7 @@ def lb(request: pytest.FixtureRequest) -> Iterator[Cluster]:
                         subnet=free_subnet(seed=os.getpid()), lb_port=free_port())
     failed_before = request.session.testsfailed
     with _shared_services() as (store, broker), cluster(
-            topology, store=store, broker=broker, forward_ports=(5432, 6379)) as c:
+            topology, store=store, broker=broker, forward_ports=(POSTGRES[1], REDIS[1])) as c:
         yield c
     if request.session.testsfailed == failed_before:
         shutil.rmtree(topology.state_dir, ignore_errors=True)
@@ -251,30 +251,29 @@ PROBE = """
 import asyncio, json, socket, sys
 import asyncpg, redis.asyncio as aioredis
 
-async def main(gateway, key):
-    conn = await asyncpg.connect(f"postgresql://postgres@{gateway}:5432/test", timeout=5)
+async def main(postgres, postgres_port, gateway, redis_port, key):
+    conn = await asyncpg.connect(postgres, timeout=5)
     try:
         one = await conn.fetchval("SELECT 1")
     finally:
         await conn.close()
-    r = aioredis.Redis(host=gateway, port=6379, socket_timeout=5)
+    r = aioredis.Redis(host=gateway, port=redis_port, socket_timeout=5)
     try:
         seen = (await r.get(key)).decode()
     finally:
         await r.aclose()
     with socket.socket() as s:
         s.settimeout(2)
-        loopback = s.connect_ex(("127.0.0.1", 5432))
-    print(json.dumps({"postgres": one, "redis": seen, "loopback_5432": loopback}))
+        loopback = s.connect_ex(("127.0.0.1", postgres_port))
+    print(json.dumps({"postgres": one, "redis": seen, "own_loopback": loopback}))
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]))
 """
 
 
 def test_hosts_reach_postgres_and_redis_through_the_bridge(lb: Cluster) -> None:
-    _require(POSTGRES, "PostgreSQL",
-             "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
-    _require(REDIS, "Redis", "redis-server --daemonize yes --bind 127.0.0.1 --port 6379")
+    _require(POSTGRES, "PostgreSQL", POSTGRES_START)
+    _require(REDIS, "Redis", REDIS_START)
     import redis
 
     key = f"webchat-netns:{secrets.token_hex(6)}"
@@ -282,13 +281,15 @@ def test_hosts_reach_postgres_and_redis_through_the_bridge(lb: Cluster) -> None:
     root.set(key, "written in the root namespace", ex=60)
     try:
         for host in lb.hosts:
-            done = host.exec([sys.executable, "-c", PROBE, lb.topology.gateway, key])
+            postgres = through_bridge(POSTGRES_URL, lb.topology.gateway)[0]
+            done = host.exec([sys.executable, "-c", PROBE, postgres, str(POSTGRES[1]),
+                              lb.topology.gateway, str(REDIS[1]), key])
             assert done.returncode == 0, done.stderr
             seen = json.loads(done.stdout)
             assert seen["postgres"] == 1
             assert seen["redis"] == "written in the root namespace"
             # a host's own loopback has no PostgreSQL: it is reached over the "network"
-            assert seen["loopback_5432"] != 0
+            assert seen["own_loopback"] != 0
     finally:
         root.delete(key)
         root.close()
