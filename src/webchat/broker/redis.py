@@ -86,9 +86,16 @@ class Backoff:
         return delay * random.uniform(0.5, 1.0)
 
 
-async def connect(conn: AbstractConnection) -> None:
-    """Open ``conn`` (with its handshake: AUTH, SELECT, CLIENT SETNAME) unless it is open."""
-    await conn.connect()  # type: ignore[no-untyped-call]
+async def connect(conn: AbstractConnection, timeout_s: float) -> None:
+    """Open ``conn`` unless it is open, handshake (AUTH, SELECT, CLIENT SETNAME) included,
+    within ``timeout_s``. A failed attempt leaves it closed: redis-py would otherwise take a
+    socket whose handshake was cut short for an open connection."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await conn.connect()  # type: ignore[no-untyped-call]
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
 
 
 def _chunks(items: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
@@ -107,13 +114,17 @@ class RedisBroker:
     is announced when publishing works again. ``timeout_s`` bounds every connect and every
     batch's answer; the idle subscription is PINGed every ``health_interval_s`` and given up
     after three intervals without any answer (a network that stalls without closing).
-    Reconnecting waits ``backoff_s``, doubling up to ``backoff_max_s``.
+    Reconnecting waits ``backoff_s``, doubling up to ``backoff_max_s``. ``min_interval_s``
+    spaces batches: a batch goes out at once unless the previous one left less than that
+    ago, so a lone message waits for nothing and a steady stream is sent in fewer, larger
+    batches (each batch costs a write and a wakeup in this process, in Redis and in every
+    subscriber; see ``benchmarks/redis_broker.py``).
     """
 
     def __init__(self, url: str, *, prefix: str = "webchat:", name: str | None = None,
                  max_queue: int = 10_000, max_batch: int = 2_000, timeout_s: float = 5.0,
                  backoff_s: float = 0.05, backoff_max_s: float = 2.0,
-                 health_interval_s: float = 5.0) -> None:
+                 health_interval_s: float = 5.0, min_interval_s: float = 0.0) -> None:
         self.name = name or default_node_id()
         self.prefix = prefix
         self.on_reconnect: list[Callable[[], None]] = []
@@ -126,6 +137,7 @@ class RedisBroker:
         """Times the subscription was re-established after a loss."""
         self._max_queue = max_queue
         self._max_batch = max_batch
+        self._min_interval_s = min_interval_s
         self._timeout_s = timeout_s
         self._backoff = (backoff_s, backoff_max_s)
         self._health_s = health_interval_s
@@ -162,6 +174,9 @@ class RedisBroker:
         # RESP2 whatever the URL says: the replies read below (subscription messages as
         # plain arrays) are RESP2's; RESP3 would turn them into push notifications.
         conn.protocol = 2
+        # Bounded by the callers instead (one timer per batch): with a socket_timeout,
+        # redis-py wraps every write in asyncio.wait_for, a task per batch.
+        conn.socket_timeout = None
         return conn
 
     # lifecycle
@@ -171,8 +186,8 @@ class RedisBroker:
         cannot be reached now: a wrong URL should stop a server from starting; after start,
         losses are ridden out by reconnecting."""
         try:
-            await connect(self._pub)
-            await connect(self._sub)
+            await connect(self._pub, self._timeout_s)
+            await connect(self._sub, self._timeout_s)
         except LOST:
             await self._close_connections()
             raise
@@ -238,13 +253,19 @@ class RedisBroker:
             self._wake.set()
 
     async def _run_writer(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = Backoff(*self._backoff)
+        last_sent = -math.inf
         while True:
             if not self._queue and not self._gap:
                 self._drained.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            pause = last_sent + self._min_interval_s - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            last_sent = loop.time()
             batch = [self._queue.popleft()
                      for _ in range(min(len(self._queue), self._max_batch))]
             announce, self._gap = self._gap, False
@@ -268,13 +289,13 @@ class RedisBroker:
             # Closed by the server while idle (or stray bytes): nothing of ours was in flight,
             # so a fresh connection loses nothing.
             await conn.disconnect(nowait=True)
-            await connect(conn)
+            await connect(conn, self._timeout_s)
         commands: list[tuple[bytes, ...]] = []
         if announce:
             commands.append((b"PUBLISH", self._control, self.name.encode()))
         commands.extend((b"PUBLISH", channel, payload) for channel, payload in batch)
-        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         async with asyncio.timeout(self._timeout_s):
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             for _ in commands:
                 try:
                     await conn.read_response(timeout=math.inf)
@@ -286,7 +307,7 @@ class RedisBroker:
         while True:
             await asyncio.sleep(backoff.next())
             try:
-                await connect(conn)
+                await connect(conn, self._timeout_s)
             except LOST as exc:
                 log.debug("broker %s: Redis still unreachable: %s", self.name, exc)
                 continue
