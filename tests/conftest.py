@@ -1,4 +1,5 @@
-"""Shared fixtures: a real server on a loopback port with a SQLite file in a temp dir."""
+"""Shared fixtures: a real server on a loopback port with a SQLite file in a temp dir, and
+(from tests/services.py) the real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.services import postgres_dsn  # noqa: F401  (a fixture, for every test module)
+# The PostgreSQL and Redis fixtures, for every test module (they fail under CI=true, else skip,
+# when the service is not there).
+from tests.services import (  # noqa: F401
+    postgres,
+    postgres_dsn,
+    postgres_module_dsn,
+    redis_prefix,
+    redis_server_url,
+    redis_url,
+)
 from webchat.bus import Bus, BusEvent
 from webchat.server import ServerConfig, build_app
 from webchat.server.app import ACCOUNTS, ENGINE

@@ -18,7 +18,7 @@ async def test_serve_names_the_demo_site_and_console_and_serves_them(tmp_path: P
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
-        str(tmp_path), "--service", "sales", stdout=asyncio.subprocess.PIPE,
+        str(tmp_path), "--service", "sales", "--node-id", "web-a", stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     banner: list[str] = []
@@ -47,6 +47,9 @@ async def test_serve_names_the_demo_site_and_console_and_serves_them(tmp_path: P
             async with http.get(f"{base}/webchat/webchat.js") as module:
                 assert module.status == 200
                 assert "javascript" in module.headers["Content-Type"]
+            async with http.get(f"{base}/healthz") as health:  # who answered
+                assert (await health.json())["node"] == "web-a"
+                assert (await health.json())["pid"] == proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0  # a clean stop on SIGTERM

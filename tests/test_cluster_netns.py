@@ -49,7 +49,7 @@ from scripts.cluster_netns import (
 )
 
 from tests.conftest import free_port
-from tests.services import POSTGRES_START, POSTGRES_URL, unavailable, with_database
+from tests.services import POSTGRES_START, POSTGRES_URL, fail_or_skip, with_database
 
 COMETD = "/genesys/cometd"
 _pg = urlsplit(POSTGRES_URL)
@@ -90,7 +90,7 @@ def _reachable(address: tuple[str, int]) -> bool:
 def _require(address: tuple[str, int], what: str, start: str) -> None:
     """The services rule (tests/services.py): fail under CI, else skip saying how to start."""
     if not _reachable(address):
-        unavailable(f"{what} not reachable at {address[0]}:{address[1]}; start it with {start}")
+        fail_or_skip(f"{what} not reachable at {address[0]}:{address[1]}; start it with {start}")
 
 
 @contextlib.contextmanager

@@ -26,13 +26,17 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 @click.group()
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", default="warning", show_default=True, envvar="WEBCHAT_LOG_LEVEL",
+              show_envvar=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @click.version_option(package_name="webchat")
 def cli(log_level: str) -> None:
     """webchat: a GMS Chat v2 compatible chat server and WebChatService clients."""
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level.upper())
+
+
+def configure_logging(level: int | str) -> None:
+    """The log format of every webchat process (``serve --workers`` starts more of them)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 cli.add_command(serve_command)

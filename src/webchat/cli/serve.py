@@ -1,19 +1,38 @@
-"""``webchat serve``: the chat server with its embedded SQLite store."""
+"""``webchat serve``: the chat server, one process or several (``--workers``).
+
+Alone it keeps everything in an embedded SQLite file and tells its parts what changed in
+memory. Beyond one process (``--workers N`` on one host, or many hosts behind a load
+balancer) every process uses the same PostgreSQL (``--store``) and Redis (``--broker``). Every
+option can also come from ``WEBCHAT_<OPTION>`` or a ``--config`` TOML file
+(:mod:`webchat.cli.settings`; documented in docs/configuration.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import os
 import secrets
 import signal
+import sys
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from aiohttp import web
 from rich.console import Console
 
+from webchat import broker as brokers
+from webchat import store as stores
+from webchat.broker.memory import MemoryBroker
+from webchat.cli.settings import configurable
+from webchat.cli.workers import Supervisor
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
 from webchat.server import ServerConfig, build_app
 from webchat.server.app import ACCOUNTS, ENGINE
-from webchat.server.config import HttpErrorMode, Limits
+from webchat.server.config import HttpErrorMode, Limits, default_node_id
 from webchat.server.connections import make_runner
 
 
@@ -32,11 +51,25 @@ def _rate(value: str) -> tuple[float, int]:
         raise click.BadParameter(f"expected PER_S:BURST, got {value!r}") from None
 
 
+@configurable
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--data-dir", default="./data", show_default=True,
-              help="Where the SQLite database lives.")
+              help="Where the SQLite database (without --store) and uploaded files live.")
+@click.option("--store", "store_url", metavar="URL",
+              help="Where chats, accounts and tokens live: sqlite:///path/file.sqlite3 or "
+                   "postgresql://user@host:port/database (shared by every process). Default: "
+                   "SQLite in --data-dir.")
+@click.option("--broker", "broker_url", metavar="URL",
+              help="How processes tell each other what changed: redis://host:port/db (also "
+                   "rediss://, unix://). Default: in this process only (memory).")
+@click.option("--node-id", metavar="NAME",
+              help="This process's name in the cluster, shown by /healthz; with --workers, "
+                   "NAME-<n> for worker n. Default: <hostname>-<pid>.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Server processes sharing --port (SO_REUSEPORT), restarted if one dies. "
+                   "More than 1 needs --store postgresql://... and --broker redis://...")
 @click.option("--service", "services", multiple=True, default=["customer-support"],
               show_default=True, help="Chat service names (repeatable).")
 @click.option("--agent", "agents", multiple=True, metavar="NAME:PASSWORD",
@@ -86,8 +119,14 @@ def _rate(value: str) -> tuple[float, int]:
 @click.option("--async-user-data-key", default="GCTI_Chat_AsyncMode", show_default=True,
               help="userData key (\"true\") marking an asynchronous chat; must match the "
                    "clients' webchat.async.userDataKey.")
+@click.option("--trust-forwarded-for", is_flag=True,
+              help="Take each client's address (for the per-address limits) from the first "
+                   "X-Forwarded-For hop: only behind a load balancer that sets that header, "
+                   "else a client could choose its own address.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
-def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...],
+def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
+                  broker_url: str | None, node_id: str | None, workers: int,
+                  services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
                   cors_origins: tuple[str, ...], agent_cors_origins: tuple[str, ...],
                   http_errors: str, strict_fields: bool,
@@ -95,8 +134,15 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
                   chat_ntf_cookie: bool, header_timeout: float, body_timeout: float,
                   max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
-                  async_user_data_key: str, with_bot: bool) -> None:
-    """Run the chat server."""
+                  async_user_data_key: str, trust_forwarded_for: bool,
+                  with_bot: bool) -> None:
+    """Run the chat server.
+
+    Every option can also be set as an environment variable WEBCHAT_<OPTION> (--data-dir is
+    WEBCHAT_DATA_DIR; a repeatable option takes space-separated values) or in the TOML file
+    of --config (data-dir = "/var/lib/webchat"; a list for a repeatable option). The command
+    line wins over the environment, which wins over the file. See docs/configuration.md.
+    """
     from webchat.cli.main import run
 
     start_rate = _rate(chat_start_rate)
@@ -111,27 +157,83 @@ def serve_command(host: str, port: int, data_dir: str, services: tuple[str, ...]
         offer_timeout_s=offer_timeout,
         limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate),
         cometd_handshake_rate=_rate(cometd_handshake_rate),
-        async_user_data_key=async_user_data_key)
-    run(_serve(config, host, port, [_agent_pair(a) for a in agents], with_bot))
+        async_user_data_key=async_user_data_key, trust_forwarded_for=trust_forwarded_for)
+    launch = Launch(config, host, port, store_url, broker_url,
+                    tuple(_agent_pair(a) for a in agents), with_bot, node_id, workers,
+                    logging.getLogger().level)
+    _check(launch)
+    if workers == 1:
+        run(_serve(launch))
+        return
+    supervisor = Supervisor(functools.partial(_worker, launch), workers,
+                            on_ready=functools.partial(_print_banner, launch))
+    sys.exit(supervisor.run())
 
 
-async def _serve(config: ServerConfig, host: str, port: int,
-                 agents: list[tuple[str, str]], with_bot: bool) -> None:
+@dataclass(frozen=True)
+class Launch:
+    """What a server process is started with: picklable, for the spawned workers."""
+
+    config: ServerConfig
+    host: str
+    port: int
+    store_url: str | None
+    broker_url: str | None
+    agents: tuple[tuple[str, str], ...]
+    with_bot: bool
+    node_id: str | None
+    workers: int
+    log_level: int
+
+    def backends(self) -> tuple[stores.Store, brokers.Broker]:
+        """A new store and broker as ``--store`` and ``--broker`` say (not yet opened)."""
+        try:
+            store = stores.from_url(self.store_url, self.config.data_dir)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--store") from None
+        try:
+            broker = brokers.from_url(self.broker_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--broker") from None
+        return store, broker
+
+    def node(self, slot: int | None) -> str:
+        """This process's node id: worker ``slot``'s, or the single process's."""
+        if self.node_id is None:
+            return default_node_id()
+        return self.node_id if slot is None else f"{self.node_id}-{slot}"
+
+
+def _check(launch: Launch) -> None:
+    """Refuse, before starting anything, what cannot work (bad URLs, workers that could not
+    share their state)."""
+    store, broker = launch.backends()
+    if launch.workers == 1:
+        return
+    if store.dialect == "sqlite" or isinstance(broker, MemoryBroker):
+        raise click.UsageError(
+            f"--workers {launch.workers} needs a store and a broker that every process "
+            "shares: --store postgresql://... and --broker redis://... (a SQLite file has "
+            "one writer, in one process, and the memory broker reaches only its own process)")
+    if launch.port == 0:
+        raise click.UsageError("--workers needs a fixed --port to share (not 0)")
+
+
+def hidden_password(url: str) -> str:
+    """``url`` with its password, if any, as ``***``: for banners, logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+
+
+def _print_banner(launch: Launch, pids: list[int] | None = None) -> None:
+    """Where everything is, once the server (every worker) listens."""
     console = Console(highlight=False, soft_wrap=True)
-    app = build_app(config)
-    runner = make_runner(app, config, handle_signals=False, access_log=None)
-    await runner.setup()
-    accounts = app[ACCOUNTS]
-    for name, password in agents:
-        await accounts.upsert(name, password)
-    engine = app[ENGINE]
-    if not engine.has_agents():
-        password = secrets.token_urlsafe(9)
-        await accounts.upsert("agent", password, "Agent")
-        console.print(f"created agent account [bold]agent[/] with password [bold]{password}[/]")
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    base = f"http://{host}:{port}"
+    config = launch.config
+    base = f"http://{launch.host}:{launch.port}"
     console.print(f"demo site   {base}/   (chat widget; ?transport=websocket|long-polling|rest)")
     console.print(f"console     {base}/agent   (agent console: log in, tick Ready, answer chats)")
     for service in config.services:
@@ -139,26 +241,79 @@ async def _serve(config: ServerConfig, host: str, port: int,
     console.print(f"CometD      {base}{config.api_prefix}/cometd   (channel /service/chatV2/"
                   f"{config.services[0]})")
     console.print(f"agent API   {base}/agent/v1   (OpenAPI: {base}/openapi.json)")
-    console.print(f"data        {config.data_dir}")
-    bot_task = None
-    if with_bot:
-        from webchat.cli.bot import Bot
-
-        bot_password = secrets.token_urlsafe(12)
-        await accounts.upsert("echo-bot", bot_password, "Echo bot")
-        bot = Bot(base, "echo-bot", bot_password, capacity=1000)
-        bot_task = asyncio.create_task(bot.run())
-        console.print("echo bot    logged in as echo-bot")
+    if launch.store_url is None:
+        console.print(f"data        {config.data_dir}")
+    else:
+        console.print(f"store       {hidden_password(launch.store_url)}")
+    if launch.broker_url is not None:
+        console.print(f"broker      {hidden_password(launch.broker_url)}")
+    if pids is not None:
+        console.print(f"workers     {len(pids)} processes sharing port {launch.port} "
+                      f"(pids {' '.join(map(str, pids))})")
     console.print(f"chat with it: webchat chat --url {base}{config.api_prefix}/2/chat/"
                   f"{config.services[0]} --name 'Your Name'")
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+def _worker(launch: Launch, slot: int, lifeline: Connection) -> None:
+    """A worker process of ``--workers`` (see :mod:`webchat.cli.workers`)."""
+    from webchat.cli.main import configure_logging, run
+
+    configure_logging(launch.log_level)
+    run(_serve(launch, slot=slot, lifeline=lifeline))
+
+
+async def _serve(launch: Launch, *, slot: int | None = None,
+                 lifeline: Connection | None = None) -> None:
+    """One server process: alone (``slot`` None) or worker ``slot`` of ``--workers``. The
+    first (alone, or worker 0) also sets up the accounts and runs the echo bot: one process
+    doing it means one generated password, printed once."""
+    console = Console(highlight=False, soft_wrap=True)
+    config = replace(launch.config, node_id=launch.node(slot))
+    store, broker = launch.backends()
+    app = build_app(config, store=store, broker=broker)
+    runner = make_runner(app, config, handle_signals=False, access_log=None)
+    await runner.setup()
+    first = not slot
+    bot_task = None
     try:
+        if first:
+            bot_task = await _set_up_accounts(app, launch, console)
+        site = web.TCPSite(runner, launch.host, launch.port, reuse_port=slot is not None)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if lifeline is None:
+            _print_banner(launch)
+        else:
+            lifeline.send(os.getpid())
+            # The parent never writes: readable means closed, the supervisor gone.
+            loop.add_reader(lifeline.fileno(), stop.set)
         await stop.wait()
     finally:
         if bot_task is not None:
             bot_task.cancel()
         await runner.cleanup()
+
+
+async def _set_up_accounts(app: web.Application, launch: Launch, console: Console
+                           ) -> asyncio.Task[None] | None:
+    """``--agent`` accounts, an ``agent`` account with a new password when there is none at
+    all, and the echo bot (its task, when ``--with-bot``)."""
+    accounts = app[ACCOUNTS]
+    for name, password in launch.agents:
+        await accounts.upsert(name, password)
+    if not app[ENGINE].has_agents():
+        password = secrets.token_urlsafe(9)
+        await accounts.upsert("agent", password, "Agent")
+        console.print(f"created agent account [bold]agent[/] with password [bold]{password}[/]")
+    if not launch.with_bot:
+        return None
+    from webchat.cli.bot import Bot
+
+    bot_password = secrets.token_urlsafe(12)
+    await accounts.upsert("echo-bot", bot_password, "Echo bot")
+    bot = Bot(f"http://{launch.host}:{launch.port}", "echo-bot", bot_password, capacity=1000)
+    console.print("echo bot    logged in as echo-bot")
+    return asyncio.create_task(bot.run())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from aiohttp import web
@@ -127,7 +128,9 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
         return web.json_response(document)
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response(engine.health())
+        # node and pid: which process answered, behind a load balancer or a shared port.
+        return web.json_response({**engine.health(), "node": config.node_id,
+                                  "pid": os.getpid()})
 
     web_pages.add_routes(app, service=config.services[0], api_prefix=config.api_prefix)
     app.router.add_get("/openapi.json", openapi)

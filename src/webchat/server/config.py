@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import os
+import socket
 from dataclasses import dataclass, field
 
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
@@ -60,12 +62,24 @@ class Limits:
     second, so a console fetches what it shows, not every waiting chat."""
 
 
+def default_node_id() -> str:
+    """``<hostname>-<pid>``: unique among the processes of a cluster on any number of hosts,
+    and it says where to look for the process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass
 class ServerConfig:
     data_dir: str = "./data"
+<<<<<<< HEAD
     node_id: str = ""
     """This process's name in a cluster (replication ignores its own commits by it); empty:
     host name and process id."""
+=======
+    node_id: str = field(default_factory=default_node_id)
+    """This process's name in the cluster (``/healthz`` says it, so which process answered a
+    request through a load balancer can be seen). Must differ between processes."""
+>>>>>>> wt-ci
     services: tuple[str, ...] = ("customer-support",)
     api_prefix: str = "/genesys"
     api_keys: tuple[str, ...] = ()
