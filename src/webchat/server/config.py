@@ -71,15 +71,10 @@ def default_node_id() -> str:
 @dataclass
 class ServerConfig:
     data_dir: str = "./data"
-<<<<<<< HEAD
-    node_id: str = ""
-    """This process's name in a cluster (replication ignores its own commits by it); empty:
-    host name and process id."""
-=======
     node_id: str = field(default_factory=default_node_id)
     """This process's name in the cluster (``/healthz`` says it, so which process answered a
-    request through a load balancer can be seen). Must differ between processes."""
->>>>>>> wt-ci
+    request through a load balancer can be seen; replication skips its own commits by it).
+    Must differ between processes."""
     services: tuple[str, ...] = ("customer-support",)
     api_prefix: str = "/genesys"
     api_keys: tuple[str, ...] = ()

@@ -9,8 +9,6 @@ that no adapter needs the cache, the router or the store.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 
 from webchat.broker.base import Broker, Unsubscribe
@@ -36,10 +34,6 @@ __all__ = ["CUSTOMER_ID", "SYSTEM_ID", "Change", "ChatEngine", "Clock", "Custome
            "wall_clock"]
 
 
-def _node_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 class ChatEngine:
     def __init__(self, store: Store, broker: Broker, config: ServerConfig,
                  clock: Clock = wall_clock, vault: Vault | None = None,
@@ -61,7 +55,7 @@ class ChatEngine:
                                    self.facts, self.scheduler, config.offer_timeout_s,
                                    leadership)
         self.replica = None if cluster is None else Replica(
-            cluster, node or _node_name(), self.changes, self.registry, store)
+            cluster, node or config.node_id, self.changes, self.registry, store)
         self.sweeper = Sweeper(self.registry, self.changes, self.dispatch, self.notifier,
                                self.facts, config, self.scheduler, self.clock)
         self.changes.committed.append(self.notifier.announce)
