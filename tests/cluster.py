@@ -9,10 +9,12 @@ processes — so a test can still look inside one); the chaos and routing tests
 
 from __future__ import annotations
 
-import json
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
+
+import pytest
 
 from tests.conftest import SERVICE, RunningServer, start_server
 from webchat.server.config import ServerConfig
@@ -66,23 +68,34 @@ class Deployment:
 
 
 async def start_deployment(kind: str, config: ServerConfig, *, postgres_dsn: str = "",
-                           redis_url: str = "") -> Deployment:
+                           redis_url: str = "", redis_prefix: str = "") -> Deployment:
     if kind == "sqlite":
         return Deployment([await start_server(config)], kind)
-    from webchat.broker.lease import RedisLease
     from webchat.broker.redis import RedisBroker
     from webchat.store.postgres import PostgresStore
 
-    prefix = f"webchat-test-{secrets.token_hex(4)}:"
+    prefix = redis_prefix or f"webchat-test-{secrets.token_hex(4)}:"
     nodes = []
     for n in range(3):
         node = f"node{n}"
+        broker = RedisBroker(redis_url, prefix=prefix, name=node)
         nodes.append(await start_server(
             replace(config, node_id=node), store=PostgresStore(postgres_dsn),
-            cluster=RedisBroker(redis_url, prefix=prefix, name=node),
-            leadership=RedisLease(redis_url, f"{prefix}leader", node_id=node)))
+            cluster=broker, leadership=broker.lease(ttl_ms=2000)))
     return Deployment(nodes, kind)
 
 
-def jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+@pytest.fixture(params=["sqlite", "cluster"])
+async def deployment(request: pytest.FixtureRequest, server_config: ServerConfig
+                     ) -> AsyncIterator[Deployment]:
+    """One SQLite process, or three nodes on PostgreSQL and Redis (see the module docstring):
+    the same test, both ways."""
+    if request.param == "sqlite":
+        running = await start_deployment("sqlite", server_config)
+    else:
+        running = await start_deployment(
+            "cluster", server_config, postgres_dsn=request.getfixturevalue("postgres_dsn"),
+            redis_url=request.getfixturevalue("redis_url"),
+            redis_prefix=request.getfixturevalue("redis_prefix"))
+    yield running
+    await running.close()

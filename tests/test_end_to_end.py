@@ -1,14 +1,18 @@
-"""A whole chat across real sockets: WebChatService on a bus <-> server <-> agent client."""
+"""A whole chat across real sockets: WebChatService on a bus <-> server <-> agent client.
+
+Every test runs on one SQLite process and on a cluster of three nodes sharing PostgreSQL and
+Redis, the customer on one node and the agent on another (``tests/cluster.py``)."""
 
 from __future__ import annotations
-
-import sqlite3
-from pathlib import Path
 
 import msgspec
 import pytest
 
+from tests.cluster import deployment  # noqa: F401  (the fixture)
+from tests.cluster import Deployment
 from tests.conftest import SERVICE, caller_data
+
+server = deployment  # the tests below name their deployment "server"
 
 
 def transport_options(server, transport: str) -> dict:
@@ -42,7 +46,7 @@ async def test_full_chat_customer_and_agent(server, customer_factory, agent_fact
     await customer.wait_event("clientConnected")
 
     # The chat waits in the queue with its userData visible to agents.
-    agent = await agent_factory(server.url, "grace", ready=False)
+    agent = await agent_factory(server.agent_url, "grace", ready=False)
     queue = await agent.client.queue()
     assert [c["chatId"] for c in queue] == [chat_id]
     assert caller_data(queue[0]["userData"]) == {"orderId": "A-1009", "vip": "true"}
@@ -102,16 +106,12 @@ async def test_full_chat_customer_and_agent(server, customer_factory, agent_fact
     if transport != "rest":
         assert customer.service.transport.connection_type == transport
 
-    # The transcript the customer saw is the one stored in SQLite.
+    # The transcript the customer saw is the one stored (SQLite, or PostgreSQL).
     transcript = await customer.command("getTranscript")
-    db = sqlite3.connect(Path(server.config.data_dir) / "webchat.sqlite3")
-    stored = [msgspec.json.decode(row[0]) for row in db.execute(
-        "SELECT message_json FROM events WHERE chat_id = ? ORDER BY idx", (chat_id,))]
-    service, status = db.execute("SELECT service, status FROM chats WHERE chat_id = ?",
-                                 (chat_id,)).fetchone()
-    db.close()
+    chat = await server.stored(chat_id)
+    stored = msgspec.to_builtins(chat.events)
     assert transcript["messages"] == stored
-    assert (service, status) == (SERVICE, "ended")
+    assert (chat.service, chat.status.value) == (SERVICE, "ended")
     assert stored[-1]["type"] == "ParticipantLeft" and stored[-1]["from"]["type"] == "Agent"
 
 
@@ -121,7 +121,7 @@ async def test_custom_notice_push_url_nickname_and_user_data_reach_the_agent(
     async with http.post(server.data_url, data={"nickname": "Ada",
                                                 "userData[a]": "1"}) as resp:
         chat = await resp.json()
-    agent = await agent_factory(server.url, "grace")
+    agent = await agent_factory(server.agent_url, "grace")
     accepted = await agent.client.accept(chat["chatId"])
     agent.client.track(chat["chatId"], accepted["nextPosition"])
     ident = {"userId": chat["userId"], "secureKey": chat["secureKey"], "alias": chat["alias"]}
@@ -154,13 +154,13 @@ async def test_customer_ending_the_chat_sees_every_final_event(server, customer_
     await server.add_agent("grace", nickname="Grace")
     customer = await customer_factory(server.data_url, **transport_options(server, transport))
     chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
-    agent = await agent_factory(server.url, "grace")
+    agent = await agent_factory(server.agent_url, "grace")
     await agent.client.accept(chat_id)
     await customer.wait_event("agentConnected")
     await customer.command("endChat")
     await customer.wait_event("ended")
     await customer.wait_event("agentDisconnected")
-    stored = server.engine.chats[chat_id].events
+    stored = (await server.stored(chat_id)).events
     assert customer.indexes() == [m.index for m in stored]
     assert [m["type"] for m in (await customer.command("getTranscript"))["messages"]][-2:] == [
         "ParticipantLeft", "ParticipantLeft"]

@@ -35,6 +35,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -45,6 +46,9 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from webchat.broker.base import Handler, Unsubscribe
+
+if TYPE_CHECKING:
+    from webchat.broker.lease import RedisLease
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +234,13 @@ class RedisBroker:
         """Neither connection is known to be broken: the subscription is established and
         the last attempt to publish (if any) did not fail."""
         return self._pub_up and self._sub_up
+
+    def lease(self, name: str = "leader", **options: Any) -> RedisLease:
+        """A lease on this broker's Redis (its connections), named within its prefix and held
+        under its node name: the cluster's leadership for :class:`ChatEngine`."""
+        from webchat.broker.lease import RedisLease
+
+        return RedisLease(self._client, name, node_id=self.name, prefix=self.prefix, **options)
 
     async def ping(self) -> None:
         """Raise unless Redis answers (``/readyz``)."""

@@ -27,6 +27,7 @@ from rich.console import Console
 from webchat import broker as brokers
 from webchat import store as stores
 from webchat.broker.memory import MemoryBroker
+from webchat.broker.redis import RedisBroker
 from webchat.cli.settings import configurable
 from webchat.cli.workers import Supervisor
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
@@ -270,7 +271,11 @@ async def _serve(launch: Launch, *, slot: int | None = None,
     console = Console(highlight=False, soft_wrap=True)
     config = replace(launch.config, node_id=launch.node(slot))
     store, broker = launch.backends()
-    app = build_app(config, store=store, broker=broker)
+    if isinstance(broker, MemoryBroker):  # alone: the broker is this process's fan-out
+        app = build_app(config, store=store, broker=broker)
+    else:  # shared: it carries the cluster's commits and news; fan-out stays in memory
+        lease = broker.lease() if isinstance(broker, RedisBroker) else None
+        app = build_app(config, store=store, cluster=broker, leadership=lease)
     runner = make_runner(app, config, handle_signals=False, access_log=None)
     await runner.setup()
     first = not slot

@@ -11,13 +11,13 @@ from aiohttp.typedefs import Handler, Middleware
 
 from webchat import web as web_pages
 from webchat.broker.base import Broker
+from webchat.broker.lease import Lease
 from webchat.broker.memory import MemoryBroker
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.server.accounts import Accounts
 from webchat.server.addresses import client_address
 from webchat.server.agent_api import PREFIX as AGENT_PREFIX
 from webchat.server.agent_api import AgentApi, chat_error_body, error_body
-from webchat.server.chat.dispatch import Leadership
 from webchat.server.chat_api import ChatApi
 from webchat.server.cometd import CometdEndpoint
 from webchat.server.cometd_chat import ChatChannel
@@ -86,7 +86,7 @@ def _error_middleware(chat_api: ChatApi) -> Middleware:
 
 def build_app(config: ServerConfig, *, store: Store | None = None,
               broker: Broker | None = None, clock: Clock = wall_clock,
-              cluster: Broker | None = None, leadership: Leadership | None = None
+              cluster: Broker | None = None, leadership: Lease | None = None
               ) -> web.Application:
     """``broker``: this process's fan-out (in memory by default). ``cluster``: the broker
     the processes of a cluster share (Redis), with ``leadership`` saying which of them runs
@@ -95,7 +95,7 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     broker = broker or MemoryBroker()
     engine = ChatEngine(store, broker, config, clock, cluster=cluster, leadership=leadership,
                         node=config.node_id)
-    services: list[Broker | Leadership] = [s for s in (cluster, leadership) if s is not None]
+    services: list[Broker | Lease] = [s for s in (cluster, leadership) if s is not None]
     accounts = Accounts(engine, store)
     gateway = Gateway(engine, config)
     chat_api = ChatApi(gateway, config)

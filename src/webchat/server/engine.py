@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from webchat.broker.base import Broker, Unsubscribe
+from webchat.broker.lease import Lease, LocalLease
 from webchat.server.chat.agents import AgentOps
 from webchat.server.chat.change import CUSTOMER_ID, SYSTEM_ID, Change, Changes
 from webchat.server.chat.clock import AsyncioScheduler, Clock, Scheduler, wall_clock
 from webchat.server.chat.customers import CustomerForm, CustomerOps
-from webchat.server.chat.dispatch import Dispatcher, Leadership
+from webchat.server.chat.dispatch import Dispatcher
 from webchat.server.chat.facts import ChatFacts
 from webchat.server.chat.files import Files
 from webchat.server.chat.notify import Notifier
@@ -38,22 +39,25 @@ class ChatEngine:
     def __init__(self, store: Store, broker: Broker, config: ServerConfig,
                  clock: Clock = wall_clock, vault: Vault | None = None,
                  scheduler: Scheduler | None = None, *, cluster: Broker | None = None,
-                 leadership: Leadership | None = None, node: str = "") -> None:
+                 leadership: Lease | None = None, node: str = "") -> None:
         """``scheduler``: where timers run (real seconds on the event loop by default); its
         clock is the domain's, so pass :class:`~webchat.server.chat.clock.SimulatedTime` to
         run a chat on simulated time. ``cluster``: the broker shared with the other
         processes of a cluster (None: this process is alone), ``leadership`` whether this
-        process leads it (routing, timers, sweeps) and ``node`` its name there."""
+        process leads it (routing, timers, sweeps: a lease of the engine's own, held from start
+        to stop, when it is alone) and ``node`` its name there."""
         self.config = config
         self.scheduler = scheduler or AsyncioScheduler(clock)
         self.clock: Clock = self.scheduler.now
         self.registry = ChatRegistry(store, self.scheduler, config.ended_cache_s)
         self.notifier = Notifier(broker, cluster)
+        self._own_lease = leadership is None
+        self.leadership: Lease = leadership or LocalLease()
         self.facts = ChatFacts(config)
         self.changes = Changes(self.registry, store, self.clock, config.limits)
         self.dispatch = Dispatcher(Router(), self.registry, self.changes, self.notifier,
                                    self.facts, self.scheduler, config.offer_timeout_s,
-                                   leadership)
+                                   self.leadership)
         self.replica = None if cluster is None else Replica(
             cluster, node or config.node_id, self.changes, self.registry, store)
         self.sweeper = Sweeper(self.registry, self.changes, self.dispatch, self.notifier,
@@ -78,10 +82,14 @@ class ChatEngine:
         chats = await self.registry.load_open()
         await self.staff.load()
         self.dispatch.router.rebuild(list(self.registry))
+        if self._own_lease:
+            await self.leadership.start()
         self.dispatch.start()
         self.sweeper.start(chats)
 
     async def stop(self) -> None:
+        if self._own_lease:
+            await self.leadership.stop()
         self.notifier.stop()
         if self.replica is not None:
             await self.replica.stop()

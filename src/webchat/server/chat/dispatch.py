@@ -2,7 +2,7 @@
 
 The router is the pure policy (who gets which chat) and its picture follows the committed
 chats in every process (:meth:`Router.sync`). This module does what follows from it, in the
-one process that holds the cluster's leadership (see :class:`Leadership`): offers made by
+one process that holds the cluster's lease (:mod:`webchat.broker.lease`): offers made by
 committing them to their chats, timed out on the scheduler, revoked, and queue sizes
 published. An offer is a chat change that re-checks its premise under the chat's lock
 (still waiting, offered to nobody), so even two leaders for a moment cannot offer one chat to
@@ -13,9 +13,10 @@ chat changes too, and the leader hears of them like everyone else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import Any
 
+from webchat.broker.lease import Lease
 from webchat.protocol.gms.models import EventType, Message, ParticipantType
 from webchat.server import inactivity
 from webchat.server.chat.change import SYSTEM_ID, Change, Changes
@@ -30,38 +31,10 @@ from webchat.store.records import ChatRecord, ChatStatus, ParticipantRecord
 log = logging.getLogger(__name__)
 
 
-class Leadership(Protocol):
-    """Whether this process runs the cluster-wide work (routing, timers, sweeps)."""
-
-    @property
-    def held(self) -> bool: ...
-
-    on_change: list[Callable[[bool], None]]
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class Alone:
-    """One process: it always leads."""
-
-    held = True
-
-    def __init__(self) -> None:
-        self.on_change: list[Callable[[bool], None]] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-
 class Dispatcher:
     def __init__(self, router: Router, registry: ChatRegistry, changes: Changes,
                  notifier: Notifier, facts: ChatFacts, scheduler: Scheduler,
-                 offer_timeout_s: float, leadership: Leadership | None = None) -> None:
+                 offer_timeout_s: float, leadership: Lease) -> None:
         self.router = router
         self._registry = registry
         self._changes = changes
@@ -69,7 +42,7 @@ class Dispatcher:
         self._facts = facts
         self._scheduler = scheduler
         self._offer_timeout_s = offer_timeout_s
-        self.leadership: Leadership = leadership or Alone()
+        self.leadership = leadership
         self._timers: dict[str, tuple[Offer, Timer]] = {}
         self._route_due = False
         changes.committed.append(self._committed)
