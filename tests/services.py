@@ -196,6 +196,16 @@ def postgres_module_dsn(postgres: PostgresServer) -> Iterator[str]:
         yield dsn
 
 
+async def wait_for_lock_waiter(conn: Any, timeout_s: float = 10.0) -> None:
+    """Return once a backend of ``conn``'s database waits for a lock: a test that holds a
+    lock learns that the server's statement reached it (and is held up there)."""
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+           "AND wait_event_type = 'Lock'")
+    async with asyncio.timeout(timeout_s):
+        while not await conn.fetchval(sql):  # noqa: ASYNC110 - another process's state
+            await asyncio.sleep(0.01)
+
+
 # ---- Redis ----------------------------------------------------------------------------------
 
 
@@ -266,5 +276,6 @@ __all__ = [
     "redis_server_url",
     "redis_url",
     "run_async",
+    "wait_for_lock_waiter",
     "with_database",
 ]

@@ -34,6 +34,10 @@ class Domain:
     heard: list[tuple[str, dict[str, object]]]
     """(topic, payload) of every agent notification published."""
 
+    def offered_to(self, chat: ChatRecord) -> object:
+        """Whom the chat is offered to now (its current copy: every commit makes a new one)."""
+        return self.engine.summary(self.engine.chats[chat.chat_id])["offeredTo"]
+
     def heard_by(self, agent_id: str, type_: str) -> list[dict[str, object]]:
         return [p for topic, p in self.heard
                 if topic == f"agent.{agent_id}" and p.get("type") == type_]
@@ -76,17 +80,17 @@ async def test_an_offer_times_out_on_simulated_time_and_goes_to_the_next_agent(d
     await domain.add_agent("a")
     started = time.monotonic()
     chat = await domain.start_chat()
-    assert domain.engine.summary(chat)["offeredTo"] == "a"
+    assert domain.offered_to(chat) == "a"
     await domain.add_agent("b")  # ready only now: the offer stays with a
 
     await domain.time.advance(29.9)
-    assert domain.engine.summary(chat)["offeredTo"] == "a"
+    assert domain.offered_to(chat) == "a"
     assert not domain.heard_by("a", "offerRevoked")
 
     await domain.time.advance(0.1)  # 30 s: the offer lapses and goes to the other agent
     assert domain.heard_by("a", "offerRevoked") == [{"type": "offerRevoked",
                                                      "chatId": chat.chat_id}]
-    assert domain.engine.summary(chat)["offeredTo"] == "b"
+    assert domain.offered_to(chat) == "b"
     assert [p["chat"]["chatId"] for p in domain.heard_by("b", "offer")] == [chat.chat_id]
     assert time.monotonic() - started < 5  # no real waiting
 

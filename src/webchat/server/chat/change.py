@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
@@ -105,6 +105,17 @@ class Change:
         return p
 
 
+def draft(chat: ChatRecord) -> ChatRecord:
+    """The copy of ``chat`` a change works on, made current only once committed. Readers never
+    wait for a chat's lock, and a change awaits its save: had it edited the cached copy, a
+    reader in between would see what may never be committed, and half of it (an ended chat
+    without the event that ended it: its events are appended after the save). What a change
+    can edit is copied; the transcript is shared, since it only grows, after the save."""
+    return replace(chat, customer=dict(chat.customer), user_data=dict(chat.user_data),
+                   participants={pid: replace(p) for pid, p in chat.participants.items()},
+                   files={fid: replace(f) for fid, f in chat.files.items()})
+
+
 class Changes:
     """Opens changes; see the module docstring."""
 
@@ -123,17 +134,19 @@ class Changes:
     async def open(self, chat: ChatRecord) -> AsyncIterator[Change]:
         """A change of ``chat`` (its current cached copy), committed when the block ends
         without an error; nothing is written if the block changed nothing. The chat is held in
-        this process (its lock) and, through the store, in every other one."""
+        this process (its lock) and, through the store, in every other one. The block edits
+        ``change.chat``, a :func:`draft` that replaces the cached copy once committed."""
         async with self._registry.lock(chat.chat_id):
             # Another request may have replaced the cached copy while we waited.
             chat = self._registry.current(chat)
             async with self._store.lock_chat(chat.chat_id, chat.revision) as held:
                 if held.fresh is not None:  # another process changed it: catch up first
                     chat = self.replay(chat, held.fresh)
-                change = Change(chat, self._clock(), room=self._room(chat))
+                change = Change(draft(chat), self._clock(), room=self._room(chat))
                 yield change
                 if not (change.events or change.participants or change.files or change.marked):
                     return
+                chat = change.chat
                 chat.revision += 1
                 try:
                     await held.save(chat, list(change.participants.values()), change.events,

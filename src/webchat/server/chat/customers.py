@@ -125,7 +125,7 @@ class CustomerOps:
             position = router.waiting_count(service) + 1
             change.add(SYSTEM_ID, EventType.NOTICE,
                        self._facts.notice(chat, "queued", position=position))
-        return chat
+        return change.chat
 
     async def event(self, chat: ChatRecord, type_: EventType, text: str | None = None,
                     message_type: str | None = None) -> ChatRecord:
