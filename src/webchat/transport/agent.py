@@ -37,7 +37,15 @@ class AgentApiError(Exception):
 
 
 def _decoded(status: int, payload: bytes) -> Any:
-    decoded = msgspec.json.decode(payload) if payload else {}
+    """The reply's JSON, or an :class:`AgentApiError` for a refusal. A body that is no JSON
+    at all is one too: it is what a load balancer answers for a server that is gone (nginx's
+    HTML ``502 Bad Gateway``), an error every caller handles (the stream reconnects, a bot
+    retries), not a crash of whoever made the call."""
+    try:
+        decoded = msgspec.json.decode(payload) if payload else {}
+    except msgspec.DecodeError:
+        raise AgentApiError(status, "bad_reply", f"HTTP {status} without a JSON body"
+                            ) from None
     if status >= 400:
         err = decoded.get("error", {}) if isinstance(decoded, dict) else {}
         raise AgentApiError(status, err.get("code", "?"), err.get("message", ""))
