@@ -6,6 +6,7 @@ The engine is built without HTTP (a SQLite store, the memory broker) and with
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pytest
 from webchat.broker.memory import MemoryBroker
 from webchat.protocol.gms.models import EventType
 from webchat.server.accounts import hash_password
-from webchat.server.chat.clock import SimulatedTime
+from webchat.server.chat.clock import AsyncioScheduler, SimulatedTime
 from webchat.server.config import ServerConfig
 from webchat.server.engine import ChatEngine, CustomerForm
 from webchat.server.inactivity import InactivityConfig
@@ -135,3 +136,46 @@ async def test_the_sweep_runs_on_simulated_time_and_closes_a_silent_chat(domain)
     closed = domain.engine.cached(chat.chat_id)
     assert closed is not None and closed.ended
     assert EventType.IDLE_CLOSE.value in [m.type for m in closed.events]
+
+
+async def test_closing_the_real_scheduler_lets_a_running_callback_finish():
+    """A graceful stop must not cut a change off in its commit: stored but never applied nor
+    announced (the routing test saw an offer committed by a stopping leader that no other
+    node heard of). Close lets what runs finish, and runs nothing new."""
+    scheduler = AsyncioScheduler()
+    started, release = asyncio.Event(), asyncio.Event()
+    done: list[str] = []
+
+    async def commit() -> None:
+        started.set()
+        await release.wait()
+        done.append("committed")
+        scheduler.call_later(0, lambda: done.append("scheduled during close"))
+
+    scheduler.call_later(0, commit)
+    scheduler.call_later(60, lambda: done.append("not due yet"))
+    await started.wait()
+    closing = asyncio.create_task(scheduler.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # it waits for the running callback
+    release.set()
+    await closing
+    await asyncio.sleep(0.01)
+    assert done == ["committed"]
+
+
+async def test_closing_the_real_scheduler_cancels_what_outlasts_the_grace():
+    scheduler = AsyncioScheduler()
+    cancelled = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    scheduler.call_later(0, stuck)
+    await asyncio.sleep(0.01)  # it runs
+    await scheduler.close(grace_s=0.01)
+    assert cancelled.is_set()

@@ -94,7 +94,7 @@ class ChatEngine:
         if self.replica is not None:
             await self.replica.stop()
         self.sweeper.stop()
-        self.dispatch.cancel_timers()
+        self.dispatch.stop()
         self.registry.cancel_evictions()
         await self.scheduler.close()
 

@@ -134,7 +134,9 @@ class Router:
         current = self.offers.get(cid)
         if current is not None and current.agent_id != offered:
             self.lapse(cid, current.agent_id)
-        if offered is not None and (current is None or current.agent_id != offered):
+            current = None
+        if offered is not None and (current is None or current.made_ms != chat.offered_ms):
+            # New, or the proposal :meth:`route` made, now with the time it was committed at.
             self.offers[cid] = Offer(cid, offered, chat.offered_ms or 0)
             self.presence(offered).offered.add(cid)
 

@@ -45,6 +45,7 @@ class Dispatcher:
         self.leadership = leadership
         self._timers: dict[str, tuple[Offer, Timer]] = {}
         self._route_due = False
+        self._stopped = False
         changes.committed.append(self._committed)
         notifier.on("presence", self._presence)
         self.leadership.on_change.append(self._leading)
@@ -95,6 +96,8 @@ class Dispatcher:
         if not self.leadership.held:
             return
         for offer in self.router.route(self._scheduler.now()):
+            if self._stopped or not self.leadership.held:
+                break  # the rest is the next leader's
             await self._offer(offer)
         self._notifier.queue({service: len(queue)
                               for service, queue in self.router.queues.items()})
@@ -109,7 +112,10 @@ class Dispatcher:
                     chat = change.chat
                     if (chat.status is ChatStatus.QUEUED and chat.offered_to is None
                             and chat.target_agent in (None, offer.agent_id)):
-                        chat.offered_to, chat.offered_ms = offer.agent_id, offer.made_ms
+                        # Timed from now, not from when routing proposed it: one routing
+                        # pass commits its offers one after another, and the last ones would
+                        # reach their agents with little of the timeout left.
+                        chat.offered_to, chat.offered_ms = offer.agent_id, change.now_ms
                         change.mark()
                         made = True
             except ChatError:
@@ -168,6 +174,12 @@ class Dispatcher:
         for _, timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+    def stop(self) -> None:
+        """No more offers from this process (a routing pass under way ends after the offer it
+        is committing) nor timers."""
+        self._stopped = True
+        self.cancel_timers()
 
     # ---- in any process --------------------------------------------------------------------
 
