@@ -309,6 +309,35 @@ def serve_options() -> frozenset[str]:
     return frozenset(re.findall(r"(--[a-z][a-z0-9-]*)", done.stdout))
 
 
+def start_nginx(state_dir: Path, listen: str, upstreams: Sequence[str]) -> Proc:
+    """An nginx of its own in front of ``upstreams`` with the deployment's configuration
+    (deploy/nginx/webchat.conf rendered into ``state_dir``, its logs there too), once it
+    answers ``/healthz`` through ``listen``. Also used by tests that need only the load
+    balancer, without namespaces (tests/test_cluster_chaos.py)."""
+    user = "www-data" if _user_exists("www-data") else "nobody"
+    temp = state_dir / "nginx-temp"
+    temp.mkdir(exist_ok=True)
+    shutil.chown(temp, user)
+    (state_dir / "webchat.conf").write_text(render_nginx(
+        TEMPLATE.read_text(), listen=listen, upstreams=upstreams, log_dir=str(state_dir)))
+    conf = state_dir / "nginx.conf"
+    conf.write_text(nginx_main_conf(state_dir, user))
+    error_log = str(state_dir / "nginx-error.log")
+    run(["nginx", "-t", "-q", "-c", str(conf), "-e", error_log])
+    nginx = spawn("nginx", ["nginx", "-c", str(conf), "-e", error_log],
+                  state_dir / "nginx.out", str(conf))
+    deadline = time.monotonic() + READY_S
+    while time.monotonic() < deadline:
+        if not nginx.alive():
+            raise ClusterError(f"nginx exited:\n{tail(Path(error_log))}")
+        answer = get(f"http://{listen}/healthz", timeout_s=1.0)
+        if answer is not None and answer[0] == 200:
+            return nginx
+        time.sleep(0.1)
+    nginx.end()
+    raise ClusterError(f"nginx: no /healthz in {READY_S} s:\n{tail(Path(error_log))}")
+
+
 # ---- the cluster ----------------------------------------------------------------------------
 
 class Host:
@@ -506,29 +535,9 @@ class Cluster:
 
     def _start_nginx(self) -> None:
         t = self.topology
-        user = "www-data" if _user_exists("www-data") else "nobody"
-        temp = t.state_dir / "nginx-temp"
-        temp.mkdir(exist_ok=True)
-        shutil.chown(temp, user)
-        (t.state_dir / "webchat.conf").write_text(render_nginx(
-            TEMPLATE.read_text(), listen=f"127.0.0.1:{t.lb_port}",
-            upstreams=[h.upstream for h in self.hosts], log_dir=str(t.state_dir)))
-        conf = t.state_dir / "nginx.conf"
-        conf.write_text(nginx_main_conf(t.state_dir, user))
-        error_log = str(t.state_dir / "nginx-error.log")
-        run(["nginx", "-t", "-q", "-c", str(conf), "-e", error_log])
-        self.nginx = spawn("nginx", ["nginx", "-c", str(conf), "-e", error_log],
-                           t.state_dir / "nginx.out", str(conf))
+        self.nginx = start_nginx(t.state_dir, f"127.0.0.1:{t.lb_port}",
+                                 [h.upstream for h in self.hosts])
         self.save()
-        deadline = time.monotonic() + READY_S
-        while time.monotonic() < deadline:
-            if not self.nginx.alive():
-                raise ClusterError(f"nginx exited:\n{tail(Path(error_log))}")
-            answer = get(f"{self.url}/healthz", timeout_s=1.0)
-            if answer is not None and answer[0] == 200:
-                return
-            time.sleep(0.1)
-        raise ClusterError(f"nginx: no /healthz in {READY_S} s:\n{tail(Path(error_log))}")
 
     def down(self) -> None:
         """End every process this cluster started, then delete the namespaces and bridge.

@@ -5,20 +5,34 @@ away from one client without touching the server itself (other test runs share i
   went down, or the network between);
 * :meth:`TcpProxy.freeze`: connections stay open but nothing goes through (a stalled
   network: requests are neither answered nor refused) until :meth:`TcpProxy.thaw`.
+
+With ``fallbacks`` it is also a front that keeps a client on one server while that server
+lives and moves it on when it does not: each new connection goes to the current target, and
+when that refuses, to the next fallback, which stays the target from then on (what a load
+balancer pinning a client to a server does; tests/test_cluster_chaos.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
 class TcpProxy:
-    def __init__(self, target_url: str) -> None:
+    def __init__(self, target_url: str, fallbacks: Sequence[str] = ()) -> None:
         parts = urlsplit(target_url)
         self._target_url = parts
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._targets = [_address(url) for url in (target_url, *fallbacks)]
+        self._target = self._targets[0]
+        self.moves = 0
+        """How often the target changed because it refused a connection."""
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -64,16 +78,32 @@ class TcpProxy:
         await self.cut()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
+        upstream = await self._connect()
+        if upstream is None:
             writer.close()
             return
+        up_reader, up_writer = upstream
         self._writers.update((writer, up_writer))
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pump(src, dst))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the current target, else to the next one that takes it (which
+        becomes the target); None when every one refuses."""
+        start = self._targets.index(self._target)
+        for step in range(len(self._targets)):
+            target = self._targets[(start + step) % len(self._targets)]
+            try:
+                upstream = await asyncio.open_connection(*target)
+            except OSError:
+                continue
+            if target != self._target:
+                self._target = target
+                self.moves += 1
+            return upstream
+        return None
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
