@@ -8,10 +8,11 @@ Why it is shaped as it is:
   with no gap and no duplicate: the holder computes the next index from a copy it knows is
   current (the lock hands over the stored chat when it is not), and a writer that computed a
   taken index anyway fails rather than writing a second event under it.
-* A save is one statement: the chat row, its participants, events and files are written by
-  data-modifying CTEs fed with arrays (``unnest``), so a save is one round trip whatever it
-  carries, prepared once per connection (asyncpg's statement cache). Outside a lock that one
-  statement is its own transaction; inside, the lock's.
+* A save is one statement: the chat row, and the participants, events and files the change
+  carries, each written by a data-modifying CTE fed with arrays (``unnest``), so a save is
+  one round trip whatever it carries, prepared once per connection (asyncpg's statement
+  cache). Outside a lock that one statement is its own transaction; inside, the lock's. A
+  locked change is four round trips: ``BEGIN``, the row lock, the save, ``COMMIT``.
 * A chat is read by one statement too, its participants, transcript and files coming back as
   arrays beside its row: loading 10,000 open chats at start-up is one query, not 30,001, and
   a statement reads one snapshot, so the parts of a chat always agree.
