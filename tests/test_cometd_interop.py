@@ -5,52 +5,11 @@ connection the server drops mid-chat."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVICE
+from tests.conftest import INTEROP, SERVICE, NodeClient
 from webchat.server.app import COMETD
-
-INTEROP = Path(__file__).parent / "interop"
-
-
-class NodeClient:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict] = []
-
-    async def expect(self, event: str, within: float = 10.0, **match: object) -> dict:
-        for seen in self.events:
-            if seen["event"] == event and all(seen.get(k) == v for k, v in match.items()):
-                self.events.remove(seen)
-                return seen
-        async with asyncio.timeout(within):
-            while True:
-                assert self.proc.stdout is not None
-                line = await self.proc.stdout.readline()
-                if not line:
-                    err = await self.proc.stderr.read() if self.proc.stderr else b""
-                    raise AssertionError(f"node exited: {err.decode()[-2000:]}")
-                seen = json.loads(line)
-                if seen["event"] == event and all(seen.get(k) == v for k, v in match.items()):
-                    return seen
-                self.events.append(seen)
-
-    async def send(self, command: dict) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(command) + "\n").encode())
-        await self.proc.stdin.drain()
-
-
-@pytest.fixture
-def node() -> str:
-    path = shutil.which("node")
-    if path is None or not (INTEROP / "node_modules" / "cometd").exists():
-        pytest.fail("node and tests/interop/node_modules are required: run scripts/setup test")
-    return path
 
 
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])
