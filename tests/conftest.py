@@ -226,6 +226,25 @@ class NodeClient:
         self.proc = proc
         self.events: list[dict[str, Any]] = []
 
+    @classmethod
+    async def chat(cls, node: str, cometd_url: str, transport: str) -> NodeClient:
+        """``cometd_chat.mjs``: the official CometD client chatting on ``transport``."""
+        return cls(await asyncio.create_subprocess_exec(
+            node, str(INTEROP / "cometd_chat.mjs"), cometd_url, transport, SERVICE,
+            cwd=INTEROP, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE))
+
+    async def ended_in_order(self) -> list[int]:
+        """The indexes the client saw once its chat ended: each once, in order, from 1."""
+        indexes: list[int] = (await self.expect("ended"))["indexes"]
+        assert indexes == list(range(1, len(indexes) + 1))
+        return indexes
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+
     async def expect(self, event: str, within: float = 10.0, **match: object
                      ) -> dict[str, Any]:
         """The first observation named ``event`` with these fields, seen or yet to come."""

@@ -8,18 +8,14 @@ import asyncio
 
 import pytest
 
-from tests.conftest import INTEROP, SERVICE, NodeClient
+from tests.conftest import NodeClient
 from webchat.server.app import COMETD
 
 
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])
 async def test_official_cometd_client_chats(server, node, agent_factory, transport):
     await server.add_agent("grace", nickname="Grace")
-    proc = await asyncio.create_subprocess_exec(
-        node, str(INTEROP / "cometd_chat.mjs"), f"{server.url}/genesys/cometd", transport,
-        SERVICE, cwd=INTEROP, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    client = NodeClient(proc)
+    client = await NodeClient.chat(node, f"{server.url}/genesys/cometd", transport)
     try:
         hs = await client.expect("handshake", successful=True)
         assert hs["transport"] == transport
@@ -50,11 +46,7 @@ async def test_official_cometd_client_chats(server, node, agent_factory, transpo
         await agent.client.send(chat_id, "after the drop")
         await client.expect("message", text="after the drop")
         await agent.client.end(chat_id)
-        ended = await client.expect("ended")
-        indexes = ended["indexes"]
-        assert indexes == list(range(1, len(indexes) + 1))  # every event once, in order
+        indexes = await client.ended_in_order()  # every event once, in order
         assert indexes[-1] == server.engine.chats[chat_id].next_index - 1
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+        await client.close()

@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from tests.conftest import INTEROP, SERVICE, NodeClient, RunningServer, free_port, start_server
+from tests.conftest import SERVICE, NodeClient, RunningServer, free_port, start_server
 from tests.test_cometd_server import CHANNEL, HANDSHAKE, LongPoll
 from tests.test_end_to_end import transport_options
 from tests.test_restart import launch
@@ -112,11 +112,7 @@ async def test_what_waits_for_a_long_polling_session_is_collected_while_draining
 async def test_a_websocket_gets_its_answer_then_1001(server_config, http):
     running = await start_server(server_config)
     async with http.ws_connect(f"{running.url.replace('http', 'ws')}/genesys/cometd") as ws:
-        cid = await ws_handshake(ws)
-        await ws_send(ws, {"id": "2", "channel": "/meta/connect", "clientId": cid,
-                           "connectionType": "websocket", "advice": {"timeout": 0},
-                           "ext": {"ack": 0}})
-        await ws.receive()
+        cid = await ws_session(ws)
         await ws_send(ws, {"id": "3", "channel": "/meta/connect", "clientId": cid,
                            "connectionType": "websocket", "ext": {"ack": 1}})
         await until(lambda: all_holding(running))
@@ -133,11 +129,7 @@ async def test_a_websocket_owing_deliveries_closes_once_they_are_collected(serve
                                                                          http):
     running = await start_server(server_config)
     async with http.ws_connect(f"{running.url.replace('http', 'ws')}/genesys/cometd") as ws:
-        cid = await ws_handshake(ws)
-        await ws_send(ws, {"id": "2", "channel": "/meta/connect", "clientId": cid,
-                           "connectionType": "websocket", "advice": {"timeout": 0},
-                           "ext": {"ack": 0}})
-        await ws.receive()
+        cid = await ws_session(ws)
         await ws_send(ws, request_chat(cid, "3"))
         [published] = msgspec.json.decode((await ws.receive()).data)
         assert published["successful"] is True  # the chat's reply waits for the next connect
@@ -158,10 +150,16 @@ async def ws_send(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any]) 
     await ws.send_str(msgspec.json.encode([message]).decode())
 
 
-async def ws_handshake(ws: aiohttp.ClientWebSocketResponse) -> str:
+async def ws_session(ws: aiohttp.ClientWebSocketResponse) -> str:
+    """Handshake (with acks) and the first connect on ``ws``: the session's clientId."""
     await ws_send(ws, {"id": "1", **HANDSHAKE})
     [reply] = msgspec.json.decode((await ws.receive()).data)
-    return str(reply["clientId"])
+    cid = str(reply["clientId"])
+    await ws_send(ws, {"id": "2", "channel": "/meta/connect", "clientId": cid,
+                       "connectionType": "websocket", "advice": {"timeout": 0},
+                       "ext": {"ack": 0}})
+    await ws.receive()
+    return cid
 
 
 async def test_a_rest_request_in_flight_finishes(server_config, http):
@@ -247,11 +245,7 @@ async def test_official_cometd_client_reconnects_after_a_drain(server_config, no
                                                                 agent_factory, transport):
     port = free_port()
     running = await start_server(server_config, port=port)
-    proc = await asyncio.create_subprocess_exec(
-        node, str(INTEROP / "cometd_chat.mjs"), f"{running.url}/genesys/cometd", transport,
-        SERVICE, cwd=INTEROP, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    client = NodeClient(proc)
+    client = await NodeClient.chat(node, f"{running.url}/genesys/cometd", transport)
     try:
         await running.add_agent("grace", nickname="Grace")
         assert (await client.expect("handshake", successful=True))["transport"] == transport
@@ -279,14 +273,10 @@ async def test_official_cometd_client_reconnects_after_a_drain(server_config, no
         await agent.client.send(chat_id, "after the restart")
         await client.expect("message", text="after the restart")
         await agent.client.end(chat_id)
-        ended = await client.expect("ended")
-        indexes = ended["indexes"]
-        assert indexes == list(range(1, len(indexes) + 1))  # every event once, in order
+        indexes = await client.ended_in_order()  # every event once, in order
         assert indexes[-1] == running.engine.chats[chat_id].next_index - 1
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+        await client.close()
         await running.runner.cleanup()
 
 

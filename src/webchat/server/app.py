@@ -137,7 +137,8 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", health)
     # Operations: /readyz, the drain before a stop, /metrics (server/ops.py, server/metrics.py).
-    readiness = ops.install(app, store, broker, config.drain_timeout_s, [cometd])
+    # Ready means the shared broker answers, when there is one.
+    readiness = ops.install(app, store, cluster or broker, config.drain_timeout_s, [cometd])
     metrics.install(app, engine, cometd, chat_api, readiness)
 
     async def startup(_: web.Application) -> None:

@@ -101,6 +101,9 @@ class CometdEndpoint:
         self.sent: list[Sent] = []
         """Told of every reply and delivery as it is handed to a connection (metrics)."""
         self._drain: asyncio.Task[None] | None = None
+        self._owed: set[ServerSession] = set()
+        """While draining: sessions that had deliveries waiting for their client's next
+        connect when the drain began, and have not had their answer yet."""
         self._drain_progress = asyncio.Event()
         """Set when a draining client collected its answer or a socket closed."""
         self._closing: set[asyncio.Task[None]] = set()
@@ -140,6 +143,7 @@ class CometdEndpoint:
         if self.bayeux.draining:
             return
         self._affect_all(self.bayeux.drain())
+        self._owed = {s for s in self.bayeux.sessions.values() if s.queue and not s.holding}
         for sock in list(self._connections):
             session = sock.session
             if session is None or not (session.holding or session.queue):
@@ -157,7 +161,7 @@ class CometdEndpoint:
     async def _drain_within(self, within_s: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
-        while (self._connections or self.bayeux.owed()) and loop.time() < deadline:
+        while (self._connections or self._owed) and loop.time() < deadline:
             self._drain_progress.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain_progress.wait(), deadline - loop.time())
@@ -239,6 +243,9 @@ class CometdEndpoint:
             sock.session = None
         self.bayeux.detach(session)
         self._wake(session)
+        if session in self._owed:  # its client will not come for what it was owed
+            self._owed.discard(session)
+            self._drain_progress.set()
         if self.on_end is not None:
             self.on_end(session)
 
@@ -288,8 +295,9 @@ class CometdEndpoint:
                     exchange.cookie = browser_id
                 case Close():
                     exchange.close = event
-                case GoAway():
+                case GoAway(session):
                     exchange.go_away = True
+                    self._owed.discard(session)
                     self._drain_progress.set()
                 case _:
                     self._affect(event)

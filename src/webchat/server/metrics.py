@@ -14,6 +14,10 @@ already tells what happened (where nothing did, a callback list was added, nothi
   drift): chats waiting and active per service, agents ready, Bayeux sessions per transport,
   and one store and one broker round trip (``/readyz``'s probes).
 
+In a cluster every process's registry and router follow every commit (replication), so the
+chat and agent gauges are the cluster's figures, the same at each process: aggregate them
+with ``max``, not ``sum``. Counters, histograms and sessions are the process's own: ``sum``.
+
 Labels are bounded by construction: services come from the configuration, event types from
 ``EventType``, transports are fixed names; never a chat id, an agent or an address.
 
@@ -62,8 +66,9 @@ DELIVERY_BUCKETS = (.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10
 QUEUE_WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 SAVE_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)
 MAX_TRACKED_CHATS = 100_000
-"""Chats whose delivery high-water mark is kept; past it the marks are forgotten (an old
-event fetched again may then be measured once more). Marks go when a chat's end is sent."""
+"""Chats whose delivery high-water mark is kept (a few MB). Past it, the marks of chats no
+longer in memory go, or, if that is not enough, all: an old event fetched again may then be
+measured once more."""
 
 
 class _State:
@@ -78,13 +83,13 @@ class _State:
 
     def collect(self) -> Iterator[Metric]:
         services = self.engine.config.services
-        router = self.engine.router
+        router = self.engine.dispatch.router
         waiting = GaugeMetricFamily("webchat_chats_waiting",
                                     "Chats waiting in the queue for an agent", labels=["service"])
         active = GaugeMetricFamily("webchat_chats_active",
                                    "Chats an agent has accepted that have not ended",
                                    labels=["service"])
-        counts = Tally(c.service for c in self.engine.chats.values()
+        counts = Tally(c.service for c in self.engine.registry.chats.values()
                        if c.status is ChatStatus.ACTIVE)
         for service in services:
             waiting.add_metric([service], router.waiting_count(service))
@@ -110,7 +115,7 @@ class Metrics:
                  readiness: Readiness) -> None:
         # No ``*_created`` series (a process-wide switch of prometheus-client): they double
         # the series for a start time ``process_start_time_seconds``-style tooling ignores.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.engine = engine
         self.readiness = readiness
         self.registry = CollectorRegistry()
@@ -175,10 +180,15 @@ class Metrics:
             for event in fresh:
                 histogram.observe(max(0, now - event.utcTime) / 1000)
             if len(self._delivered) >= MAX_TRACKED_CHATS:
-                self._delivered.clear()
+                self._prune()
             self._delivered[chat_id] = max(e.index for e in fresh)
-        if response.chatEnded:
-            self._delivered.pop(chat_id, None)
+
+    def _prune(self) -> None:
+        """Forget the marks of chats no longer in memory (ended and evicted), or all."""
+        cached = self.engine.cached
+        self._delivered = {c: i for c, i in self._delivered.items() if cached(c) is not None}
+        if len(self._delivered) >= MAX_TRACKED_CHATS:
+            self._delivered.clear()
 
     # ---- /metrics --------------------------------------------------------------------------
 

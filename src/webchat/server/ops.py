@@ -121,15 +121,15 @@ class Drain:
             return self.timeout_s
         return max(0.0, self._deadline - time.monotonic())
 
-    async def run(self) -> None:
-        """Drain every part, each with what is left of the budget (a second call waits for
-        the first)."""
+    async def run(self, *, requests: bool = True) -> None:
+        """Drain every part, each with what is left of the budget, then (``requests``) wait
+        for the requests in flight. A second call waits for the first."""
         self.begin()
         if self._run is None:
-            self._run = asyncio.create_task(self._parts())
+            self._run = asyncio.create_task(self._parts(requests))
         await asyncio.shield(self._run)
 
-    async def _parts(self) -> None:
+    async def _parts(self, requests: bool) -> None:
         for part in self.parts:
             try:
                 await part.drain(self.left())
@@ -137,7 +137,7 @@ class Drain:
                 log.exception("draining %r failed; going on with the stop", part)
         # Before aiohttp's own shutdown, which stops reading: a body still arriving would be
         # dropped, and its request never answered.
-        while self.in_flight and self.left() > 0:
+        while requests and self.in_flight and self.left() > 0:
             self._quiet.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._quiet.wait(), self.left())
@@ -205,7 +205,8 @@ def install(app: web.Application, store: Store, broker: Broker, drain_timeout_s:
             parts: list[Drainable]) -> Readiness:
     """``/readyz`` and the drain on ``app``. Under a plain ``web.AppRunner`` (not
     :class:`DrainingRunner`) the drain still runs, at ``on_shutdown``: later, once aiohttp
-    has closed idle connections, but held long-polls and WebSockets are still told."""
+    has closed idle connections and stopped reading (so requests in flight are left to its
+    own shutdown), but held long-polls and WebSockets are still told."""
     drain = Drain(drain_timeout_s, parts)
     readiness = Readiness(store, broker, drain)
     app[DRAIN] = drain
@@ -213,7 +214,7 @@ def install(app: web.Application, store: Store, broker: Broker, drain_timeout_s:
     app.router.add_get("/readyz", readiness.handle)
     app.middlewares.append(drain.track)
     app.on_response_prepare.append(drain.close_connection)
-    app.on_shutdown.insert(0, lambda _: drain.run())
+    app.on_shutdown.insert(0, lambda _: drain.run(requests=False))
     return readiness
 
 

@@ -239,9 +239,11 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class GoAway:
-    """The server is draining and this exchange answered a connect: once its replies are
-    written, close the connection (a long-poll response with ``Connection: close``, a
-    WebSocket with 1001), so that the client reconnects on a new one, elsewhere."""
+    """The server is draining and this exchange answered the session's connect: once its
+    replies are written, close the connection (a long-poll response with ``Connection:
+    close``, a WebSocket with 1001), so that the client reconnects on a new one, elsewhere."""
+
+    session: ServerSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,7 +484,7 @@ class BayeuxServer:
         if delivered:
             out.append(Deliver(delivered))
         if self.draining:
-            out.append(GoAway())
+            out.append(GoAway(session))
 
     def drain(self) -> list[Event]:
         """The server is about to stop: hold no connect any longer. Every held one is to be
@@ -491,11 +493,6 @@ class BayeuxServer:
         followed by :class:`GoAway`. Nothing queued is dropped: it leaves in those answers."""
         self.draining = True
         return [Release(s) for s in self.sessions.values() if s.holding]
-
-    def owed(self) -> int:
-        """Sessions with deliveries waiting for their client's next connect (while draining,
-        the I/O layer gives them a moment to come and collect them)."""
-        return sum(1 for s in self.sessions.values() if s.queue and not s.holding)
 
     def release(self, session: ServerSession, now_ms: int) -> list[Event]:
         """Answer a held connect: its reply and everything queued (or an empty reply on
