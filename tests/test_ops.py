@@ -6,16 +6,20 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SERVICE, RunningServer, start_server
+from tests.services import with_database
 from tests.test_end_to_end import transport_options
 from webchat.broker.base import Handler, Unsubscribe
 from webchat.broker.memory import MemoryBroker
 from webchat.server.ops import READINESS
+from webchat.store.postgres import PostgresStore
 
 SALES = "sales"
 
@@ -40,6 +44,30 @@ async def test_readyz_fails_while_the_store_is_gone(server, http):
     assert body["broker"]["ok"] is True
     status, _ = await get_json(http, f"{server.url}/healthz")
     assert status == 200  # alive all the same: restarting the process would not help
+
+
+async def test_readyz_follows_postgresql_going_away_and_coming_back(server_config, http,
+                                                                      postgres_dsn):
+    running = await start_server(server_config, store=PostgresStore(postgres_dsn))
+    database = urlsplit(postgres_dsn).path.lstrip("/")
+    admin = await asyncpg.connect(with_database(postgres_dsn, "postgres"))
+    try:
+        status, body = await get_json(http, f"{running.url}/readyz")
+        assert status == 200 and body["store"]["ok"] is True
+        # The database refuses connections and drops the ones it had: as if it went away.
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1", database)
+        status, body = await get_json(http, f"{running.url}/readyz")
+        assert status == 503 and body["store"]["ok"] is False, body
+        assert body["broker"]["ok"] is True
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        status, body = await get_json(http, f"{running.url}/readyz")
+        assert status == 200 and body["store"]["ok"] is True, body  # ready again by itself
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await running.runner.cleanup()
 
 
 class UnreachableBroker(MemoryBroker):
