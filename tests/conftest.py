@@ -278,6 +278,13 @@ def node() -> str:
     return path
 
 
+async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for a state of a server (not for a time), polled on the event loop."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - the server's state has no event to await
+            await asyncio.sleep(0.005)
+
+
 async def accepted_chat(server: RunningServer, customer: Customer,
                         agent_factory: Callable[..., Any], **start: Any
                         ) -> tuple[AgentRecorder, str]:
@@ -315,6 +322,7 @@ __all__ = [
     "replace",
     "saved_chat",
     "start_server",
+    "until",
 ]
 
 

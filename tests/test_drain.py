@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 
-from tests.conftest import SERVICE, NodeClient, RunningServer, free_port, start_server
+from tests.cluster import start_deployment
+from tests.conftest import SERVICE, NodeClient, RunningServer, free_port, start_server, until
 from tests.test_cometd_server import CHANNEL, HANDSHAKE, LongPoll
 from tests.test_end_to_end import transport_options
 from tests.test_restart import launch
@@ -31,13 +32,6 @@ from webchat.server.ops import DRAIN
 from webchat.store.sqlite import SqliteStore
 
 DRAIN_ADVICE = {"reconnect": "retry", "interval": 0, "timeout": 30_000}
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait for a state of the server (not for a time): polled on the event loop."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - the server's state has no event to await
-            await asyncio.sleep(0.005)
 
 
 def all_holding(server: RunningServer) -> bool:
@@ -311,3 +305,104 @@ async def test_sigterm_drains_webchat_serve(tmp_path, http):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+class Balancer:
+    """A TCP load balancer as nginx is one here (``proxy_next_upstream error``): each new
+    connection goes to the first upstream that accepts it, none sticky. A node that drains
+    closes its listening socket, so from then on its clients land on the next one."""
+
+    def __init__(self, upstreams: list[int]) -> None:
+        self.upstreams = upstreams
+        self.picked: list[int] = []
+        """The upstream port of every connection, in order."""
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                      ) -> None:
+        for port in self.upstreams:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.picked.append(port)
+            for pipe in (self._pipe(reader, up_writer), self._pipe(up_reader, writer)):
+                task = asyncio.create_task(pipe)
+                self._pipes.add(task)
+                task.add_done_callback(self._pipes.discard)
+            return
+        writer.close()  # no upstream: the client sees the connection fail, and retries
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+
+def port_of(server: RunningServer) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("transport", ["websocket", "long-polling"])
+async def test_a_drained_node_hands_its_customer_to_another_losing_nothing(
+        server_config, postgres_dsn, redis_url, redis_prefix, customer_factory, agent_factory,
+        transport):
+    """Three nodes on PostgreSQL and Redis; the customer reaches node 0 through the balancer,
+    the agent is on node 2. Node 0 drains: the customer is told to reconnect, lands on node 1,
+    and the chat goes on with every event exactly once."""
+    cluster = await start_deployment("cluster", server_config, postgres_dsn=postgres_dsn,
+                                     redis_url=redis_url, redis_prefix=redis_prefix)
+    first, second, agents_node = cluster.nodes
+    balancer = Balancer([port_of(first), port_of(second)])
+    front = await balancer.start()
+    try:
+        await cluster.add_agent("grace", nickname="Grace")
+        customer = await customer_factory(
+            f"{front}/genesys/2/chat/{SERVICE}", pollExceptionLimit=10_000,
+            **transport_options(SimpleNamespace(url=front), transport))
+        chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
+        agent = await agent_factory(agents_node.url, "grace")
+        await agent.wait_for(lambda ev: any(e["type"] == "offer" for e in ev), within=10)
+        agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+        await agent.client.send(chat_id, "before")
+        await customer.wait_for(lambda c: ("Agent", "before") in c.texts(), within=10)
+        assert set(balancer.picked) == {port_of(first)}
+        await until(lambda: all_holding(first))
+
+        await agent.client.send(chat_id, "at the stop")
+        cluster.nodes.remove(first)
+        await first.runner.cleanup()
+        await customer.wait_for(lambda c: ("Agent", "at the stop") in c.texts(), within=15)
+        await agent.client.send(chat_id, "after")
+        await customer.wait_for(lambda c: ("Agent", "after") in c.texts(), within=15)
+        await customer.command("sendMessage", {"message": "still here"})
+        await agent.wait_message(chat_id, lambda m: m.get("text") == "still here", within=10)
+        assert balancer.picked[-1] == port_of(second)  # moved, through the balancer
+        await agent.client.end(chat_id)
+        await customer.wait_event("ended", within=10)
+    finally:
+        await balancer.close()
+        await cluster.close()
+
+    assert customer.texts() == [("Agent", "before"), ("Agent", "at the stop"),
+                                ("Agent", "after"), ("Client", "still here")]
+    indexes = customer.indexes()
+    assert indexes == list(range(1, len(indexes) + 1))  # every event once, in order

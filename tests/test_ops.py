@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SERVICE, RunningServer, start_server
+from tests.cluster import start_deployment
+from tests.conftest import SERVICE, RunningServer, start_server, until
 from tests.services import with_database
 from tests.test_end_to_end import transport_options
 from webchat.broker.base import Handler, Unsubscribe
@@ -222,3 +223,26 @@ async def test_each_app_has_its_own_registry(server, server_config, http, custom
     assert mine.value("webchat_events_committed_total", type="ParticipantJoined") == 1
     assert theirs.value("webchat_chats_waiting", service=SERVICE) == 0
     assert theirs.value("webchat_events_committed_total", type="ParticipantJoined") == 0
+
+
+async def test_a_cluster_node_reports_the_cluster_and_counts_its_own(
+        server_config, http, postgres_dsn, redis_url, redis_prefix, customer_factory):
+    """On PostgreSQL and Redis: /readyz probes Redis; the chat gauges are the cluster's at
+    every node (aggregate with max), the counters only the committing node's (sum)."""
+    cluster = await start_deployment("cluster", server_config, postgres_dsn=postgres_dsn,
+                                     redis_url=redis_url, redis_prefix=redis_prefix)
+    first, other, _ = cluster.nodes
+    try:
+        status, body = await get_json(http, f"{other.url}/readyz")
+        assert status == 200 and body["store"]["ok"] and body["broker"]["ok"]
+        customer = await customer_factory(first.data_url)
+        await customer.command("startChat", {"nickname": "Ada"})
+        await until(lambda: other.engine.dispatch.router.waiting_count(SERVICE) == 1)
+        here, there = await scrape(http, first), await scrape(http, other)
+    finally:
+        await cluster.close()
+    assert here.value("webchat_chats_waiting", service=SERVICE) == 1
+    assert there.value("webchat_chats_waiting", service=SERVICE) == 1
+    assert here.value("webchat_events_committed_total", type="ParticipantJoined") == 1
+    assert there.value("webchat_events_committed_total", type="ParticipantJoined") == 0
+    assert there.value("webchat_dependency_up", dependency="broker") == 1
