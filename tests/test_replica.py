@@ -56,15 +56,31 @@ async def test_a_commit_at_one_node_reaches_the_others_memory_without_a_store_re
         assert copy_at(engine, chat.chat_id).revision == stored.revision
 
 
-async def test_a_missed_commit_is_caught_up_from_the_store(cluster: Deployment) -> None:
+async def subscribers(redis_url: str, channel: str) -> int:
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        return int(dict(await admin.pubsub_numsub(channel))[channel.encode()])
+    finally:
+        await admin.aclose()
+
+
+async def test_a_missed_commit_is_caught_up_from_the_store(
+        cluster: Deployment, redis_url: str, redis_prefix: str) -> None:
     a, b, _ = (node.engine for node in cluster.nodes)
     chat = await new_chat(a)
     await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
     assert b.replica is not None
+    channel = f"{redis_prefix}t:commits"
     b.replica.stop_listening()  # b hears nothing of the next two commits
+    async with asyncio.timeout(10):
+        while await subscribers(redis_url, channel) > 2:
+            await asyncio.sleep(0.01)
     await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "one")
     await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "two")
     b.replica.start()
+    async with asyncio.timeout(10):
+        while await subscribers(redis_url, channel) < 3:  # b listens again
+            await asyncio.sleep(0.01)
     await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "three")
     # "three" follows a revision b never saw: b reads the chat from the store instead.
     await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-3:]
