@@ -56,10 +56,14 @@ async def test_a_commit_at_one_node_reaches_the_others_memory_without_a_store_re
         assert copy_at(engine, chat.chat_id).revision == stored.revision
 
 
-async def subscribers(redis_url: str, channel: str) -> int:
+async def await_subscribers(redis_url: str, channel: str, count: int) -> None:
+    """Until Redis counts ``count`` subscribers of ``channel`` (a SUBSCRIBE takes effect
+    asynchronously)."""
     admin = aioredis.Redis.from_url(redis_url)
     try:
-        return int(dict(await admin.pubsub_numsub(channel))[channel.encode()])
+        async with asyncio.timeout(10):
+            while int(dict(await admin.pubsub_numsub(channel))[channel.encode()]) != count:
+                await asyncio.sleep(0.01)  # noqa: ASYNC110 - Redis's state, no event here
     finally:
         await admin.aclose()
 
@@ -72,15 +76,11 @@ async def test_a_missed_commit_is_caught_up_from_the_store(
     assert b.replica is not None
     channel = f"{redis_prefix}t:commits"
     b.replica.stop_listening()  # b hears nothing of the next two commits
-    async with asyncio.timeout(10):
-        while await subscribers(redis_url, channel) > 2:
-            await asyncio.sleep(0.01)
+    await await_subscribers(redis_url, channel, 2)
     await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "one")
     await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "two")
     b.replica.start()
-    async with asyncio.timeout(10):
-        while await subscribers(redis_url, channel) < 3:  # b listens again
-            await asyncio.sleep(0.01)
+    await await_subscribers(redis_url, channel, 3)  # b listens again
     await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "three")
     # "three" follows a revision b never saw: b reads the chat from the store instead.
     await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-3:]
