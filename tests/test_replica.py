@@ -62,8 +62,9 @@ async def await_subscribers(redis_url: str, channel: str, count: int) -> None:
     admin = aioredis.Redis.from_url(redis_url)
     try:
         async with asyncio.timeout(10):
-            while int(dict(await admin.pubsub_numsub(channel))[channel.encode()]) != count:
-                await asyncio.sleep(0.01)  # noqa: ASYNC110 - Redis's state, no event here
+            while int(dict(await admin.pubsub_numsub(channel))[  # noqa: ASYNC110 - Redis's
+                    channel.encode()]) != count:                 # state, no event to await
+                await asyncio.sleep(0.01)
     finally:
         await admin.aclose()
 
