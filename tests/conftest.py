@@ -18,6 +18,7 @@ from aiohttp import web
 
 # The PostgreSQL and Redis fixtures, for every test module (they fail under CI=true, else skip,
 # when the service is not there).
+from tests.polling import eventually
 from tests.services import (  # noqa: F401
     postgres,
     postgres_dsn,
@@ -279,10 +280,8 @@ def node() -> str:
 
 
 async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait for a state of a server (not for a time), polled on the event loop."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - the server's state has no event to await
-            await asyncio.sleep(0.005)
+    """Wait for a state of a server (not for a time): :func:`tests.polling.eventually`."""
+    await eventually(predicate, "the state waited for", within)
 
 
 async def accepted_chat(server: RunningServer, customer: Customer,
