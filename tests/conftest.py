@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -16,6 +18,7 @@ from aiohttp import web
 
 # The PostgreSQL and Redis fixtures, for every test module (they fail under CI=true, else skip,
 # when the service is not there).
+from tests.polling import eventually
 from tests.services import (  # noqa: F401
     postgres,
     postgres_dsn,
@@ -34,6 +37,8 @@ from webchat.service.storage import SessionStorage
 from webchat.transport.agent import AgentClient
 
 SERVICE = "customer-support"
+INTEROP = Path(__file__).parent / "interop"
+"""The Node interop peers (the official CometD client, faye)."""
 
 
 def free_port() -> int:
@@ -215,6 +220,70 @@ async def agent_factory() -> AsyncIterator[Callable[..., Any]]:
         await rec.client.close()
 
 
+class NodeClient:
+    """A Node interop script (``tests/interop``): JSON lines out, commands in."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.events: list[dict[str, Any]] = []
+
+    @classmethod
+    async def chat(cls, node: str, cometd_url: str, transport: str) -> NodeClient:
+        """``cometd_chat.mjs``: the official CometD client chatting on ``transport``."""
+        return cls(await asyncio.create_subprocess_exec(
+            node, str(INTEROP / "cometd_chat.mjs"), cometd_url, transport, SERVICE,
+            cwd=INTEROP, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE))
+
+    async def ended_in_order(self) -> list[int]:
+        """The indexes the client saw once its chat ended: each once, in order, from 1."""
+        indexes: list[int] = (await self.expect("ended"))["indexes"]
+        assert indexes == list(range(1, len(indexes) + 1))
+        return indexes
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+
+    async def expect(self, event: str, within: float = 10.0, **match: object
+                     ) -> dict[str, Any]:
+        """The first observation named ``event`` with these fields, seen or yet to come."""
+        for seen in self.events:
+            if seen["event"] == event and all(seen.get(k) == v for k, v in match.items()):
+                self.events.remove(seen)
+                return seen
+        async with asyncio.timeout(within):
+            while True:
+                assert self.proc.stdout is not None
+                line = await self.proc.stdout.readline()
+                if not line:
+                    err = await self.proc.stderr.read() if self.proc.stderr else b""
+                    raise AssertionError(f"node exited: {err.decode()[-2000:]}")
+                seen = json.loads(line)
+                if seen["event"] == event and all(seen.get(k) == v for k, v in match.items()):
+                    return dict(seen)
+                self.events.append(seen)
+
+    async def send(self, command: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+        await self.proc.stdin.drain()
+
+
+@pytest.fixture
+def node() -> str:
+    path = shutil.which("node")
+    if path is None or not (INTEROP / "node_modules" / "cometd").exists():
+        pytest.fail("node and tests/interop/node_modules are required: run scripts/setup test")
+    return path
+
+
+async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for a state of a server (not for a time): :func:`tests.polling.eventually`."""
+    await eventually(predicate, "the state waited for", within)
+
+
 async def accepted_chat(server: RunningServer, customer: Customer,
                         agent_factory: Callable[..., Any], **start: Any
                         ) -> tuple[AgentRecorder, str]:
@@ -241,15 +310,18 @@ async def saved_chat(customer_factory: Callable[..., Any], data_url: str,
 
 
 __all__ = [
+    "INTEROP",
     "SERVICE",
     "AgentRecorder",
     "Customer",
+    "NodeClient",
     "RunningServer",
     "accepted_chat",
     "free_port",
     "replace",
     "saved_chat",
     "start_server",
+    "until",
 ]
 
 

@@ -17,9 +17,11 @@ from webchat.protocol.bayeux.server import (
     Deliver,
     Ended,
     Event,
+    GoAway,
     Handshaken,
     Hold,
     Publish,
+    Release,
     Reply,
     ServerOptions,
     ServerSession,
@@ -71,14 +73,18 @@ class Client:
         out = self.server.receive([BayeuxMessage(
             channel="/meta/connect", clientId=self.session.client_id,
             connectionType="long-polling", ext={"ack": self.batch})], self.now, browser_id="b")
-        replies = written(out)
         hold = held(out)
+        if self.server.draining:  # answered at once, told to reconnect, connection closed
+            assert hold is None and GoAway(self.session) in out
         if hold is not None:
-            replies = written(self.server.release(hold.session, self.now))  # woken or timeout
+            out = self.server.release(hold.session, self.now)  # woken or timeout
+        replies = written(out)
         if not reply_arrives:
             return
         connect = replies[0]
         assert connect.successful is True
+        if self.server.draining:
+            assert connect.advice == {"reconnect": "retry", "interval": 0, "timeout": 30_000}
         items = [m.data for m in replies[1:]]
         for n in items:
             assert n > self.acked_upto, f"acknowledged message {n} was delivered again"
@@ -90,29 +96,67 @@ class Client:
         self.server.abandon(self.session, self.now)
 
 
-@settings(max_examples=300, deadline=None)
-@given(OPS)
-def test_ack_extension_delivers_everything_in_order_exactly_once_after_dedupe(ops):
-    server = BayeuxServer(ServerOptions(ack_enabled=True, max_queue=10_000))
-    client = Client(server)
-    client.connect(True)
-    sent = 0
+def play(server: BayeuxServer, client: Client, ops: list[tuple[str, int]], sent: int) -> int:
+    """Apply ``ops``; deliveries are numbered on from ``sent``. Returns how many were sent."""
     for op, arg in ops:
         if op == "deliver":
             for _ in range(arg):
                 server.deliver(client.session, BayeuxMessage(channel="/chat", data=sent))
                 sent += 1
         elif op == "connect":
-            client.connect(arg)
+            client.connect(bool(arg))
         else:
             client.drop()
         # Bounded: at most one unacknowledged batch is kept; nothing beyond what was sent.
         assert len(client.session.unacked) <= 1
         assert client.session.pending() <= sent
+    return sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_ack_extension_delivers_everything_in_order_exactly_once_after_dedupe(ops):
+    server = BayeuxServer(ServerOptions(ack_enabled=True, max_queue=10_000))
+    client = Client(server)
+    client.connect(True)
+    sent = play(server, client, ops, 0)
     client.connect(True)
     client.connect(True)
     deduped = list(dict.fromkeys(client.received))
     assert deduped == list(range(sent))
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPS, OPS)
+def test_a_draining_server_holds_no_connect_and_loses_nothing(before, after):
+    """Drained at any point (Client.connect checks each answer once it is): every connect
+    answered at once with the advice to reconnect, nothing lost or repeated."""
+    server = BayeuxServer(ServerOptions(ack_enabled=True, max_queue=10_000))
+    client = Client(server)
+    client.connect(True)
+    sent = play(server, client, before, 0)
+    assert server.drain() == []  # this client never leaves a connect held between steps
+    sent = play(server, client, after, sent)
+    client.connect(True)
+    client.connect(True)
+    assert list(dict.fromkeys(client.received)) == list(range(sent))
+
+
+def test_a_drain_releases_held_connects_with_what_is_queued():
+    server = BayeuxServer()
+    client = Client(server)
+    client.connect(True)
+    hold = held(server.receive([BayeuxMessage(channel="/meta/connect",
+                                              clientId=client.session.client_id,
+                                              connectionType="long-polling")], 5))
+    assert hold is not None
+    server.deliver(client.session, BayeuxMessage(channel="/chat", data="queued"))
+    assert server.drain() == [Release(client.session)]
+    out = server.release(client.session, 6)
+    reply, delivery, go_away = out
+    assert isinstance(reply, Reply) and reply.message.advice["reconnect"] == "retry"
+    assert delivery == Deliver([BayeuxMessage(channel="/chat", data="queued")])
+    assert go_away == GoAway(client.session)
 
 
 @given(st.integers(min_value=1, max_value=50))

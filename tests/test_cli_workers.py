@@ -176,8 +176,6 @@ def answering(port: int, want: set[int] | None = None, tries: int = 400) -> dict
 def serve_workers(tmp_path: Path, postgres_dsn: str, redis_url: str, redis_prefix: str
                   ) -> Iterator[tuple[subprocess.Popen[str], int, list[int], list[str]]]:
     """``webchat serve --workers 2`` until its banner is out: (process, port, pids, banner)."""
-    pytest.importorskip("webchat.store.postgres")
-    pytest.importorskip("webchat.broker.redis")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "webchat", "serve", "--workers", "2", "--port", str(port),

@@ -5,62 +5,17 @@ connection the server drops mid-chat."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVICE
+from tests.conftest import NodeClient
 from webchat.server.app import COMETD
-
-INTEROP = Path(__file__).parent / "interop"
-
-
-class NodeClient:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict] = []
-
-    async def expect(self, event: str, within: float = 10.0, **match: object) -> dict:
-        for seen in self.events:
-            if seen["event"] == event and all(seen.get(k) == v for k, v in match.items()):
-                self.events.remove(seen)
-                return seen
-        async with asyncio.timeout(within):
-            while True:
-                assert self.proc.stdout is not None
-                line = await self.proc.stdout.readline()
-                if not line:
-                    err = await self.proc.stderr.read() if self.proc.stderr else b""
-                    raise AssertionError(f"node exited: {err.decode()[-2000:]}")
-                seen = json.loads(line)
-                if seen["event"] == event and all(seen.get(k) == v for k, v in match.items()):
-                    return seen
-                self.events.append(seen)
-
-    async def send(self, command: dict) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(command) + "\n").encode())
-        await self.proc.stdin.drain()
-
-
-@pytest.fixture
-def node() -> str:
-    path = shutil.which("node")
-    if path is None or not (INTEROP / "node_modules" / "cometd").exists():
-        pytest.fail("node and tests/interop/node_modules are required: run scripts/setup test")
-    return path
 
 
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])
 async def test_official_cometd_client_chats(server, node, agent_factory, transport):
     await server.add_agent("grace", nickname="Grace")
-    proc = await asyncio.create_subprocess_exec(
-        node, str(INTEROP / "cometd_chat.mjs"), f"{server.url}/genesys/cometd", transport,
-        SERVICE, cwd=INTEROP, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    client = NodeClient(proc)
+    client = await NodeClient.chat(node, f"{server.url}/genesys/cometd", transport)
     try:
         hs = await client.expect("handshake", successful=True)
         assert hs["transport"] == transport
@@ -91,11 +46,7 @@ async def test_official_cometd_client_chats(server, node, agent_factory, transpo
         await agent.client.send(chat_id, "after the drop")
         await client.expect("message", text="after the drop")
         await agent.client.end(chat_id)
-        ended = await client.expect("ended")
-        indexes = ended["indexes"]
-        assert indexes == list(range(1, len(indexes) + 1))  # every event once, in order
+        indexes = await client.ended_in_order()  # every event once, in order
         assert indexes[-1] == server.engine.chats[chat_id].next_index - 1
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+        await client.close()

@@ -8,8 +8,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from tests.cluster import deployment  # noqa: F401  (the fixture)
-from tests.cluster import Deployment
+from tests.cluster import (
+    deployment,
+)
 from tests.conftest import SERVICE, caller_data
 
 server = deployment  # the tests below name their deployment "server"

@@ -12,6 +12,7 @@ start together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -231,6 +232,33 @@ async def test_an_index_is_never_given_twice(shared: PostgresStore) -> None:
     loaded = await shared.load_chat("c1")
     assert loaded is not None and loaded.revision == 1
     assert [(e.index, e.text) for e in loaded.events] == [(1, "first")]
+
+
+async def test_a_frozen_holder_loses_the_chat_and_cannot_write(postgres_dsn: str) -> None:
+    """A process that stops while holding a chat (frozen, or its host gone without closing
+    the connection) is cut off by PostgreSQL after ``hold_timeout_s``: the others get the
+    chat, and the frozen one's late save fails rather than lands."""
+    frozen = PostgresStore(postgres_dsn, min_size=1, max_size=1, hold_timeout_s=0.5)
+    other = PostgresStore(postgres_dsn, min_size=1, max_size=1)
+    await frozen.open()
+    await other.open()
+    try:
+        chat = await saved(other, new_chat(), [message(new_chat(), 1, 2, "first")])
+        held = frozen.lock_chat("c1", chat.revision)
+        late = await held.__aenter__()
+        # A bound only so that a failure shows as one instead of a hung run.
+        async with asyncio.timeout(30), other.lock_chat("c1", chat.revision) as mine:
+            assert mine.fresh is None
+            await mine.save(replace(chat, revision=2), [], [message(chat, 2, 1, "second")])
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await late.save(replace(chat, revision=2), [], [message(chat, 2, 2, "late")])
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await held.__aexit__(None, None, None)
+        loaded = await other.load_chat("c1")
+        assert loaded is not None and [e.text for e in loaded.events] == ["first", "second"]
+    finally:
+        await frozen.close()
+        await other.close()
 
 
 async def append(dsn: str, chat_id: str, count: int, writer: str) -> None:

@@ -1,5 +1,6 @@
 // Drives a chat through our server with the official CometD JavaScript client in Node.
 // Usage: node cometd_chat.mjs <cometURL> <websocket|long-polling> <service>
+// It resumes the chat from its own position after a re-handshake.
 // Prints one JSON line per observation on stdout; the Python test reads them.
 import {adapt} from "cometd-nodejs-client";
 import {CometD, AckExtension} from "cometd";
@@ -21,7 +22,27 @@ let secureKey = null;
 const seen = [];
 
 cometd.addListener("/meta/connect", (m) => {
-    if (!m.successful) out({event: "connectFailed", error: m.error});
+    if (!m.successful) {
+        out({event: "connectFailed", error: m.error || null,
+             code: (m.failure && m.failure.websocketCode) || null});
+    } else if (m.advice) {
+        out({event: "advice", reconnect: m.advice.reconnect, interval: m.advice.interval});
+    }
+});
+
+// After a re-handshake (the server restarted, or the session lives in another process) the
+// chat goes on from the last event seen: the server only knows the new session's clientId,
+// and CometD dropped the subscriptions made outside listeners.
+cometd.addListener("/meta/handshake", (m) => {
+    if (!m.successful || !m.reestablish || !secureKey) return;
+    out({event: "rehandshake", transport: cometd.getTransport().type});
+    cometd.subscribe(channel, handleDelivery, () => {
+        const transcriptPosition = seen.length ? Math.max(...seen) + 1 : 1;
+        cometd.publish(channel, {operation: "requestNotifications", secureKey,
+                                 transcriptPosition},
+            (ack) => out({event: "published", operation: "requestNotifications",
+                          successful: ack.successful}));
+    });
 });
 
 function handleDelivery(message) {
@@ -30,7 +51,7 @@ function handleDelivery(message) {
         out({event: "error", data});
         return;
     }
-    if (data.secureKey) {
+    if (data.secureKey && !secureKey) {  // every response carries it; the first starts
         secureKey = data.secureKey;
         out({event: "started", chatId: data.chatId});
     }
@@ -45,7 +66,11 @@ function handleDelivery(message) {
     }
 }
 
+let handshook = false;
 cometd.handshake((reply) => {
+    // CometD calls this back on every handshake; a re-handshake resumes (the listener above).
+    if (handshook) return;
+    handshook = reply.successful;
     out({event: "handshake", successful: reply.successful,
          transport: cometd.getTransport() && cometd.getTransport().type});
     if (!reply.successful) {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from webchat.broker.base import Broker, Handler
+from webchat.broker.base import Broker, Handler, Pingable
 from webchat.broker.memory import MemoryBroker
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -36,4 +36,4 @@ def from_url(url: str | None) -> Broker:
     return broker
 
 
-__all__ = ["Broker", "Handler", "MemoryBroker", "from_url"]
+__all__ = ["Broker", "Handler", "MemoryBroker", "Pingable", "from_url"]

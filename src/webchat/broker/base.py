@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 Handler = Callable[[str, bytes], None]
 Unsubscribe = Callable[[], None]
@@ -17,3 +17,13 @@ class Broker(Protocol):
     def publish(self, topic: str, payload: bytes) -> None: ...
 
     def subscribe(self, topic: str, handler: Handler) -> Unsubscribe: ...
+
+
+@runtime_checkable
+class Pingable(Protocol):
+    """A broker that can say whether it is reachable (``/readyz``). Optional: a broker without
+    ``ping`` (one that lives in the process) is taken to be reachable."""
+
+    async def ping(self) -> None:
+        """Raise unless the broker answers a round trip."""
+        ...

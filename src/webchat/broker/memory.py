@@ -19,6 +19,10 @@ class MemoryBroker:
     async def stop(self) -> None:
         self._handlers.clear()
 
+    async def ping(self) -> None:
+        """In the process: always reachable."""
+        return None
+
     def publish(self, topic: str, payload: bytes) -> None:
         for handler in list(self._handlers.get(topic, ())):
             try:

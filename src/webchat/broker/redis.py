@@ -201,9 +201,11 @@ class RedisBroker:
         await self.subscriptions_ready()
 
     async def stop(self) -> None:
-        """Send what is queued (bounded by the timeout), then disconnect."""
-        if self._queue and self._tasks and self._pub_up:
-            self._drained.clear()
+        """Send what is queued or in flight (bounded by the timeout), then disconnect."""
+        if self._tasks and self._pub_up and (self._queue or self._gap
+                                             or not self._drained.is_set()):
+            if self._queue or self._gap:
+                self._drained.clear()
             self._wake.set()
             try:
                 async with asyncio.timeout(self._timeout_s):
@@ -277,6 +279,7 @@ class RedisBroker:
             if pause > 0:
                 await asyncio.sleep(pause)
             last_sent = loop.time()
+            self._drained.clear()
             batch = [self._queue.popleft()
                      for _ in range(min(len(self._queue), self._max_batch))]
             announce, self._gap = self._gap, False

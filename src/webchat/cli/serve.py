@@ -124,6 +124,10 @@ def _rate(value: str) -> tuple[float, int]:
               help="Take each client's address (for the per-address limits) from the first "
                    "X-Forwarded-For hop: only behind a load balancer that sets that header, "
                    "else a client could choose its own address.")
+@click.option("--drain-timeout", default=10.0, show_default=True, type=float,
+              help="Seconds a stop (SIGTERM) may spend draining: /readyz says draining, no "
+                   "new connections, CometD clients told to reconnect (elsewhere, behind a "
+                   "load balancer) with nothing queued lost, requests in flight finished.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
                   broker_url: str | None, node_id: str | None, workers: int,
@@ -136,7 +140,7 @@ def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
                   max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
                   async_user_data_key: str, trust_forwarded_for: bool,
-                  with_bot: bool) -> None:
+                  drain_timeout: float, with_bot: bool) -> None:
     """Run the chat server.
 
     Every option can also be set as an environment variable WEBCHAT_<OPTION> (--data-dir is
@@ -158,7 +162,8 @@ def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
         offer_timeout_s=offer_timeout,
         limits=Limits(max_message_chars=max_message_chars, request_chat_rate=start_rate),
         cometd_handshake_rate=_rate(cometd_handshake_rate),
-        async_user_data_key=async_user_data_key, trust_forwarded_for=trust_forwarded_for)
+        async_user_data_key=async_user_data_key, trust_forwarded_for=trust_forwarded_for,
+        drain_timeout_s=drain_timeout)
     launch = Launch(config, host, port, store_url, broker_url,
                     tuple(_agent_pair(a) for a in agents), with_bot, node_id, workers,
                     logging.getLogger().level)

@@ -14,6 +14,7 @@ from webchat.broker.base import Broker
 from webchat.broker.lease import Lease
 from webchat.broker.memory import MemoryBroker
 from webchat.protocol.gms.errors import ErrorCode
+from webchat.server import metrics, ops
 from webchat.server.accounts import Accounts
 from webchat.server.addresses import client_address
 from webchat.server.agent_api import PREFIX as AGENT_PREFIX
@@ -135,6 +136,10 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     web_pages.add_routes(app, service=config.services[0], api_prefix=config.api_prefix)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", health)
+    # Operations: /readyz, the drain before a stop, /metrics (server/ops.py, server/metrics.py).
+    # Ready means the shared broker answers, when there is one.
+    readiness = ops.install(app, store, cluster or broker, config.drain_timeout_s, [cometd])
+    metrics.install(app, engine, cometd, chat_api, readiness)
 
     async def startup(_: web.Application) -> None:
         await store.open()

@@ -46,6 +46,8 @@ class ChatApi:
         self.ntf = f"{config.api_prefix}/2/chat-ntf"
         self.bayeux_follows: Callable[[str, str | None], bool] | None = None
         """Set by the app: does a CometD session with this browser cookie follow the chat?"""
+        self.answered: list[Callable[[ChatResponse], None]] = []
+        """Told of every chat response as it is answered (metrics: what reached a client)."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(self.ntf, self.chat_ntf)
@@ -57,6 +59,8 @@ class ChatApi:
     # ---- plumbing --------------------------------------------------------------------------
 
     def reply(self, response: ChatResponse, status: int = 200) -> web.Response:
+        for listener in self.answered:
+            listener(response)
         return web.Response(body=encode(response), status=status, content_type=JSON)
 
     def error(self, exc: ChatError, chat_id: str | None = None) -> web.Response:

@@ -12,6 +12,10 @@ frame is checked for size and JSON depth before it is decoded; what waits to be 
 WebSocket is capped (a peer that does not read is dropped as a slow consumer); a WebSocket
 serves one session at a time and forgets it when it closes; sockets without a live session
 that send nothing for ``max_interval_ms`` are closed by the sweeper.
+
+Before the server stops it drains (:meth:`CometdEndpoint.drain`): every client is told to
+reconnect, which through a load balancer means to another process, and nothing queued for a
+session is dropped: it leaves in the answers that tell it so.
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ from webchat.protocol.bayeux.server import (
     Deliver,
     Ended,
     Event,
+    GoAway,
     Handshaken,
     Hold,
     Publish,
     Queued,
+    Release,
     Reply,
     ServerOptions,
     ServerSession,
@@ -63,6 +69,10 @@ COOKIE = "BAYEUX_BROWSER"
 ServiceHandler = Callable[[ServerSession, BayeuxMessage], Awaitable[str | None]]
 """Handles a service-channel publish; returns a Bayeux error string to fail its reply."""
 EndHandler = Callable[[ServerSession], None]
+Sent = Callable[[str, list[BayeuxMessage]], None]
+"""Told of messages handed to a client's connection: its transport and the messages."""
+GOING_AWAY = 1001
+"""WebSocket close code of a draining server (RFC 6455 §7.4.1): clients reconnect."""
 
 
 def _now() -> int:
@@ -88,6 +98,15 @@ class CometdEndpoint:
         """The WebSocket serving each attached session, by clientId."""
         self._sweeper: asyncio.Task[None] | None = None
         self._connections: set[_Socket] = set()
+        self.sent: list[Sent] = []
+        """Told of every reply and delivery as it is handed to a connection (metrics)."""
+        self._drain: asyncio.Task[None] | None = None
+        self._owed: set[ServerSession] = set()
+        """While draining: sessions that had deliveries waiting for their client's next
+        connect when the drain began, and have not had their answer yet."""
+        self._drain_progress = asyncio.Event()
+        """Set when a draining client collected its answer or a socket closed."""
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def sockets(self) -> list[web.WebSocketResponse]:
@@ -102,15 +121,70 @@ class CometdEndpoint:
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def stop(self) -> None:
+        """Drain (with no time to wait for anyone, if nobody drained before), then let go of
+        whatever is left."""
+        await self.drain(0.0)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         for sock in list(self._connections):
-            await sock.ws.close(code=1001, message=b"server shutting down")
+            await self._go_away(sock)
         for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_result(False)
+            _settle_true(fut)
+
+    def begin_drain(self) -> None:
+        """The server is about to stop: from now on no connect is held, and every answer to
+        one tells its client to reconnect at once, on a new connection (which a load balancer
+        sends to another process), with everything queued (:meth:`BayeuxServer.drain`). Held
+        connects are answered now; a WebSocket that owes its client nothing is closed with
+        1001 (the CometD clients reconnect on it), the others once their last answer is
+        written. Idempotent."""
+        if self.bayeux.draining:
+            return
+        self._affect_all(self.bayeux.drain())
+        self._owed = {s for s in self.bayeux.sessions.values() if s.queue and not s.holding}
+        for sock in list(self._connections):
+            session = sock.session
+            if session is None or not (session.holding or session.queue):
+                self._retire(sock)
+
+    async def drain(self, within_s: float) -> None:
+        """:meth:`begin_drain`, then give sessions with deliveries waiting for their client's
+        next connect up to ``within_s`` for it to come and collect them; then close every
+        socket still open. Idempotent: a second call waits for the first."""
+        self.begin_drain()
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._drain_within(within_s))
+        await asyncio.shield(self._drain)
+
+    async def _drain_within(self, within_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while (self._connections or self._owed) and loop.time() < deadline:
+            self._drain_progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain_progress.wait(), deadline - loop.time())
+        for sock in list(self._connections):
+            self._retire(sock)
+        if self._closing:
+            await asyncio.wait(set(self._closing))
+
+    def _retire(self, sock: _Socket) -> None:
+        """Close the socket with 1001 once what waits for it is written (in a task of its
+        own: the socket's own tasks are cancelled as it closes)."""
+        if sock.retiring:
+            return
+        sock.retiring = True
+        task = asyncio.create_task(self._go_away(sock))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _go_away(self, sock: _Socket) -> None:
+        sock.retiring = True
+        await sock.flushed()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await sock.ws.close(code=GOING_AWAY, message=b"server shutting down")
 
     @property
     def attached(self) -> int:
@@ -138,6 +212,7 @@ class CometdEndpoint:
         messages = self.bayeux.take(session)
         if messages:
             sock.push(messages)
+            self._sent("websocket", messages)
             if sock.buffered() > self.options.max_outbound_bytes \
                     or len(sock.outbox) > self.options.max_outbound_messages:
                 self._drop_slow(sock)
@@ -168,6 +243,9 @@ class CometdEndpoint:
             sock.session = None
         self.bayeux.detach(session)
         self._wake(session)
+        if session in self._owed:  # its client will not come for what it was owed
+            self._owed.discard(session)
+            self._drain_progress.set()
         if self.on_end is not None:
             self.on_end(session)
 
@@ -182,6 +260,8 @@ class CometdEndpoint:
                 self._push(session)
             case Ended(session):
                 self._ended(session)
+            case Release(session):
+                self._wake(session)
             case Supersede(session):
                 self._supersede(session)
             case _:
@@ -215,8 +295,20 @@ class CometdEndpoint:
                     exchange.cookie = browser_id
                 case Close():
                     exchange.close = event
+                case GoAway(session):
+                    exchange.go_away = True
+                    self._owed.discard(session)
+                    self._drain_progress.set()
                 case _:
                     self._affect(event)
+
+    def _sent(self, transport: str, messages: list[BayeuxMessage]) -> None:
+        for listener in self.sent:
+            listener(transport, messages)
+
+    async def _send(self, sock: _Socket, messages: list[BayeuxMessage]) -> None:
+        await sock.send(messages)
+        self._sent("websocket", messages)
 
     async def _verdict(self, event: Publish) -> str | None:
         """The application's answer to a service publish: None, or the reply's error."""
@@ -301,6 +393,9 @@ class CometdEndpoint:
         response = _json(exchange.messages)
         if exchange.cookie:
             response.set_cookie(COOKIE, exchange.cookie, path="/", httponly=True)
+        if exchange.go_away or self.bayeux.draining:
+            response.force_close()  # the next request opens a connection to another process
+        self._sent("long-polling", exchange.messages)
         return response
 
     def _flood_refusal(self, messages: list[BayeuxMessage], remote: str,
@@ -331,6 +426,9 @@ class CometdEndpoint:
     # ---- WebSocket -------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.bayeux.draining:
+            return web.Response(status=503, text="shutting down: connect again",
+                                headers={"Connection": "close"})
         # No permessage-deflate: Bayeux frames are small, and compressing each one cost more
         # CPU than everything else per delivery (profiled under load).
         ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=60.0, compress=False,
@@ -349,7 +447,9 @@ class CometdEndpoint:
             with contextlib.suppress(_Superseded, ConnectionError):
                 exchange = _Exchange(remote, sock)
                 await self._perform(await self._hold(event.session, event.timeout_ms), exchange)
-                await sock.send(exchange.messages)
+                await self._send(sock, exchange.messages)
+                if exchange.go_away:
+                    self._retire(sock)
 
         try:
             async for frame in ws:
@@ -368,7 +468,7 @@ class CometdEndpoint:
                     break
                 refusal = self._flood_refusal(messages, remote, {"reconnect": "none"})
                 if refusal is not None:
-                    await sock.send(refusal)
+                    await self._send(sock, refusal)
                     continue
                 exchange = _Exchange(remote, sock)
                 await self._perform(self.bayeux.receive(
@@ -378,7 +478,10 @@ class CometdEndpoint:
                     await self._violation(sock, exchange.close.code,
                                           exchange.close.reason.encode())
                     break
-                await sock.send(exchange.messages)
+                await self._send(sock, exchange.messages)
+                if exchange.go_away:
+                    await self._go_away(sock)
+                    break
                 if exchange.hold is not None:
                     sock.held = asyncio.create_task(hold(exchange.hold))
         except ConnectionError:
@@ -392,6 +495,7 @@ class CometdEndpoint:
                     del self._serving[session.client_id]
                 sock.session = None
             await sock.stop()
+            self._drain_progress.set()
             # aiohttp re-arms the heartbeat timer when data (the peer's close frame) arrives
             # after close(): the loop's TimerHandle then keeps the response, its reader and
             # buffers alive for the 60 s heartbeat (measured: 4,000 sockets closed for a
@@ -425,6 +529,7 @@ class _Exchange:
     hold: Hold | None = None
     cookie: str | None = None
     close: Close | None = None
+    go_away: bool = False
 
 
 _WRITE_BUFFER_HIGH = 64 * 1024
@@ -451,6 +556,8 @@ class _Socket:
         self.last_frame = _now()
         self.outbox: deque[bytes] = deque()
         self.outbox_bytes = 0
+        self.retiring = False
+        """Being closed for good (the server drains)."""
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -488,6 +595,12 @@ class _Socket:
                 joined = b"[" + b",".join(p[1:-1] for p in batch) + b"]"
                 async with self._lock:
                     await self.ws.send_frame(joined, WSMsgType.TEXT)
+
+    async def flushed(self) -> None:
+        """Wait until what waits in the outbox has been written (or the socket closed)."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            await asyncio.wait({flusher})
 
     def abort(self) -> None:
         """Drop the connection at once, discarding whatever the peer has not read."""

@@ -129,6 +129,10 @@ class ServerConfig:
     async_user_data_key: str = "GCTI_Chat_AsyncMode"
     """userData key ("true") marking an asynchronous chat, which customer inactivity never
     closes ([U]: the key GMS uses is not confirmed; configurable)."""
+    drain_timeout_s: float = 10.0
+    """How long a stop may take to drain (``server/ops.py``): CometD clients told to reconnect
+    and collect what is queued for them, requests in flight finished; then connections are
+    cut."""
     chat_ntf_requires_cookie: bool = False
     """The CometD file side door also wants the ``BAYEUX_BROWSER`` cookie of a session that
     follows the chat ([C] in protocols.md §2.5), not only the secureKey. Off by default: the

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from webchat.server.config import ServerConfig
+from webchat.server.ops import DrainingRunner
 
 log = logging.getLogger(__name__)
 
@@ -71,5 +72,7 @@ async def response_headers(_: web.Request, response: web.StreamResponse) -> None
 
 
 def make_runner(app: web.Application, config: ServerConfig, **options: Any) -> web.AppRunner:
-    """The runner for :func:`webchat.server.build_app`'s app, with the head deadline."""
-    return web.AppRunner(app, keepalive_timeout=config.header_timeout_s, **options)
+    """The runner for :func:`webchat.server.build_app`'s app, with the head deadline; its
+    ``cleanup()`` drains first (:mod:`webchat.server.ops`)."""
+    return DrainingRunner(app, keepalive_timeout=config.header_timeout_s,
+                          shutdown_timeout=config.drain_timeout_s, **options)

@@ -181,6 +181,14 @@ def _page_paths() -> dict[str, Any]:
                                "text/javascript", ("path",)),
         "/openapi.json": get("This document", "application/json"),
         "/healthz": get("Liveness and counts", "application/json"),
+        "/readyz": {"get": {
+            "summary": "Readiness: the store and the broker answer, and no stop is draining",
+            "tags": ["web"], "responses": {
+                "200": {"description": "ready: each dependency's round trip",
+                        "content": {"application/json": {}}},
+                "503": {"description": "unready (which dependency failed) or draining",
+                        "content": {"application/json": {}}}}}},
+        "/metrics": get("Prometheus metrics (text exposition format 0.0.4)", "text/plain"),
     }
 
 

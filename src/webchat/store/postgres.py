@@ -8,10 +8,11 @@ Why it is shaped as it is:
   with no gap and no duplicate: the holder computes the next index from a copy it knows is
   current (the lock hands over the stored chat when it is not), and a writer that computed a
   taken index anyway fails rather than writing a second event under it.
-* A save is one statement: the chat row, its participants, events and files are written by
-  data-modifying CTEs fed with arrays (``unnest``), so a save is one round trip whatever it
-  carries, prepared once per connection (asyncpg's statement cache). Outside a lock that one
-  statement is its own transaction; inside, the lock's.
+* A save is one statement: the chat row, and the participants, events and files the change
+  carries, each written by a data-modifying CTE fed with arrays (``unnest``), so a save is
+  one round trip whatever it carries, prepared once per connection (asyncpg's statement
+  cache). Outside a lock that one statement is its own transaction; inside, the lock's. A
+  locked change is four round trips: ``BEGIN``, the row lock, the save, ``COMMIT``.
 * A chat is read by one statement too, its participants, transcript and files coming back as
   arrays beside its row: loading 10,000 open chats at start-up is one query, not 30,001, and
   a statement reads one snapshot, so the parts of a chat always agree.
@@ -224,11 +225,16 @@ class PostgresStore:
     dialect = "postgresql"
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 20,
-                 blob_connections: int = 4) -> None:
+                 blob_connections: int = 4, hold_timeout_s: float = 30.0) -> None:
         """``min_size``/``max_size``: the pool for chats, agents and tokens;
         ``blob_connections``: at most so many more for file bytes (:class:`PostgresVault`),
-        opened when first needed."""
+        opened when first needed. ``hold_timeout_s``: how long a transaction may sit idle
+        before PostgreSQL ends its session (``idle_in_transaction_session_timeout``), so
+        that a process that froze, or whose host vanished without closing its connections,
+        holding a chat (a change takes milliseconds) does not hold it from every other
+        process for good; the frozen one's save then fails instead of writing late."""
         self.dsn = dsn
+        self.hold_timeout_s = hold_timeout_s
         self.min_size = min_size
         self.max_size = max_size
         self.blob_connections = blob_connections
@@ -245,7 +251,8 @@ class PostgresStore:
                                        (0, self.blob_connections)):
                 pools.append(await asyncpg.create_pool(
                     self.dsn, min_size=min_size, max_size=max_size, reset=_keep_session,
-                    server_settings=_SESSION))
+                    server_settings={**_SESSION, "idle_in_transaction_session_timeout":
+                                     f"{round(self.hold_timeout_s * 1000)}ms"}))
             async with pools[0].acquire() as conn:
                 self.schema_version = await migrate(conn)
         except BaseException:

@@ -22,6 +22,12 @@ connection drop. Queues are bounded: a session whose queue overflows is closed, 
 trimmed, and the client re-handshakes and resumes from its own position. (The I/O layer may
 write a session's queue straight to its WebSocket when it does not use acks: :meth:`take`.)
 
+A server that is about to stop *drains* (:meth:`BayeuxServer.drain`): every held connect is
+answered at once (:class:`Release`), and from then on every connect is answered at once, with
+everything queued and the advice to reconnect straight away, followed by :class:`GoAway`: the
+I/O layer closes that connection, so the client's next request opens a new one, which a load
+balancer sends to another process.
+
 A session is bound to the transport that handshook it: a long-polling session is never served
 over a WebSocket or the other way round (CometD clients only change transport with a new
 handshake), and a WebSocket session is served by one socket at a time (:class:`Attach`,
@@ -224,6 +230,23 @@ class Queued:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """The server is draining: answer this session's held connect now
+    (:meth:`BayeuxServer.release`), with what is queued and the advice to reconnect."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    """The server is draining and this exchange answered the session's connect: once its
+    replies are written, close the connection (a long-poll response with ``Connection:
+    close``, a WebSocket with 1001), so that the client reconnects on a new one, elsewhere."""
+
+    session: ServerSession
+
+
+@dataclass(frozen=True, slots=True)
 class Handshaken:
     """A new session (the I/O layer records where it came from)."""
 
@@ -260,8 +283,8 @@ class Close:
     reason: str
 
 
-Event = Reply | Deliver | Publish | Hold | Supersede | Wake | Queued | Handshaken | Attach \
-    | Ended | SetCookie | Close
+Event = Reply | Deliver | Publish | Hold | Supersede | Wake | Queued | Release | GoAway \
+    | Handshaken | Attach | Ended | SetCookie | Close
 
 
 class BayeuxServer:
@@ -269,6 +292,8 @@ class BayeuxServer:
         self.options = options or ServerOptions()
         self.sessions: dict[str, ServerSession] = {}
         self.subscribers: dict[str, set[str]] = {}
+        self.draining = False
+        """Set by :meth:`drain`: connects are no longer held (see the module docstring)."""
 
     # ---- input -----------------------------------------------------------------------------
 
@@ -420,7 +445,7 @@ class BayeuxServer:
         if isinstance(msg.advice, dict) and isinstance(msg.advice.get("timeout"), int):
             client_timeout = int(msg.advice["timeout"])
         immediate = (session.state is State.HANDSHAKEN or client_timeout == 0
-                     or bool(session.queue))
+                     or bool(session.queue) or self.draining)
         session.hold_id = msg.id if msg.id is not UNSET else None
         send_advice = client_timeout is not None or isinstance(msg.advice, dict)
         if immediate:
@@ -438,7 +463,11 @@ class BayeuxServer:
         reply = BayeuxMessage(channel=META_CONNECT, successful=True)
         if session.hold_id is not None:
             reply.id = session.hold_id
-        if advice:
+        if self.draining:
+            # Reconnect at once: a new connection, which lands on a process that stays.
+            reply.advice = {"reconnect": "retry", "interval": 0,
+                            "timeout": self.options.timeout_ms}
+        elif advice:
             reply.advice = {"reconnect": "retry", "interval": self.options.interval_ms,
                             "timeout": self.options.timeout_ms}
         delivered = list(session.queue)
@@ -454,6 +483,16 @@ class BayeuxServer:
         out.append(Reply(reply))
         if delivered:
             out.append(Deliver(delivered))
+        if self.draining:
+            out.append(GoAway(session))
+
+    def drain(self) -> list[Event]:
+        """The server is about to stop: hold no connect any longer. Every held one is to be
+        answered now (a :class:`Release` each), and every later connect is answered at once;
+        each such answer carries what is queued and the advice to reconnect at once, and is
+        followed by :class:`GoAway`. Nothing queued is dropped: it leaves in those answers."""
+        self.draining = True
+        return [Release(s) for s in self.sessions.values() if s.holding]
 
     def release(self, session: ServerSession, now_ms: int) -> list[Event]:
         """Answer a held connect: its reply and everything queued (or an empty reply on

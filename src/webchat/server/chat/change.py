@@ -8,6 +8,7 @@ chat's events in index order. Every state change of a chat goes through :meth:`C
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,8 @@ _MEMBERSHIP = frozenset({EventType.PARTICIPANT_JOINED, EventType.PARTICIPANT_LEF
 
 Committed = Callable[[ChatRecord, list[Message]], None]
 """Told of every commit, after memory was updated: the chat and the events it added."""
+Saved = Callable[[float], None]
+"""Told how long a commit's store write took, in seconds."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class Changes:
         """Told of every commit: this process's, and (see :meth:`replay`) other processes'."""
         self.published: list[Committed] = []
         """Told of this process's own commits only (after :attr:`committed`): replication."""
+        self.saved: list[Saved] = []
+        """Told how long each of this process's store writes took (metrics)."""
 
     @asynccontextmanager
     async def open(self, chat: ChatRecord) -> AsyncIterator[Change]:
@@ -148,6 +153,7 @@ class Changes:
                     return
                 chat = change.chat
                 chat.revision += 1
+                started = time.perf_counter()
                 try:
                     await held.save(chat, list(change.participants.values()), change.events,
                                     change.files)
@@ -155,6 +161,8 @@ class Changes:
                     self._registry.forget(chat.chat_id)
                     log.exception("could not save chat %s", chat.chat_id)
                     raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
+                for told in self.saved:
+                    told(time.perf_counter() - started)
             chat.events.extend(change.events)
             chat.files.update((f.file_id, f) for f in change.files)
             self.adopt(chat, change.events)

@@ -64,15 +64,19 @@ class Replica:
         changes.published.append(self._publish)
 
     def start(self) -> None:
+        """Hear the other processes' commits (and resync after every broker reconnect)."""
         self._unsubscribe = self._cluster.subscribe(COMMITS, self._received)
         reconnects = getattr(self._cluster, "on_reconnect", None)
-        if isinstance(reconnects, list):
+        if isinstance(reconnects, list) and self.resync_soon not in reconnects:
             reconnects.append(self.resync_soon)
 
-    async def stop(self) -> None:
+    def stop_listening(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+    async def stop(self) -> None:
+        self.stop_listening()
         tasks = list(self._catching_up.values())
         for task in tasks:
             task.cancel()

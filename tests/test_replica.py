@@ -1,0 +1,127 @@
+"""Commits between the nodes of a cluster (``server/chat/replica.py``), on the real PostgreSQL
+and Redis: a commit made at one node reaches the others' memory through the broker, a gap is
+caught up from the store, concurrent writers at two nodes never give an index twice, and a
+node whose broker connection dropped catches up once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.cluster import Deployment, start_deployment
+from tests.conftest import SERVICE
+from tests.polling import eventually
+from webchat.protocol.gms.models import EventType
+from webchat.server.chat.customers import CustomerForm
+from webchat.server.config import ServerConfig
+from webchat.server.engine import ChatEngine
+from webchat.store.records import ChatRecord
+
+
+@pytest.fixture
+async def cluster(server_config: ServerConfig, postgres_dsn: str, redis_url: str,
+                  redis_prefix: str) -> AsyncIterator[Deployment]:
+    running = await start_deployment("cluster", server_config, postgres_dsn=postgres_dsn,
+                                     redis_url=redis_url, redis_prefix=redis_prefix)
+    yield running
+    await running.close()
+
+
+async def new_chat(engine: ChatEngine) -> ChatRecord:
+    return await engine.customers.request_chat(
+        SERVICE, CustomerForm("Ada", "", "", "", "", {}))
+
+
+def copy_at(engine: ChatEngine, chat_id: str) -> ChatRecord | None:
+    return engine.registry.cached(chat_id)
+
+
+async def test_a_commit_at_one_node_reaches_the_others_memory_without_a_store_read(
+        cluster: Deployment) -> None:
+    a, b, c = (node.engine for node in cluster.nodes)
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None
+                     and copy_at(c, chat.chat_id) is not None, "the new chat at b and c")
+    await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "hello")
+    await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-1] == "hello",
+                     "the message at b")
+    assert b.replica is not None and b.replica.caught_up == 0
+    assert b.replica.applied >= 2
+    stored = await cluster.stored(chat.chat_id)
+    for engine in (b, c):
+        assert copy_at(engine, chat.chat_id).events == stored.events
+        assert copy_at(engine, chat.chat_id).revision == stored.revision
+
+
+async def await_subscribers(redis_url: str, channel: str, count: int) -> None:
+    """Until Redis counts ``count`` subscribers of ``channel`` (a SUBSCRIBE takes effect
+    asynchronously)."""
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(10):
+            while int(dict(await admin.pubsub_numsub(channel))[  # noqa: ASYNC110 - Redis's
+                    channel.encode()]) != count:                 # state, no event to await
+                await asyncio.sleep(0.01)
+    finally:
+        await admin.aclose()
+
+
+async def test_a_missed_commit_is_caught_up_from_the_store(
+        cluster: Deployment, redis_url: str, redis_prefix: str) -> None:
+    a, b, _ = (node.engine for node in cluster.nodes)
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
+    assert b.replica is not None
+    channel = f"{redis_prefix}t:commits"
+    b.replica.stop_listening()  # b hears nothing of the next two commits
+    await await_subscribers(redis_url, channel, 2)
+    await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "one")
+    await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "two")
+    b.replica.start()
+    await await_subscribers(redis_url, channel, 3)  # b listens again
+    await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "three")
+    # "three" follows a revision b never saw: b reads the chat from the store instead.
+    await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-3:]
+                     == ["one", "two", "three"], "b caught up")
+    assert b.replica.caught_up >= 1
+    assert copy_at(b, chat.chat_id).events == (await cluster.stored(chat.chat_id)).events
+
+
+async def test_writers_at_two_nodes_never_give_an_index_twice(cluster: Deployment) -> None:
+    a, b, _ = (node.engine for node in cluster.nodes)
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
+
+    async def write(engine: ChatEngine, who: str) -> None:
+        for n in range(40):
+            await engine.customers.event(engine.registry.cached(chat.chat_id),
+                                         EventType.MESSAGE, f"{who}{n}")
+
+    await asyncio.gather(write(a, "a"), write(b, "b"))
+    stored = await cluster.stored(chat.chat_id)
+    assert [m.index for m in stored.events] == list(range(1, len(stored.events) + 1))
+    texts = [m.text for m in stored.events if m.type == "Message"]
+    assert sorted(texts) == sorted([f"a{n}" for n in range(40)] + [f"b{n}" for n in range(40)])
+    # every node ends with the store's transcript, in the store's order
+    for engine in (a, b, cluster.nodes[2].engine):
+        await eventually(lambda e=engine: copy_at(e, chat.chat_id).events == stored.events,
+                         "the stored transcript at every node")
+
+
+async def test_a_node_whose_broker_dropped_catches_up_when_it_is_back(
+        cluster: Deployment, redis_url: str) -> None:
+    a, b, _ = (node.engine for node in cluster.nodes)
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        # Kill b's subscription connection; a message published meanwhile is lost to b.
+        await admin.client_kill_filter(_type="pubsub")
+        await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "while away")
+        await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-1]
+                         == "while away", "b resynced after the broker came back")
+    finally:
+        await admin.aclose()
