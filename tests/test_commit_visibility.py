@@ -23,6 +23,7 @@ from tests.services import wait_for_lock_waiter
 from webchat.server.config import ServerConfig
 from webchat.store.postgres import PostgresStore
 
+
 @pytest.fixture
 async def pg_server(server_config: ServerConfig, postgres_dsn: str
                     ) -> AsyncIterator[RunningServer]:
