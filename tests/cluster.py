@@ -1,9 +1,12 @@
 """Deployments the end-to-end tests run on: one process with SQLite, or a cluster.
 
 A cluster here is three server nodes sharing one PostgreSQL database and one Redis, the
-customer and the agent talking to different nodes. The nodes run in the test's process (each
-with its own store pool, broker connections, lease and HTTP port — everything that separates
-processes — so a test can still look inside one); the chaos and routing tests
+customer and the agent talking to different nodes; or the same three behind a round-robin
+front (``round-robin``, ``tests/round_robin.py``) that sends each of the customer's requests
+to the next node, as a load balancer without stickiness does (the agent stays on the last
+node). The nodes run in the test's process (each with its own store pool, broker
+connections, lease and HTTP port — everything that separates processes — so a test can
+still look inside one); the chaos and routing tests
 (``test_cluster_chaos.py``) run them as separate OS processes that can be killed.
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SERVICE, RunningServer, start_server
+from tests.round_robin import RoundRobin
 from webchat.server.config import ServerConfig
 from webchat.store.records import ChatRecord
 
@@ -25,6 +29,8 @@ from webchat.store.records import ChatRecord
 class Deployment:
     nodes: list[RunningServer]
     kind: str
+    front: RoundRobin | None = None
+    """In front of every node, for customers (``round-robin``)."""
 
     @property
     def customer(self) -> RunningServer:
@@ -33,7 +39,8 @@ class Deployment:
 
     @property
     def url(self) -> str:
-        return self.customer.url
+        """Where customers connect: the first node, or the front."""
+        return self.front.url if self.front is not None else self.customer.url
 
     @property
     def agent_url(self) -> str:
@@ -63,6 +70,8 @@ class Deployment:
         return chat
 
     async def close(self) -> None:
+        if self.front is not None:
+            await self.front.close()
         for node in reversed(self.nodes):
             await node.runner.cleanup()
 
@@ -82,19 +91,22 @@ async def start_deployment(kind: str, config: ServerConfig, *, postgres_dsn: str
         nodes.append(await start_server(
             replace(config, node_id=node), store=PostgresStore(postgres_dsn),
             cluster=broker, leadership=broker.lease(ttl_ms=2000)))
+    if kind == "round-robin":
+        front = await RoundRobin([node.url for node in nodes]).start()
+        return Deployment(nodes, kind, front)
     return Deployment(nodes, kind)
 
 
-@pytest.fixture(params=["sqlite", "cluster"])
+@pytest.fixture(params=["sqlite", "cluster", "round-robin"])
 async def deployment(request: pytest.FixtureRequest, server_config: ServerConfig
                      ) -> AsyncIterator[Deployment]:
-    """One SQLite process, or three nodes on PostgreSQL and Redis (see the module docstring):
-    the same test, both ways."""
+    """One SQLite process, or three nodes on PostgreSQL and Redis, reached directly or
+    through a round-robin front (see the module docstring): the same test, every way."""
     if request.param == "sqlite":
         running = await start_deployment("sqlite", server_config)
     else:
         running = await start_deployment(
-            "cluster", server_config, postgres_dsn=request.getfixturevalue("postgres_dsn"),
+            request.param, server_config, postgres_dsn=request.getfixturevalue("postgres_dsn"),
             redis_url=request.getfixturevalue("redis_url"),
             redis_prefix=request.getfixturevalue("redis_prefix"))
     yield running

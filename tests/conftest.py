@@ -70,13 +70,23 @@ class RunningServer:
 
 async def start_server(config: ServerConfig, *, port: int = 0, **app_options: Any
                        ) -> RunningServer:
+    """A server on a loopback port (``0``: any free one). A node of a cluster (``cluster=``)
+    advertises that address to its peers unless its config names another (they pass it the
+    CometD long-polling requests of its sessions: ``server/cometd_forward.py``), so the
+    socket is bound first, the port known before the app starts."""
+    listening = socket.create_server(("127.0.0.1", port))
+    url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+    if app_options.get("cluster") is not None and config.advertise_url is None:
+        config = replace(config, advertise_url=url)
     app = build_app(config, **app_options)
     runner = make_runner(app, config, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return RunningServer(f"http://127.0.0.1:{port}", app, runner, config)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, listening).start()
+    except BaseException:
+        listening.close()
+        raise
+    return RunningServer(url, app, runner, config)
 
 
 @pytest.fixture

@@ -48,8 +48,9 @@ from scripts.cluster_netns import (
     through_bridge,
 )
 
-from tests.conftest import free_port
+from tests.conftest import SERVICE, free_port
 from tests.services import POSTGRES_START, POSTGRES_URL, fail_or_skip, with_database
+from tests.test_end_to_end import transport_options
 
 COMETD = "/genesys/cometd"
 _pg = urlsplit(POSTGRES_URL)
@@ -301,10 +302,13 @@ class Held:
     seconds: float
 
 
-async def _long_poll(http: aiohttp.ClientSession, url: str, hosts: int) -> Held:
+async def _long_poll(http: aiohttp.ClientSession, url: str, hosts: int, *, shared: bool
+                     ) -> Held:
     """Handshake, then connect over HTTP long-polling through nginx until a connect is held
-    and answered. Each request may go to any host: until the hosts share CometD sessions,
-    one without the session answers 402 at once, and the retry goes to the next host."""
+    and answered. Each request may go to any host. Hosts sharing a broker (``shared``) pass
+    it on to the host holding the session (server/cometd_forward.py), so every connect must
+    work at once; hosts each on their own answer 402 when they do not hold the session, and
+    the connect is sent again, to the next host, until one does."""
 
     async def post(body: object) -> dict[str, Any]:
         async with http.post(url, json=body) as resp:
@@ -319,7 +323,8 @@ async def _long_poll(http: aiohttp.ClientSession, url: str, hosts: int) -> Held:
     async def connect_on_session_host() -> dict[str, Any]:
         for _ in range(3 * hosts):  # ample for a round robin over ``hosts``
             reply = await post([connect])
-            if reply.get("successful") or not str(reply.get("error", "")).startswith("402"):
+            if shared or reply.get("successful") \
+                    or not str(reply.get("error", "")).startswith("402"):
                 return reply
         raise AssertionError("no host knew the session")
 
@@ -354,11 +359,46 @@ async def test_cometd_polls_over_websocket_and_long_polling_are_held_through_ngi
         lb: Cluster) -> None:
     async with aiohttp.ClientSession() as http:
         on_ws, on_http = await asyncio.gather(_websocket_poll(http, lb.url + COMETD),
-                                              _long_poll(http, lb.url + COMETD, len(lb.hosts)))
+                                              _long_poll(http, lb.url + COMETD, len(lb.hosts),
+                                                         shared=lb.broker is not None))
     for held in (on_ws, on_http):
         assert held.reply["channel"] == "/meta/connect"
         assert held.reply["successful"] is True, held.reply
         assert held.seconds >= HELD_AT_LEAST_S, held
+
+
+async def test_a_long_polling_chat_through_nginx_keeps_its_session_on_every_host(
+        lb: Cluster, customer_factory: Any, agent_factory: Any) -> None:
+    """The customer's CometD long-polling requests reach all three hosts (no stickiness);
+    each host passes those of a session it does not hold on to the one that does, so the
+    session that started the chat serves it to its end: no re-handshake."""
+    if lb.store is None or lb.broker is None:
+        fail_or_skip("a chat across hosts needs them to share PostgreSQL and Redis")
+    wait_in_rotation(lb)
+    before = len(lb.access_log())
+    customer = await customer_factory(f"{lb.url}/genesys/2/chat/{SERVICE}",
+                                      **transport_options(lb, "long-polling"))
+    agent = await agent_factory(lb.url, "agent", lb.agent_password)
+    chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
+    await agent.wait_for(lambda ev: any(e["type"] == "offer" and e["chat"]["chatId"] == chat_id
+                                        for e in ev), within=15)
+    agent.client.track(chat_id, (await agent.client.accept(chat_id))["nextPosition"])
+    await customer.wait_event("agentConnected", within=15)
+    for n in range(3):
+        await agent.client.send(chat_id, f"agent {n}")
+        await customer.wait_for(lambda c, n=n: ("Agent", f"agent {n}") in c.texts(), within=15)
+        await customer.command("sendMessage", {"message": f"customer {n}"})
+        await customer.wait_for(lambda c, n=n: ("Client", f"customer {n}") in c.texts(),
+                                within=15)
+    await agent.client.end(chat_id)
+    await customer.wait_event("ended", within=15)
+
+    indexes = customer.indexes()
+    assert indexes == list(range(1, len(indexes) + 1))
+    assert customer.service.transport.client.bayeux.handshakes == 1
+    cometd = [e for e in lb.access_log()[before:] if COMETD in e.request]
+    assert {e.answered_by for e in cometd} == {h.upstream for h in lb.hosts}
+    assert all(e.status == 200 for e in cometd), cometd
 
 
 def test_a_killed_server_is_routed_around_then_rejoins(lb: Cluster) -> None:

@@ -237,6 +237,13 @@ class RedisBroker:
         the last attempt to publish (if any) did not fail."""
         return self._pub_up and self._sub_up
 
+    @property
+    def client(self) -> Redis:
+        """This broker's client for plain commands (pub/sub has connections of its own),
+        bounded by its timeout and never retrying: what the lease and the CometD node
+        directory (``server/cometd_forward.py``) share, keyed under :attr:`prefix`."""
+        return self._client
+
     def lease(self, name: str = "leader", **options: Any) -> RedisLease:
         """A lease on this broker's Redis (its connections), named within its prefix and held
         under its node name: the cluster's leadership for :class:`ChatEngine`."""

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
@@ -52,6 +53,26 @@ def _rate(value: str) -> tuple[float, int]:
         raise click.BadParameter(f"expected PER_S:BURST, got {value!r}") from None
 
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+"""``--host`` values that listen on every address, and so name none peers could use."""
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _advertise_url(_ctx: click.Context, _param: click.Parameter, value: str | None
+                   ) -> str | None:
+    """``--advertise-url`` checked: an http(s) URL of a host (and port), nothing more."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname \
+            or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise click.BadParameter(f"expected http://HOST:PORT, got {value!r}")
+    return urlunsplit(parts._replace(path="")).rstrip("/")
+
+
 @configurable
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -68,6 +89,13 @@ def _rate(value: str) -> tuple[float, int]:
 @click.option("--node-id", metavar="NAME",
               help="This process's name in the cluster, shown by /healthz; with --workers, "
                    "NAME-<n> for worker n. Default: <hostname>-<pid>.")
+@click.option("--advertise-url", metavar="URL", callback=_advertise_url,
+              help="Where the other processes of a cluster reach this one: a CometD "
+                   "long-polling request the load balancer sent to another process for a "
+                   "session of this one is passed on to it there. Default: http://HOST:PORT "
+                   "of --host and --port, unless --host is 0.0.0.0 or ::. With --workers, "
+                   "each worker also listens on a port of its own (chosen by the system, on "
+                   "--host) and advertises it with this URL's host.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Server processes sharing --port (SO_REUSEPORT), restarted if one dies. "
                    "More than 1 needs --store postgresql://... and --broker redis://...")
@@ -130,8 +158,8 @@ def _rate(value: str) -> tuple[float, int]:
                    "load balancer) with nothing queued lost, requests in flight finished.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
-                  broker_url: str | None, node_id: str | None, workers: int,
-                  services: tuple[str, ...],
+                  broker_url: str | None, node_id: str | None, advertise_url: str | None,
+                  workers: int, services: tuple[str, ...],
                   agents: tuple[str, ...], api_keys: tuple[str, ...],
                   cors_origins: tuple[str, ...], agent_cors_origins: tuple[str, ...],
                   http_errors: str, strict_fields: bool,
@@ -166,7 +194,7 @@ def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
         drain_timeout_s=drain_timeout)
     launch = Launch(config, host, port, store_url, broker_url,
                     tuple(_agent_pair(a) for a in agents), with_bot, node_id, workers,
-                    logging.getLogger().level)
+                    logging.getLogger().level, advertise_url)
     _check(launch)
     if workers == 1:
         run(_serve(launch))
@@ -190,6 +218,8 @@ class Launch:
     node_id: str | None
     workers: int
     log_level: int
+    advertise_url: str | None = None
+    """``--advertise-url`` as given (normalized), or None for the default."""
 
     def backends(self) -> tuple[stores.Store, brokers.Broker]:
         """A new store and broker as ``--store`` and ``--broker`` say (not yet opened)."""
@@ -208,6 +238,22 @@ class Launch:
         if self.node_id is None:
             return default_node_id()
         return self.node_id if slot is None else f"{self.node_id}-{slot}"
+
+    def advertise(self, slot: int | None) -> tuple[str | None, socket.socket | None]:
+        """The URL this process's cluster peers reach it at (None: they cannot), and, for
+        a worker, the socket of its own it listens on for them: the shared port reaches
+        whichever worker the kernel picks, never one in particular. (So does a process on
+        ``--port 0``, whose port is known only once it listens.)"""
+        url = self.advertise_url
+        if url is None and self.host not in WILDCARD_HOSTS:
+            url = f"http://{_netloc(self.host, self.port)}"
+        if url is None or (slot is None and self.port):
+            return url, None
+        parts = urlsplit(url)
+        own = socket.create_server(
+            (self.host, 0), family=socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        port = own.getsockname()[1]
+        return urlunsplit(parts._replace(netloc=_netloc(parts.hostname or "", port))), own
 
 
 def _check(launch: Launch) -> None:
@@ -276,9 +322,12 @@ async def _serve(launch: Launch, *, slot: int | None = None,
     console = Console(highlight=False, soft_wrap=True)
     config = replace(launch.config, node_id=launch.node(slot))
     store, broker = launch.backends()
+    own: socket.socket | None = None
     if isinstance(broker, MemoryBroker):  # alone: the broker is this process's fan-out
         app = build_app(config, store=store, broker=broker)
     else:  # shared: it carries the cluster's commits and news; fan-out stays in memory
+        advertised, own = launch.advertise(slot)
+        config = replace(config, advertise_url=advertised)
         lease = broker.lease() if isinstance(broker, RedisBroker) else None
         app = build_app(config, store=store, cluster=broker, leadership=lease)
     runner = make_runner(app, config, handle_signals=False, access_log=None)
@@ -288,6 +337,8 @@ async def _serve(launch: Launch, *, slot: int | None = None,
     try:
         if first:
             bot_task = await _set_up_accounts(app, launch, console)
+        if own is not None:  # before the shared port: peers may need it from then on
+            await web.SockSite(runner, own).start()
         site = web.TCPSite(runner, launch.host, launch.port, reuse_port=slot is not None)
         await site.start()
         stop = asyncio.Event()

@@ -101,10 +101,16 @@ def build_app(config: ServerConfig, *, store: Store | None = None,
     gateway = Gateway(engine, config)
     chat_api = ChatApi(gateway, config)
     agent_api = AgentApi(engine, accounts)
+    forwarder = None
+    if cluster is not None:  # imported only then: a process alone loads no Redis client
+        from webchat.server.cometd_forward import for_cluster
+
+        forwarder = for_cluster(cluster, config)
     cometd = CometdEndpoint(f"{config.api_prefix}/cometd", config.cometd,
                             max_body_bytes=config.limits.max_body_bytes,
                             handshake_rate=config.cometd_handshake_rate,
-                            client_address=client_address(config.trust_forwarded_for))
+                            client_address=client_address(config.trust_forwarded_for),
+                            forwarder=forwarder)
     channel = ChatChannel(gateway, cometd)
     chat_api.bayeux_follows = channel.followed_by
 

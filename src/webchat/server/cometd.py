@@ -16,6 +16,10 @@ that send nothing for ``max_interval_ms`` are closed by the sweeper.
 Before the server stops it drains (:meth:`CometdEndpoint.drain`): every client is told to
 reconnect, which through a load balancer means to another process, and nothing queued for a
 session is dropped: it leaves in the answers that tell it so.
+
+In a cluster, a long-polling request for a session another process holds is passed on to
+that process before the core sees it (:mod:`webchat.server.cometd_forward`), after the same
+size and decoding checks; the process holding the session applies every rule again.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
@@ -63,6 +68,9 @@ from webchat.server import addresses
 from webchat.server.addresses import ClientAddress
 from webchat.server.ratelimit import RateLimiter
 
+if TYPE_CHECKING:
+    from webchat.server.cometd_forward import Forwarder
+
 log = logging.getLogger(__name__)
 
 COOKIE = "BAYEUX_BROWSER"
@@ -83,7 +91,8 @@ class CometdEndpoint:
     def __init__(self, path: str, options: ServerOptions | None = None, *,
                  max_body_bytes: int = 256 * 1024, handshake_rate: tuple[float, int] = (5, 50),
                  duplicate_connect_status: int = 500,
-                 client_address: ClientAddress | None = None) -> None:
+                 client_address: ClientAddress | None = None,
+                 forwarder: Forwarder | None = None) -> None:
         self.path = path
         self.client_address = client_address or addresses.client_address(False)
         self.bayeux = BayeuxServer(options)
@@ -93,6 +102,9 @@ class CometdEndpoint:
         self.duplicate_status = duplicate_connect_status
         self.on_service: ServiceHandler | None = None
         self.on_end: EndHandler | None = None
+        self.forwarder = forwarder
+        """In a cluster: passes long-polling requests for another process's sessions on to
+        it (``server/cometd_forward.py``); None for a process alone."""
         self._waiters: dict[str, asyncio.Future[bool]] = {}
         self._serving: dict[str, _Socket] = {}
         """The WebSocket serving each attached session, by clientId."""
@@ -118,11 +130,15 @@ class CometdEndpoint:
         app.router.add_route("*", self.path + "/{suffix:.*}", self.handle)
 
     async def start(self) -> None:
+        if self.forwarder is not None:
+            self.bayeux.node_tag = await self.forwarder.start()
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def stop(self) -> None:
         """Drain (with no time to wait for anyone, if nobody drained before), then let go of
         whatever is left."""
+        if self.forwarder is not None:
+            await self.forwarder.stop()  # first: peers stop sending this process requests
         await self.drain(0.0)
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -375,8 +391,13 @@ class CometdEndpoint:
                                 text=f"malformed Bayeux message: {exc}")
         except DecodeError as exc:
             return web.Response(status=400, text=f"malformed Bayeux message: {exc}")
-        browser = request.cookies.get(COOKIE)
         remote = self.client_address(request)
+        if self.forwarder is not None:
+            routed = await self.forwarder.route(request, body, messages, remote)
+            if isinstance(routed, web.StreamResponse):
+                return routed  # the answer of the process holding the session
+            remote = routed
+        browser = request.cookies.get(COOKIE)
         refusal = self._flood_refusal(messages, remote, {"reconnect": "handshake",
                                                          "interval": 2000})
         if refusal is not None:

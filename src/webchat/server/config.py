@@ -75,6 +75,11 @@ class ServerConfig:
     """This process's name in the cluster (``/healthz`` says it, so which process answered a
     request through a load balancer can be seen; replication skips its own commits by it).
     Must differ between processes."""
+    advertise_url: str | None = None
+    """Where the other processes of a cluster reach this one (``http://10.0.0.5:8080``): they
+    pass it the CometD long-polling requests of its sessions that a load balancer sent them
+    (``server/cometd_forward.py``). None: they cannot, and those clients handshake again
+    where their requests land."""
     services: tuple[str, ...] = ("customer-support",)
     api_prefix: str = "/genesys"
     api_keys: tuple[str, ...] = ()

@@ -287,9 +287,17 @@ Event = Reply | Deliver | Publish | Hold | Supersede | Wake | Queued | Release |
     | Handshaken | Attach | Ended | SetCookie | Close
 
 
+CLIENT_ID_RANDOM_BYTES = 18
+"""Randomness of a clientId (144 bits, as CometD's), whatever node tag it also carries."""
+
+
 class BayeuxServer:
     def __init__(self, options: ServerOptions | None = None) -> None:
         self.options = options or ServerOptions()
+        self.node_tag = ""
+        """Prefixed to every new clientId: which process of a cluster holds the session, so
+        that another one can pass the session's requests on to it
+        (``server/cometd_forward.py``). Empty for a process alone."""
         self.sessions: dict[str, ServerSession] = {}
         self.subscribers: dict[str, set[str]] = {}
         self.draining = False
@@ -412,7 +420,8 @@ class BayeuxServer:
             browser_id = secrets.token_hex(8)
             out.append(SetCookie(browser_id))
         session = ServerSession(
-            client_id=secrets.token_urlsafe(18), browser_id=browser_id,
+            client_id=self.node_tag + secrets.token_urlsafe(CLIENT_ID_RANDOM_BYTES),
+            browser_id=browser_id,
             expires_at=now + self.options.max_interval_ms, connection_type=transport,
             transport=transport)
         wants_ack = isinstance(msg.ext, dict) and msg.ext.get("ack") is True
