@@ -1,18 +1,31 @@
-"""Helpers shared by the benchmarks: a server subprocess, percentiles, resource sampling."""
+"""Helpers shared by the benchmarks: a server subprocess, percentiles, resource sampling,
+scratch PostgreSQL databases and the CPU of the services a benchmark drives."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import secrets
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import psutil
+import redis
+
+POSTGRES_ADMIN = os.environ.get("WEBCHAT_TEST_POSTGRES",
+                                "postgresql://postgres@127.0.0.1:5432/test")
+"""An administrative connection that may create databases (as the tests' fixtures use)."""
+REDIS_URL = os.environ.get("WEBCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -39,19 +52,33 @@ class ServerProcess:
     def ps(self) -> psutil.Process:
         return psutil.Process(self.proc.pid)
 
+    def tree(self) -> list[psutil.Process]:
+        """The server and its children: with ``--workers`` the supervisor does no serving,
+        its workers do, and both are the server's cost."""
+        return [self.ps, *self.ps.children(recursive=True)]
+
     def cpu_seconds(self) -> float:
-        t = self.ps.cpu_times()
-        return float(t.user + t.system)
+        return sum(cpu_by_pid(self.tree()).values())
 
     def rss_mb(self) -> float:
-        return float(self.ps.memory_info().rss) / 2**20
+        total = 0
+        for proc in self.tree():
+            try:
+                total += proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total / 2**20
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 35.0) -> None:
+        """Terminate the server (with ``--workers`` the supervisor stops its workers, each
+        given 30 s to drain) and kill whatever of its tree outlives ``grace_s``."""
+        tree = self.tree()
         self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        _, alive = psutil.wait_procs(tree, timeout=grace_s)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        self.proc.wait()
         self.data_dir.cleanup()
 
 
@@ -84,3 +111,64 @@ def start_bot(url: str, user: str, password: str, capacity: int) -> subprocess.P
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def cpu_by_pid(processes: Iterable[psutil.Process]) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each process still alive."""
+    found = {}
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        found[proc.pid] = float(times.user + times.system)
+    return found
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two :func:`cpu_by_pid` samples; a process that appeared in between
+    counts from its start, one that ended in between is lost (its share cannot be read)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
+@asynccontextmanager
+async def scratch_database(prefix: str = "webchat_bench_") -> AsyncIterator[str]:
+    """A new, empty database on :data:`POSTGRES_ADMIN`'s server (its DSN), dropped afterwards:
+    other runs share the server, and a database per run keeps them apart."""
+    admin = await asyncpg.connect(POSTGRES_ADMIN)
+    name = f"{prefix}{secrets.token_hex(4)}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def postgres_backends(conn: asyncpg.Connection[asyncpg.Record]
+                            | asyncpg.pool.PoolConnectionProxy[asyncpg.Record], database: str
+                            ) -> list[psutil.Process]:
+    """The PostgreSQL server processes serving ``database``: ours alone, whoever else shares
+    the server (its WAL writer's and checkpointer's share of our commits is not counted; they
+    serve every database). Empty when the server runs on another machine."""
+    rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+    found = []
+    for row in rows:
+        try:
+            found.append(psutil.Process(row[0]))
+        except psutil.Error:
+            continue
+    return found
+
+
+def redis_process(url: str) -> psutil.Process | None:
+    """The redis-server process, if it runs on this machine (its CPU is part of the cost)."""
+    client = redis.Redis.from_url(url)
+    try:
+        pid = int(client.info("server")["process_id"])
+    finally:
+        client.close()
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None

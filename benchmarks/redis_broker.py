@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass
 
 import psutil
-import redis
 
-from benchmarks.common import percentile
+from benchmarks.common import REDIS_URL, percentile, redis_process
 from webchat.broker.redis import RedisBroker
 
 HEADER = struct.Struct("!Q")
@@ -67,19 +66,6 @@ class Phase:
     @property
     def name(self) -> str:
         return f"{self.rate:.0f}/s" if self.rate else "flat out"
-
-
-def redis_process(url: str) -> psutil.Process | None:
-    """The redis-server process, if it runs on this machine (its CPU is part of the cost)."""
-    client = redis.Redis.from_url(url)
-    try:
-        pid = int(client.info("server")["process_id"])
-    finally:
-        client.close()
-    try:
-        return psutil.Process(pid)
-    except psutil.Error:
-        return None
 
 
 def cpu_of(process: psutil.Process | None) -> float:
@@ -170,8 +156,7 @@ async def main(url: str, topics: int, size: int, phases: list[Phase]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("WEBCHAT_TEST_REDIS",
-                                                        "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--url", default=REDIS_URL)
     parser.add_argument("--topics", type=int, default=100)
     parser.add_argument("--size", type=int, default=300, help="payload bytes (a chat event)")
     parser.add_argument("--rates", default="2000,10000", help="messages/s of the paced phases")

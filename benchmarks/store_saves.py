@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
 import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg
 import psutil
 
+from benchmarks.common import cpu_by_pid, cpu_spent, postgres_backends, scratch_database
 from webchat.protocol.gms.models import Message, Participant
 from webchat.store import Store, from_url
 from webchat.store.postgres import PostgresStore
 from webchat.store.records import ChatRecord, ChatStatus, ParticipantRecord
-
-ADMIN = os.environ.get("WEBCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def chat(n: int) -> ChatRecord:
@@ -63,37 +59,12 @@ async def add(store: Store, record: ChatRecord) -> None:
         record.events.append(event)
 
 
-@asynccontextmanager
-async def scratch_database() -> AsyncIterator[str]:
-    admin = await asyncpg.connect(ADMIN)
-    name = f"webchat_bench_{secrets.token_hex(4)}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 async def backends(store: Store) -> list[psutil.Process]:
-    """The PostgreSQL server processes serving this database: ours alone, whoever else
-    shares the server (the WAL writer's share of the commits is not counted)."""
+    """The PostgreSQL server processes serving this store's database (none for SQLite)."""
     if not isinstance(store, PostgresStore):
         return []
-    pids = await store.pool.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-    return [psutil.Process(r[0]) for r in pids]
-
-
-def cpu(processes: list[psutil.Process]) -> dict[int, float]:
-    found = {}
-    for proc in processes:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        found[proc.pid] = times.user + times.system
-    return found
+    async with store.pool.acquire() as conn:
+        return await postgres_backends(conn, await conn.fetchval("SELECT current_database()"))
 
 
 async def run(store: Store, chats: int, workers: int, seconds: float, rate: float | None
@@ -120,13 +91,13 @@ async def run(store: Store, chats: int, workers: int, seconds: float, rate: floa
             n += 1
 
     me = [psutil.Process()]
-    ours0, servers0, t0 = cpu(me), cpu(await backends(store)), time.perf_counter()
+    ours0, servers0, t0 = cpu_by_pid(me), cpu_by_pid(await backends(store)), time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(workers)))
     elapsed = time.perf_counter() - t0
-    ours1, servers1 = cpu(me), cpu(await backends(store))
+    ours1, servers1 = cpu_by_pid(me), cpu_by_pid(await backends(store))
     saves = len(latencies)
-    ours = (sum(ours1.values()) - sum(ours0.values())) / saves * 1e6
-    server = sum(t - servers0.get(pid, 0.0) for pid, t in servers1.items()) / saves * 1e6
+    ours = cpu_spent(ours0, ours1) / saves * 1e6
+    server = cpu_spent(servers0, servers1) / saves * 1e6
     cuts = statistics.quantiles(latencies, n=100)
     print(f"{store.dialect}: {saves} saves by {workers} tasks on {chats} chats in "
           f"{elapsed:.1f} s = {saves / elapsed:,.0f} saves/s"
