@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.polling import eventually
 from webchat.cli.serve import hidden_password
 
 POSTGRES_ENV = "WEBCHAT_TEST_POSTGRES"
@@ -201,9 +202,7 @@ async def wait_for_lock_waiter(conn: Any, timeout_s: float = 10.0) -> None:
     lock learns that the server's statement reached it (and is held up there)."""
     sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
            "AND wait_event_type = 'Lock'")
-    async with asyncio.timeout(timeout_s):
-        while not await conn.fetchval(sql):  # noqa: ASYNC110 - another process's state
-            await asyncio.sleep(0.01)
+    await eventually(lambda: conn.fetchval(sql), "a statement waiting for a lock", timeout_s)
 
 
 # ---- Redis ----------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ import pytest
 from scripts.cluster_netns import Proc, spawn, start_nginx, tail
 
 from tests.conftest import SERVICE, Customer, free_port
+from tests.polling import eventually
 from tests.services import fail_or_skip
 from tests.tcp_proxy import TcpProxy
 from webchat.bus.bus import CommandError
@@ -109,19 +110,18 @@ class Node:
         self.proc.popen.wait(5)
 
     async def ready(self, http: aiohttp.ClientSession, within_s: float = 30.0) -> None:
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
+        """Once it answers ``/healthz`` (failing at once if it exited)."""
+
+        async def answers() -> bool:
             assert self.proc is not None
-            if not self.proc.alive():
-                raise AssertionError(f"node {self.index} exited:\n{tail(self.log)}")
+            assert self.proc.alive(), f"node {self.index} exited:\n{tail(self.log)}"
             try:
                 async with http.get(f"{self.url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
+                    return resp.status == 200
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"node {self.index}: no /healthz in {within_s} s:\n{tail(self.log)}")
+                return False
+
+        await eventually(answers, f"node {self.index} answering /healthz", within_s)
 
     def stop(self) -> None:
         if self.proc is not None:
