@@ -224,9 +224,11 @@ class _Lock:
 class PostgresStore:
     dialect = "postgresql"
 
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 20,
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10,
                  blob_connections: int = 4, hold_timeout_s: float = 30.0) -> None:
-        """``min_size``/``max_size``: the pool for chats, agents and tokens;
+        """``min_size``/``max_size``: the pool for chats, agents and tokens (10: every process
+        of a cluster has one, and PostgreSQL's default ``max_connections`` is 100 for all of
+        them; a locked change holds a connection ~1 ms, so 10 carry thousands a second);
         ``blob_connections``: at most so many more for file bytes (:class:`PostgresVault`),
         opened when first needed. ``hold_timeout_s``: how long a transaction may sit idle
         before PostgreSQL ends its session (``idle_in_transaction_session_timeout``), so
