@@ -74,8 +74,10 @@ class TcpProxy:
         self._flowing.set()
 
     async def close(self) -> None:
-        self.thaw()
+        """Cut without thawing first: what a frozen link holds back is dropped, never
+        delivered after the test (and its cleanup) ended."""
         await self.cut()
+        self.thaw()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream = await self._connect()

@@ -32,7 +32,6 @@ runs late; ``on_change`` callbacks are called on the event loop at every change 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from webchat.broker.redis import LOST, default_node_id, redis_client
+from webchat.broker.redis import LOST, cancel_and_wait, default_node_id, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +167,7 @@ class RedisLease:
         self._renew_at = 0.0
         self._expiry: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def held(self) -> bool:
@@ -184,10 +184,9 @@ class RedisLease:
         self._task = asyncio.create_task(self._run(), name=f"lease {self.name}")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self._lose("stopping")
         try:  # also when not held here: the key may be ours from an answer that came too late
@@ -200,7 +199,7 @@ class RedisLease:
 
     async def _run(self) -> None:
         assert self._loop is not None
-        while True:
+        while not self._stopping:
             try:
                 if self._held:
                     await asyncio.sleep(max(0.0, self._renew_at - self._loop.time()))

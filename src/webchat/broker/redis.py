@@ -26,7 +26,6 @@ published itself are delivered to its own subscribers too, like :class:`MemoryBr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -102,6 +101,18 @@ async def connect(conn: AbstractConnection, timeout_s: float) -> None:
         raise
 
 
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end. redis-py can turn a cancellation into an
+    error (an exception raised while it cleans up replaces the CancelledError: seen as a
+    lease that went on contending after stop), so the cancel is repeated until the task is
+    done, and the loops given to this also end on their own ``_stopping`` flag."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %s failed while stopping", task.get_name(), exc_info=task.exception())
+
+
 def _chunks(items: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start:start + _CHUNK]
@@ -151,6 +162,7 @@ class RedisBroker:
         self._topic_prefix = f"{prefix}t:".encode()
         self._control = f"{prefix}c:resync".encode()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         # publishing
         self._queue: deque[tuple[bytes, bytes]] = deque()
         self._wake = asyncio.Event()
@@ -213,11 +225,9 @@ class RedisBroker:
             except TimeoutError:
                 log.warning("broker %s stopped with %d messages unsent", self.name,
                             len(self._queue))
+        self._stopping = True
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks = []
         for _, waiter in self._ready:
             waiter.cancel()
@@ -276,7 +286,7 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         backoff = Backoff(*self._backoff)
         last_sent = -math.inf
-        while True:
+        while not self._stopping:
             if not self._queue and not self._gap:
                 self._drained.set()
                 self._wake.clear()
@@ -325,7 +335,7 @@ class RedisBroker:
         self.published += len(batch)
 
     async def _reconnect(self, conn: AbstractConnection, backoff: Backoff) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(backoff.next())
             try:
                 await connect(conn, self._timeout_s)
@@ -382,7 +392,7 @@ class RedisBroker:
 
     async def _run_subscriber(self) -> None:
         backoff = Backoff(*self._backoff)
-        while True:
+        while not self._stopping:
             try:
                 await self._session(backoff)
             except Exception as exc:
@@ -404,7 +414,7 @@ class RedisBroker:
         reader = asyncio.create_task(self._read(conn, backoff), name=f"{self.name} read")
         reader.add_done_callback(lambda _: self._changed.set())
         try:
-            while True:
+            while not self._stopping:
                 self._changed.clear()
                 if reader.done():
                     reader.result()
