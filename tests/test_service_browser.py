@@ -31,14 +31,17 @@ __all__ = ["browser", "pytestmark"]  # the fixture and the Chromium skip, from t
 CHAT_API = "**/genesys/2/chat/**"
 
 
+RECORD = """(bus) => {
+    window.heard = [];
+    bus.subscribe("WebChatService.*", (e) => window.heard.push(
+        {name: e.event.split(".")[1], data: e.data === undefined ? null : e.data}));
+}"""
+"""Keep every WebChatService event the page hears (name and data) in ``window.heard``."""
+
+
 async def record_events(page: Page) -> None:
-    """Keep every WebChatService event the page hears (name and data) in ``window.heard``."""
     await page.wait_for_function("() => window.CXBus?.plugins.get('WebChatService')?.isReady")
-    await page.evaluate("""() => {
-        window.heard = [];
-        CXBus.subscribe("WebChatService.*", (e) => window.heard.push(
-            {name: e.event.split(".")[1], data: e.data === undefined ? null : e.data}));
-    }""")
+    await page.evaluate(f"({RECORD})(window.CXBus)")
 
 
 async def heard(page: Page) -> list[dict[str, Any]]:
@@ -108,11 +111,9 @@ async def test_a_reload_while_the_server_is_unreachable_restores_offline(server,
     await expect(widget(page).locator(".msg.Agent")).to_have_text(["Gracebefore the reload"])
 
     await cut_off(context)
-    await page.add_init_script("""window.addEventListener("webchat:loaded", (e) => {
-        window.heard = [];
-        e.detail.bus.subscribe("WebChatService.*", (ev) => window.heard.push(
-            {name: ev.event.split(".")[1], data: ev.data === undefined ? null : ev.data}));
-    });""")
+    # From the reload on, before the service restores: what it publishes then is heard too.
+    await page.add_init_script(
+        f'window.addEventListener("webchat:loaded", (e) => ({RECORD})(e.detail.bus));')
     await page.reload()
     await until_heard(page, "restoredOffline")
     got = await names(page)
