@@ -6,8 +6,9 @@
 The list is ``src/webchat/service/reference.py``: four plugins (WebChatService, WebChat,
 main, CXBus), one section of the table each. A test proves an item when it carries
 ``@pytest.mark.conformance("<key>")`` and every one of its cases passed in the JUnit report.
-Tests in ``tests/test_browser*.py`` are the *browser* evidence (Chromium), the others the
-*Python* evidence. What an item needs, by its ``scope``:
+Tests in modules named for the browser (``tests/test_browser*.py``,
+``tests/test_*_browser.py``) are the *browser* evidence (Chromium), the others the *Python*
+evidence. What an item needs, by its ``scope``:
 
 * ``python``: implemented in Python (a config option the service reads, a command the plugin
   registers, an event it declares, a method of the bus) and a passing Python test;
@@ -47,8 +48,8 @@ from webchat.service.config import KNOWN_OPTIONS  # noqa: E402
 from webchat.service.plugin import COMMANDS, EVENTS  # noqa: E402
 
 TABLE = ROOT / "docs" / "conformance.md"
-BROWSER_MODULE = "tests.test_browser"
-"""Test modules whose name starts with this run in Chromium."""
+BROWSER_MODULE = re.compile(r"^tests\.test_(?:browser\w*|\w+_browser)::")
+"""Test modules so named run in Chromium."""
 WILDCARD = re.compile(r"^(?:(?P<plugin>\w+)\.)?(?P<kind>\w+):\*$")
 
 
@@ -104,7 +105,7 @@ def _wildcard(item: reference.Item) -> str:
 
 
 def _is_browser(test_id: str) -> bool:
-    return test_id.startswith(BROWSER_MODULE)
+    return BROWSER_MODULE.match(test_id) is not None
 
 
 @dataclass
@@ -198,9 +199,10 @@ def render(rows: Sequence[Row]) -> str:
         "code, and the JUnit report of the full test suite; do not edit by hand. Source: **R**",
         "the Genesys Widgets reference pages, **I** named by our issues, **D** ours. Scope:",
         "`both` = Python and browser, `browser` = needs a page (DOM), `python` = ours.",
-        "Browser evidence is the Chromium suite (`tests/test_browser*.py`); `browser` items",
-        "need it, and so do the `both` items of every plugin but WebChatService. Strings are",
-        "proved by the test that checks every key in every shipped language.",
+        "Browser evidence is the Chromium suite (`tests/test_browser*.py`, `test_*_browser.py`);",
+        "`browser` items need it, and so do the `both` items of every plugin but",
+        "WebChatService. Strings are proved by the test that checks every key in every",
+        "shipped language.",
         "",
         f"**{proved} of {total}** items implemented and proved by a passing test ({summary}).",
     ]

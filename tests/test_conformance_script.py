@@ -52,7 +52,7 @@ def test_every_string_in_every_language(): ...
 async def test_open_from_python_proves_nothing(): ...
 """,
     "test_browser_x.py": """
-@pytest.mark.conformance("option:xhrFields", "WebChat.command:open")
+@pytest.mark.conformance("option:xhrFields")
 async def test_page(): ...
 @pytest.mark.conformance("WebChat.event:opened")
 async def test_failing_in_chromium(): ...
@@ -60,6 +60,14 @@ async def test_failing_in_chromium(): ...
 async def test_bus_in_chromium(): ...
 @pytest.mark.conformance("main.option:i18n")
 async def test_parametrized(): ...
+""",
+    "test_widget_browser.py": """
+@pytest.mark.conformance("WebChat.command:open")
+async def test_open_in_chromium(): ...
+""",
+    "test_service_browserless.py": """
+@pytest.mark.conformance("WebChat.event:opened")
+async def test_python_side(): ...
 """,
 }
 
@@ -74,6 +82,8 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testcase classname="tests.test_browser_x" name="test_bus_in_chromium"/>
 <testcase classname="tests.test_browser_x" name="test_parametrized[en]"/>
 <testcase classname="tests.test_browser_x" name="test_parametrized[fr]"><skipped/></testcase>
+<testcase classname="tests.test_widget_browser" name="test_open_in_chromium"/>
+<testcase classname="tests.test_service_browserless" name="test_python_side"/>
 </testsuite></testsuites>
 """
 
@@ -105,7 +115,7 @@ def test_each_scope_and_plugin_needs_its_own_evidence(script, tmp_path):
         "WebChat.string:Errors.Generic",
         "CXBus.api:registerEvents",     # both: a Python and a Chromium test
     }
-    assert got["WebChat.command:open"].proof == ["tests.test_browser_x::test_page"]
+    assert got["WebChat.command:open"].proof == ["tests.test_widget_browser::test_open_in_chromium"]
     assert got["WebChat.event:opened"].status == "browser, NOT PROVED"  # its one test failed
     assert got["main.option:i18n"].status == "browser, NOT PROVED"      # one case skipped
     assert got["CXBus.api:republish"].status == "implemented, browser NOT PROVED"
