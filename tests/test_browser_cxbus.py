@@ -14,6 +14,17 @@ from tests.test_browser import browser, pytestmark  # noqa: F401  (Chromium, and
 
 PAGE = """<!doctype html><meta charset=utf-8><title>bus</title>
 <script type=module src="/webchat/cxbus.js"></script>"""
+# The original's onReady access: a callback given the bus once the widgets have started.
+ON_READY_PAGE = """<!doctype html><meta charset=utf-8><title>onReady</title>
+<script>
+window._genesys = {widgets: {webchat: {}, onReady: function (CXBus) {
+  window.onReadyCalls = (window.onReadyCalls || 0) + 1;
+  CXBus.command("WebChatService.getSessionData")
+    .done(function (e) { window.onReadyResult = ["done", e]; })
+    .fail(function (e) { window.onReadyResult = [e.reason, CXBus === window.CXBus]; });
+}}};
+</script>
+<script type=module src="/webchat/webchat.js"></script>"""
 # A site's own plugin, loaded lazily by name: it registers, then becomes ready a turn later.
 SITE_PLUGIN = """
 const plugin = window.CXBus.registerPlugin("MyPlugin");
@@ -29,6 +40,8 @@ async def bus_page(server: Any, browser: Browser) -> AsyncIterator[Page]:  # noq
     async def site(route: Route) -> None:
         if route.request.url.endswith("/site/bus.html"):
             await route.fulfill(body=PAGE, content_type="text/html")
+        elif route.request.url.endswith("/site/on-ready.html"):
+            await route.fulfill(body=ON_READY_PAGE, content_type="text/html")
         elif route.request.url.endswith("/site/plugins/MyPlugin.js"):
             await route.fulfill(body=SITE_PLUGIN, content_type="text/javascript")
         else:
@@ -209,3 +222,14 @@ async def test_load_plugin_imports_by_name_and_waits_until_the_plugin_is_ready(b
     assert result["readyFirst"] and result["hello"] == "hello Ada"
     assert result["missing"].startswith("plugin Gone could not be loaded from ")
     assert result["service"] is True
+
+
+@pytest.mark.conformance("CXBus.api:onReady")
+async def test_on_ready_hands_the_page_the_bus_once_the_widgets_started(bus_page, server):
+    page = bus_page
+    await page.goto(f"{server.url}/site/on-ready.html")
+    await page.wait_for_function("() => window.onReadyResult")
+    # The service itself answered (no chat yet), not the bus's "plugin ... is not ready": it
+    # was ready when the callback ran, and the callback had the page's bus.
+    assert await page.evaluate("() => [window.onReadyResult, window.onReadyCalls]") == [
+        ["There is no active chat session", True], 1]

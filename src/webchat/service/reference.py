@@ -28,9 +28,11 @@ Sources (``Item.source``):
   API Commands, API Events, and the page revisions that list every command and event), the
   widgets ``main`` configuration and localization pages, the Widget Bus (CXBus) API overview
   and the Extensions page (``registerPlugin``, ``registerCommand``, ``republish``,
-  ``command(...).done().fail()``, ``ready``). Names were cross-checked against the public
-  8.5 bundle (names only, nothing copied): its WebChat string set is the 97 keys below, its
-  WebChat plugin registers the 12 commands below and publishes 7 of the events; its
+  ``command(...).done().fail()``, ``ready``; the ``_genesys.widgets.onReady`` callback and
+  ``_genesys.widgets.extensions``, the other two ways a page reaches the bus). Names were
+  cross-checked against the public 8.5 bundle (names only, nothing copied): its WebChat
+  string set is the 97 keys below, its WebChat plugin registers the 12 commands below and
+  publishes 7 of the events (the other 5 are the current reference's); its
   WebChatService publishes ``disconnected``, ``reconnected``, ``restoredOffline``,
   ``chatServerTimeout`` and ``ajaxResponse`` and registers ``getFileLimits``; its CXBus plugin
   interface has ``publish``, ``publishDirect``, ``republish``, ``subscribe``,
@@ -268,6 +270,12 @@ CXBUS: list[Item] = [
          "CXBus"),
     Item("api", "loadPlugin", "R", "both",
          "resolves when the named plugin is on the bus and ready; rejects if none can be",
+         "CXBus"),
+    Item("api", "onReady", "R", "browser",
+         "_genesys.widgets.onReady(CXBus): the page's callback once the widgets started",
+         "CXBus"),
+    Item("api", "extensions", "R", "browser",
+         "_genesys.widgets.extensions[name]($, CXBus, Common): page plugins run at start",
          "CXBus"),
 ]
 
