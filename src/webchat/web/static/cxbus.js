@@ -143,11 +143,14 @@ export class Bus {
   _whenReady(namespace, what) {
     if (this.plugins.get(namespace)?.isReady) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(reason(
-        `plugin ${namespace} was not loaded within ${this.loadTimeout / 1000} s`, what)),
-      this.loadTimeout);
       if (!this.waiters.has(namespace)) this.waiters.set(namespace, []);
-      this.waiters.get(namespace).push(() => { clearTimeout(timer); resolve(); });
+      const waiting = this.waiters.get(namespace);
+      const wake = () => { clearTimeout(timer); resolve(); };
+      const timer = setTimeout(() => {
+        waiting.splice(waiting.indexOf(wake), 1);
+        reject(reason(`plugin ${namespace} was not loaded within ${this.loadTimeout / 1000} s`, what));
+      }, this.loadTimeout);
+      waiting.push(wake);
     });
   }
 
