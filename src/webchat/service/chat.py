@@ -152,8 +152,12 @@ class ChatCommands(ServiceCore):
     # ---- state -----------------------------------------------------------------------------
 
     async def get_transcript(self, options: dict[str, Any]) -> Any:
+        """As the original: ``messages`` in its shape, ``originalMessages`` as the server sent
+        them."""
         check_options(options, {})
-        return {"messages": [builtins(m) for m in self.session.transcript]}
+        originals = [builtins(m) for m in self.session.transcript]
+        return {"messages": [self.session.original_message(m) for m in originals],
+                "originalMessages": originals}
 
     async def get_agents(self, options: dict[str, Any]) -> Any:
         check_options(options, {})
@@ -172,7 +176,8 @@ class ChatCommands(ServiceCore):
                 "sessionData": self.session.session_data() if self.session.chat_id else None}
 
     async def get_stats(self, options: dict[str, Any]) -> Any:
-        """Counts a dashboard or survey needs; the original does not document the shape."""
+        """The original's ``agents``, ``startTime``, ``endTime`` and ``duration`` (from the
+        first event to the last), and counts a dashboard or survey needs."""
         check_options(options, {})
         if self.session.chat_id is None:
             raise CommandError(NO_SESSION)
@@ -181,8 +186,10 @@ class ChatCommands(ServiceCore):
         texts = [m for m in transcript if m.type == "Message"]
         agents = {pid for pid, p in self.session.participants.items()
                   if p.type == ParticipantType.AGENT and p.joined}
-        return {"sessionID": self.session.chat_id,
+        return {"sessionID": self.session.chat_id, "agents": self.session.agents(),
                 "startTime": transcript[0].utcTime if transcript else None,
+                "duration": transcript[-1].utcTime - transcript[0].utcTime if transcript
+                else None,
                 "endTime": transcript[-1].utcTime if self.session.state.value == "ended"
                 and transcript else None,
                 "messagesSent": sum(1 for m in texts if m.from_.participantId == me),
