@@ -25,6 +25,17 @@ const DISCONNECTED = {Agent: "agentDisconnected", Client: "clientDisconnected",
 // most, then chatServerTimeout (as the Python service: RESYNC_INTERVAL_MS, RESYNC_ATTEMPTS).
 const RESYNC_INTERVAL_MS = 3000;
 const RESYNC_ATTEMPTS = 30;
+// Every event the service publishes, declared on the bus with registerEvents as the original's
+// plugin does: the 8.5 bundle's list, in its order, then the ones it publishes without
+// declaring and ours. The same list as the Python service's EVENTS (webchat.service.core),
+// which tests/test_service_payloads_browser.py holds them to.
+export const EVENTS = Object.freeze([
+  "ready", "restored", "restoreTimeout", "restoreFailed", "messageReceived", "error", "started", "ended",
+  "agentTypingStarted", "agentTypingStopped", "pollingStarted", "pollingStopped", "clientConnected",
+  "clientDisconnected", "agentConnected", "agentDisconnected", "supervisorConnected", "supervisorDisconnected",
+  "clientTypingStarted", "clientTypingStopped", "ajaxResponse", "disconnected", "reconnected",
+  "chatServerWentOffline", "chatServerBackOnline", "restoredOffline", "chatServerTimeout", "fileUploaded",
+]);
 // CometD operation names of the GMS operations that differ.
 const COMETD_OPERATION = {send: "sendMessage", refresh: "requestNotifications"};
 
@@ -68,6 +79,7 @@ export class WebChatService {
     // a customer who waited quietly in the queue and then reloads keeps the chat.
     window.addEventListener("pagehide", () => this.save());
     this.plugin = bus.registerPlugin("WebChatService");
+    this.plugin.registerEvents(EVENTS);
     this.session = new ChatSession();
     this.prefilters = [];
     this.preprocessors = [];
@@ -226,31 +238,43 @@ export class WebChatService {
     for (const event of this.session.push(reply)) this.publishEvent(event);
   }
 
-  // What the session reports, as the original's bus events.
+  // What the session reports, as the original's bus events. Payloads carry transcript events
+  // in the original's shape (session.originalMessage), the server's ones in originalMessages.
   publishEvent(event) {
     const publish = (name, data) => this.plugin.publish(name, data);
     const s = this.session;
+    const original = (msg) => s.originalMessage(msg);
     switch (event.kind) {
       case "started":
         this.save();
-        publish("started", this.sessionData());
+        // The original's "AJAX Response containing session data".
+        publish("started", {...event.response, ...this.sessionData()});
         break;
       case "messages":
         this.save();
-        publish("messageReceived", {messages: this.show(event.messages), originalMessages: event.messages,
-                                    restoring: event.restoring, sessionData: this.sessionData()});
+        publish("messageReceived", {messages: this.show(event.messages.map(original)),
+                                    originalMessages: event.messages, restoring: event.restoring,
+                                    sessionData: this.sessionData()});
         break;
       case "joined":
       case "left": {
         const name = (event.kind === "joined" ? CONNECTED : DISCONNECTED)[event.participant.type];
-        if (name) publish(name, {message: event.message, agents: s.agents(), numAgentsConnected: s.connectedAgents()});
+        if (name) {
+          publish(name, {message: original(event.message), agents: s.agents(),
+                         numAgentsConnected: s.connectedAgents()});
+        }
         break;
       }
-      case "typing":
-        publish(event.started ? "agentTypingStarted" : "agentTypingStopped", {message: event.message});
+      case "typing": {
+        // The original's data is the message itself (from.id, from.name); ours also names it
+        // message. A stop implied by a message or a departure is that event.
+        const message = original(event.message);
+        publish(event.started ? "agentTypingStarted" : "agentTypingStopped",
+                {...message, isTyping: event.started, message});
         break;
+      }
       case "fileUploaded": {
-        const msg = event.message;
+        const msg = original(event.message);
         const meta = msg.userData ?? {};
         publish("fileUploaded", {message: msg, fileId: meta["file-id"] ?? msg.text,
           fileName: meta["file-name"], fileType: meta["file-type"],
@@ -572,9 +596,11 @@ export class WebChatService {
     return this.sessionData();
   }
 
+  // As the original: messages in its shape, originalMessages as the server sent them.
   async getTranscript(options) {
     checkOptions(options, {});
-    return {messages: structuredClone(this.session.transcript)};
+    const originals = structuredClone(this.session.transcript);
+    return {messages: originals.map((m) => this.session.originalMessage(m)), originalMessages: originals};
   }
 
   async getAgents(options) {
@@ -587,7 +613,10 @@ export class WebChatService {
     const s = this.session;
     if (!s.chatId) throw rejection(NO_SESSION);
     const texts = s.transcript.filter((m) => m.type === "Message");
-    return {sessionID: s.chatId, startTime: s.transcript[0]?.utcTime ?? null,
+    const [first, last] = [s.transcript[0], s.transcript.at(-1)];
+    // The original's agents, startTime, endTime and duration (first event to last), and counts.
+    return {sessionID: s.chatId, agents: s.agents(), startTime: first?.utcTime ?? null,
+            duration: first ? last.utcTime - first.utcTime : null,
             endTime: s.state === "ended" ? s.transcript.at(-1)?.utcTime ?? null : null,
             messagesSent: texts.filter((m) => m.from.participantId === s.selfId).length,
             messagesReceived: texts.filter((m) => m.from.participantId !== s.selfId).length,
