@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import accepted_chat
+from tests.conftest import accepted_chat, caller_data
 from tests.test_end_to_end import transport_options
+from webchat.bus import CommandError
 from webchat.service import reference
 from webchat.service.core import EVENTS
 from webchat.service.storage import MemoryStorage
@@ -154,3 +155,19 @@ async def test_restored_messages_say_they_are_restoring(server, customer_factory
     assert {m.get("text"): m["restoring"] for m in shown if m["type"] == "Message"} == {
         "before the restart": True, "while away": False}
     assert data_of(second, "clientConnected")[0]["message"]["restoring"] is True
+
+
+@pytest.mark.conformance("command:updateUserData", "command:startPoll")
+async def test_user_data_given_before_the_chat_goes_with_it(server, customer_factory):
+    """As the original: updateUserData without a chat keeps the data for the next startChat
+    and resolves with the merged userData; startPoll over CometD gives the original's
+    reason."""
+    customer = await customer_factory(server.data_url, userData={"source": "web"},
+                                      **transport_options(server, "websocket"))
+    merged = await customer.command("updateUserData", {"customerId": "C-42", "vip": True})
+    assert merged == {"source": "web", "customerId": "C-42", "vip": "true"}
+    chat_id = (await customer.command("startChat", {"nickname": "Ada"}))["chatId"]
+    assert caller_data(server.engine.chats[chat_id].user_data) == merged
+    with pytest.raises(CommandError) as refused:
+        await customer.command("startPoll")
+    assert refused.value.reason == "Polling is not supported when using CometD"

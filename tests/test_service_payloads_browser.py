@@ -159,3 +159,22 @@ async def test_a_reload_replays_messages_marked_restoring(server, browser, agent
     assert shown == {"before the reload": True, "after the reload": False}
     # The original's plugins skip a replayed join by message.restoring.
     assert data_of(events, "clientConnected")[0]["message"]["restoring"] is True
+
+
+@pytest.mark.conformance("command:updateUserData", "command:startPoll")
+async def test_a_page_gives_user_data_before_the_chat(server, browser, agent_factory):
+    """As the original: updateUserData without a chat keeps the data for the next startChat
+    and resolves with the merged userData; startPoll over CometD gives the original's
+    reason."""
+    agent = await grace(server, agent_factory)
+    page = await open_page(browser, f"{server.url}/?transport=websocket")
+    await service_ready(page)
+    merged = await page.evaluate("""() => CXBus.command("WebChatService.updateUserData",
+                                                      {customerId: "C-42", vip: true})""")
+    assert merged["customerId"] == "C-42" and merged["vip"] == "true"
+    chat_id = await accepted_on_page(page, agent)
+    user_data = server.engine.chats[chat_id].user_data
+    assert (user_data["customerId"], user_data["vip"]) == ("C-42", "true")
+    refused = await page.evaluate("""() => CXBus.command("WebChatService.startPoll")
+                                      .then(() => null, (e) => e.reason ?? String(e))""")
+    assert refused == "Polling is not supported when using CometD"

@@ -16,6 +16,8 @@ import {CometdTransport, RestTransport} from "./transports.js";
 
 const NO_MESSAGE = "No message text provided";
 const NOTHING_TO_RESTORE = "There is no chat session to restore";
+// The original's reason, for startPoll while CometD delivers the chat.
+const NO_POLLING_ON_COMETD = "Polling is not supported when using CometD";
 // The original sends `messageType: data.type || "text"` with every message.
 const DEFAULT_MESSAGE_TYPE = "text";
 const CONNECTED = {Agent: "agentConnected", Client: "clientConnected", Supervisor: "supervisorConnected"};
@@ -520,9 +522,16 @@ export class WebChatService {
     return this.operation(() => this.session.customNotice(o.message || null));
   }
 
+  // The options object is the user data itself, as in the original. Without an active chat,
+  // as there, it joins the configured userData that the next startChat sends, and the result
+  // is that merged userData.
   async updateUserData(options) {
     if (!options || !Object.keys(options).length) throw rejection("no userData provided");
     const data = stringMap(options);
+    if (this.session.state !== "active") {
+      this.config.userData = {...this.config.userData, ...data};
+      return {...this.config.userData};
+    }
     return this.operation(() => this.session.updateData(data));
   }
 
@@ -534,7 +543,7 @@ export class WebChatService {
   async startPoll(options) {
     checkOptions(options, {});
     this.requireSession();
-    if (this.transport?.pushes) throw rejection("polling is not used while CometD delivers the chat");
+    if (this.transport?.pushes) throw rejection(NO_POLLING_ON_COMETD);
     this.startPolling();
     return {polling: Boolean(this.poller)};
   }
