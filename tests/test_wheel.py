@@ -29,7 +29,6 @@ from tests import test_browser
 from tests.live_server import LiveServer, live_server
 from tests.polling import eventually
 from tests.test_browser import (
-    CHROMIUM,
     open_page,
     open_tab,
     say,
@@ -52,9 +51,7 @@ NOT_SHIPPED = ("webchat/web/package.json", "webchat/web/package-lock.json")
 
 browser = test_browser.browser
 """Headless Debian Chromium (the fixture of the browser tests)."""
-needs_chromium = pytest.mark.skipif(
-    not shutil.which(CHROMIUM) and not os.environ.get("CI"),
-    reason="Debian chromium is not installed (scripts/setup test installs it)")
+needs_chromium = test_browser.pytestmark
 
 
 def tracked(*paths: str) -> list[str]:
