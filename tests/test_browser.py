@@ -74,7 +74,8 @@ async def embedding_site(server: Any, config: dict[str, Any], port: int | None =
     server with the given ``webchat`` configuration (and ``main``, the page-wide one), as a
     customer's own website would; ``head`` is more of the site's markup (its stylesheets)."""
     html = (f"<!doctype html>{head}<script>window._genesys = {{widgets: {{webchat: "
-            f"{json.dumps(config)}, main: {json.dumps(main or {})}}}}};</script><script type=module "
+            f"{json.dumps(config)}, main: {json.dumps(main or {})}}}}};</script>"
+            f"<script type=module "
             f"src='{server.url}/webchat/webchat.js'></script><webchat-widget></webchat-widget>")
 
     async def page(_: web.Request) -> web.Response:

@@ -3,8 +3,8 @@
 Message ids are keys, not English sentences: ``webchat.<Key>`` for the WebChat widget's
 strings under the original's key names (``webchat.Errors.<code>`` for its error table),
 ``console.<Key>`` for the agent console, and ``server.<key>`` for the system messages the server
-writes into transcripts. English is the fallback for any key a catalog lacks. Placeholders are ``{name}`` (server) or the original's
-``<%Name%>`` (widget).
+writes into transcripts. English is the fallback for any key a catalog lacks. Placeholders are
+``{name}`` (server and console) or the original's ``<%Name%>`` (widget).
 """
 
 from __future__ import annotations

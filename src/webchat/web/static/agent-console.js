@@ -355,7 +355,7 @@ class AgentConsole {
     }
     let line;
     if (message.type === "Message") {
-      line = el("div", {class: "line", "data-index": message.index},
+      line = el("div", {class: "line", "data-index": message.index, dir: "auto"},
         el("span", {class: "who", text: `${from.nickname}:`}), document.createTextNode(String(message.text ?? "")));
       if (from.type === "Client") chat.typing.textContent = "";
     } else if (message.type === "FileUploaded") {
@@ -366,7 +366,7 @@ class AgentConsole {
     } else {
       const key = {ParticipantJoined: "Joined", ParticipantLeft: "Left"}[message.type];
       const text = key ? t(key, {name: from.nickname}) : String(message.text ?? message.type);
-      line = el("div", {class: "line system", "data-index": message.index, text});
+      line = el("div", {class: "line system", "data-index": message.index, dir: "auto", text});
     }
     chat.log.append(line);
     chat.log.scrollTop = chat.log.scrollHeight;

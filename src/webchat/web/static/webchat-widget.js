@@ -62,6 +62,7 @@ input, textarea { font: inherit; padding: 7px 8px; border: 1px solid var(--webch
   overflow-wrap: anywhere; }
 .msg .who { display: block; font-size: 11px; color: var(--webchat-muted); margin-bottom: 2px; }
 .msg .time { display: block; font-size: 10px; opacity: .75; margin-top: 2px; text-align: end; }
+.msg .time::after { content: attr(data-time); }
 .msg.Client { align-self: flex-end; background: var(--webchat-accent); color: var(--webchat-on-accent); }
 .msg.Client .who { color: inherit; opacity: .85; }
 .msg.Agent, .msg.Supervisor { align-self: flex-start; background: var(--webchat-bubble);
@@ -203,7 +204,6 @@ export class WebChatWidget extends HTMLElement {
     this.attach = el("button", {type: "button", hidden: !window._genesys?.widgets?.webchat?.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
                                 title: t("ActionsSendFile"), onclick: () => this.fileInput.click()}, clip());
     const typed = enhanceComposer(this.input, composerOptions(this.webchatConfig), t);
-    this.input.setAttribute("aria-label", t("AriaMessageInput"));
     this.updateCount = typed.update;
     if (!composerOptions(this.webchatConfig).actionsMenu) this.attach.hidden = true;
     this.composer = el("div", {class: "composer", hidden: true}, this.attach, this.fileInput, ...typed.before,
@@ -365,7 +365,7 @@ export class WebChatWidget extends HTMLElement {
     let node;
     if (m.type === "Message") {
       const mine = from.type === "Client";
-      node = el("div", {class: `msg ${from.type}`, "data-index": m.index},
+      node = el("div", {class: `msg ${from.type}`, "data-index": m.index, dir: "auto"},
         el("span", {class: "who", text: mine ? this.t("AriaYouSaid") : from.nickname,
                     "aria-label": mine ? this.t("AriaYouSaid") : `${from.nickname} ${this.t("AriaSaid")}`}),
         this.messageText(String(m.text ?? "")));
@@ -400,7 +400,8 @@ export class WebChatWidget extends HTMLElement {
     if (m.utcTime == null) return;
     const hours = timeFormat(this.webchatConfig.timeFormat, mainConfig().timeFormat);
     const text = formatTime(m.utcTime, hours, this.lang);
-    if (text) node.append(el("time", {class: "time", datetime: new Date(Number(m.utcTime)).toISOString(), text}));
+    // Drawn by CSS from the attribute: the time is seen, but stays out of the message's text.
+    if (text) node.append(el("time", {class: "time", datetime: new Date(Number(m.utcTime)).toISOString(), "data-time": text}));
   }
 
   describe(m) {
