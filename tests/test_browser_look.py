@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from tests.test_browser import (
     embedding_site,
     grace,
     open_page,
+    running,
     service_ready,
     shot,
     signed_in,
     start_chat,
     widget,
 )
+from webchat.server.inactivity import InactivityConfig
 
 browser = test_browser.browser
 """Headless Debian Chromium (the fixture of the browser tests)."""
@@ -303,3 +306,22 @@ async def test_main_header_goes_with_every_request_when_enable_custom_header(ser
         await page.goto(site)
         await start_chat(page)
         assert sent and all(h.get("authorization") == "Bearer s1" for h in sent)
+
+
+@pytest.mark.conformance("WebChat.option:ariaIdleAlertIntervals")
+async def test_a_screen_reader_hears_how_long_a_silent_chat_has_left(server_config, browser,
+                                                                    agent_factory):
+    # Warned after 1 s of silence, closed 4 s later; the widget warns at 3 and 1 s left.
+    quick = InactivityConfig(customer_alert_s=1, customer_close_s=5, agent_alert_s=None,
+                             sweep_s=0.05)
+    async with running(replace(server_config, inactivity=quick)) as server:
+        agent = await grace(server, agent_factory)
+        options = config(server, ariaIdleAlertIntervals=[3, 1])
+        async with embedding_site(server, options) as site:
+            page = await open_page(browser, site)
+            await accepted_on_page(page, agent)
+            warning = widget(page).locator("[role=alert].visually-hidden")
+            await expect(widget(page).locator(".log")).to_contain_text("Are you still there?")
+            await expect(warning).to_have_text("This chat closes in 3 seconds unless you reply")
+            await expect(warning).to_have_text("This chat closes in 1 seconds unless you reply")
+            await expect(widget(page).locator(".log")).to_contain_text("Chat ended")

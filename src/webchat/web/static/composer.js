@@ -3,13 +3,15 @@
 // characters left), `ariaCharRemainingIntervals` (the counts left at which a screen reader is
 // told how many remain, [75, 25, 10] by default), `emojis` (a menu of emoji that go in at the
 // caret; off by default) and `actionsMenu` (the menu of actions beside the box, such as
-// sending a file; on by default).
+// sending a file; on by default); and `ariaIdleAlertIntervals`, the seconds left before a
+// silent customer's chat closes at which a screen reader is warned ([50, 25, 10]).
 
 import {el} from "./dom.js";
 
 const DEFAULT_MAX = 5000;  // the original's textarea maxlength
 const HARD_MAX = 100_000;  // what we accept as a maxMessageLength at most
 const DEFAULT_ARIA_INTERVALS = [75, 25, 10];
+const DEFAULT_IDLE_INTERVALS = [50, 25, 10];
 // The original's emoji menu: smile, thumbs up, sad (as unicode characters).
 export const EMOJIS = ["\u{1F603}", "\u{1F44D}", "\u{2639}\u{FE0F}"];
 
@@ -18,14 +20,18 @@ function positiveInt(value, fallback, max) {
   return Number.isFinite(n) && n > 0 ? Math.min(n, max) : fallback;
 }
 
+// An intervals option: whole numbers, at most 20 of them, or the default.
+function intervals(value, fallback) {
+  return Array.isArray(value) ? value.map(Number).filter((n) => Number.isInteger(n) && n >= 0).slice(0, 20)
+    : fallback;
+}
+
 export function composerOptions(webchat = {}) {
-  const intervals = Array.isArray(webchat.ariaCharRemainingIntervals)
-    ? webchat.ariaCharRemainingIntervals.map(Number).filter((n) => Number.isInteger(n) && n >= 0).slice(0, 20)
-    : DEFAULT_ARIA_INTERVALS;
   return {
     maxLength: positiveInt(webchat.maxMessageLength, DEFAULT_MAX, HARD_MAX),
     charCount: webchat.charCountEnabled === true,
-    ariaIntervals: new Set(intervals),
+    ariaIntervals: new Set(intervals(webchat.ariaCharRemainingIntervals, DEFAULT_ARIA_INTERVALS)),
+    idleIntervals: intervals(webchat.ariaIdleAlertIntervals, DEFAULT_IDLE_INTERVALS),
     emojis: webchat.emojis === true,
     actionsMenu: webchat.actionsMenu !== false,
   };
@@ -49,7 +55,8 @@ export function enhanceComposer(input, options, t) {
   };
   input.addEventListener("input", update);
   update();
-  const after = [counter, announcer];
+  const warning = el("span", {class: "visually-hidden", role: "alert"});
+  const after = [counter, announcer, warning];
   const before = [];
   if (options.emojis) {
     const menu = el("div", {class: "emoji-menu", role: "menu", hidden: true, "aria-label": t("ActionsEmoji")},
@@ -62,7 +69,26 @@ export function enhanceComposer(input, options, t) {
                                  onclick: () => { menu.hidden = !menu.hidden; }});
     before.push(el("div", {class: "emoji"}, toggle, menu));
   }
-  return {before, after, update};
+  return {before, after, update, idle: idleWarnings(options.idleIntervals, (text) => { warning.textContent = text; }, t)};
+}
+
+// After the server's IdleAlert, which says in userData.closeInS how long the chat has before it
+// closes for the customer's silence, `warn` is called when each interval's seconds are left;
+// the customer writing or typing (or the chat ending) calls `cancel`. An alert from a restored
+// transcript, whose time has passed, warns of nothing.
+function idleWarnings(seconds, warn, t) {
+  let timers = [];
+  const cancel = () => { for (const timer of timers) clearTimeout(timer); timers = []; };
+  const alert = (message) => {
+    cancel();
+    const closeAt = Number(message.utcTime) + Number(message.userData?.closeInS) * 1000;
+    if (!Number.isFinite(closeAt)) return;
+    for (const left of seconds) {
+      const wait = closeAt - left * 1000 - Date.now();
+      if (wait >= 0) timers.push(setTimeout(() => warn(t("AriaIdleAlert", {Seconds: left})), wait));
+    }
+  };
+  return {alert, cancel};
 }
 
 // Types `text` where the caret is, within the box's maxlength, as if the customer had.

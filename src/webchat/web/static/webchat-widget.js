@@ -203,8 +203,9 @@ export class WebChatWidget extends HTMLElement {
     this.fileInput = el("input", {type: "file", hidden: true, onchange: () => this.onFile()});
     this.attach = el("button", {type: "button", hidden: !window._genesys?.widgets?.webchat?.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
                                 title: t("ActionsSendFile"), onclick: () => this.fileInput.click()}, clip());
-    const typed = enhanceComposer(this.input, composerOptions(this.webchatConfig), t);
+    const typed = enhanceComposer(this.input, composerOptions(this.webchatConfig), (k, p) => this.t(k, p));
     this.updateCount = typed.update;
+    this.idle = typed.idle;
     if (!composerOptions(this.webchatConfig).actionsMenu) this.attach.hidden = true;
     this.composer = el("div", {class: "composer", hidden: true}, this.attach, this.fileInput, ...typed.before,
       this.input, ...typed.after,
@@ -247,7 +248,7 @@ export class WebChatWidget extends HTMLElement {
     on("messageReceived", (d) => { for (const m of d.messages) this.render(m); });
     on("started", (d) => this.newChat(d.sessionID));
     on("restored", (d) => this.newChat(d.sessionData.sessionID));
-    on("ended", () => { this.typingLine.textContent = ""; this.composer.hidden = true; this.ended = true;
+    on("ended", () => { this.idle.cancel(); this.typingLine.textContent = ""; this.composer.hidden = true; this.ended = true;
                         if (!this.dialog.hidden) this.hideDialog();
                         this.system(this.t("ChatEnded")); });
     on("agentTypingStarted", (d) => { this.agentsTyping.add(d.message.from.nickname); this.showTyping(); });
@@ -378,6 +379,7 @@ export class WebChatWidget extends HTMLElement {
         this.showUnread();
       }
     } else if (SYSTEM_TYPES.has(m.type)) {
+      if (m.type === "IdleAlert") this.idle.alert(m);
       const text = this.describe(m);
       if (!text) return;
       node = el("div", {class: "msg system", "data-index": m.index});
@@ -453,6 +455,7 @@ export class WebChatWidget extends HTMLElement {
   }
 
   onTyping() {
+    this.idle.cancel();  // the customer is back: no more warnings
     if (this.input.value) this.bus.command("WebChatService.sendTyping", {message: this.input.value}).catch(() => {});
   }
 
