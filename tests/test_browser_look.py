@@ -76,9 +76,11 @@ async def test_max_message_length_with_the_character_counter(server, browser):
         assert await widget(page).locator("textarea").get_attribute("maxlength") == "5000"
 
 
-@pytest.mark.conformance("WebChat.option:timeFormat")
-@pytest.mark.parametrize(("hours", "webchat", "main"), [(24, {"timeFormat": 24}, {}),
-                                                        (12, {}, {"timeFormat": "12"})])
+@pytest.mark.conformance("WebChat.option:timeFormat", "main.option:timeFormat")
+@pytest.mark.parametrize(("hours", "webchat", "main"), [
+    (24, {}, {"timeFormat": "24"}),                   # main's, for every widget
+    (12, {"timeFormat": 12}, {"timeFormat": 24}),     # the webchat's own wins
+])
 async def test_messages_carry_their_time_in_the_time_format(server, browser, agent_factory,
                                                             hours, webchat, main):
     agent = await grace(server, agent_factory)
@@ -325,3 +327,22 @@ async def test_a_screen_reader_hears_how_long_a_silent_chat_has_left(server_conf
             await expect(warning).to_have_text("This chat closes in 3 seconds unless you reply")
             await expect(warning).to_have_text("This chat closes in 1 seconds unless you reply")
             await expect(widget(page).locator(".log")).to_contain_text("Chat ended")
+
+
+@pytest.mark.conformance("main.option:debug")
+async def test_main_debug_logs_the_bus_traffic(server, browser):
+    for debug in (True, False):
+        async with embedding_site(server, config(server), main={"debug": debug}) as site:
+            page = await browser.new_page()
+            lines: list[str] = []
+            page.on("console", lambda msg, lines=lines: lines.append(msg.text))
+            await page.goto(site)
+            await start_chat(page)
+            bus_lines = [line for line in lines if line.startswith("CXBus: ")]
+            if debug:
+                assert any("called the command WebChatService.startChat" in line
+                           for line in bus_lines), lines
+                assert any("published WebChatService.started" in line for line in bus_lines)
+            else:
+                assert bus_lines == []
+            await page.close()

@@ -1,4 +1,5 @@
-// The page-wide presentation options of `_genesys.widgets.main`, as the original reads them:
+// The page-wide options of `_genesys.widgets.main`, as the original reads them: `debug` (the
+// bus logs every command, event and subscription: CXBus.configure({debug})),
 // `theme` / `themes` (a theme is a CSS class put on every widget: {dark: "cx-theme-dark",
 // light: "cx-theme-light"} by default, "dark" first; a site adds its own, e.g.
 // {themes: {acme: "acme-theme"}, theme: "acme"}, and styles that class), the App plugin's
@@ -30,6 +31,7 @@ class Presentation {
     this.breakpoint = Number.isFinite(breakpoint) && breakpoint > 0 ? breakpoint : DEFAULT_BREAKPOINT;
     this.customStylesheetID = typeof main.customStylesheetID === "string"
       ? main.customStylesheetID.replace(/^#/, "") : "";
+    if (typeof main.debug === "boolean") bus?.configure?.({debug: main.debug});
     this.register(bus);
   }
 
@@ -37,6 +39,8 @@ class Presentation {
   register(bus) {
     if (!bus || bus.plugins?.has("App")) return;
     const app = bus.registerPlugin("App");
+    if (!app) return;
+    app.registerEvents?.(["theme"]);
     app.registerCommand("setTheme", (options) => this.setTheme(options?.theme));
     app.registerCommand("getTheme", () => this.theme);
     app.ready();
