@@ -28,6 +28,7 @@ from rich.console import Console
 
 from webchat import broker as brokers
 from webchat import store as stores
+from webchat.broker.base import default_node_id
 from webchat.broker.memory import MemoryBroker
 from webchat.broker.redis import RedisBroker
 from webchat.cli.settings import configurable
@@ -35,7 +36,7 @@ from webchat.cli.workers import Supervisor
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
 from webchat.server import ServerConfig, build_app, gc_policy
 from webchat.server.app import ACCOUNTS, ENGINE
-from webchat.server.config import HttpErrorMode, Limits, default_node_id
+from webchat.server.config import HttpErrorMode, Limits
 from webchat.server.connections import make_runner
 
 if TYPE_CHECKING:
