@@ -4,6 +4,7 @@
 
 import {Bus} from "./cxbus.js";
 import {WebChatService} from "./webchat-service.js";
+import {presentation} from "./themes.js";
 import {WebChatWidget} from "./webchat-widget.js";
 
 const genesys = (window._genesys ??= {});
@@ -11,6 +12,7 @@ const widgets = (genesys.widgets ??= {});
 const bus = window.CXBus ?? new Bus();
 window.CXBus = bus;
 widgets.bus = bus;
+presentation(bus);  // main's page-wide options (debug first, so the bus logs all that follows)
 
 export const service = new WebChatService(bus);
 // Defined once the bus exists and before the service starts: the widgets already in the page
