@@ -157,6 +157,9 @@ class Stats:
         self.sent = 0
         self.to_agent_ms: list[float] = []
         self.to_customer_ms: list[float] = []
+        self.agent_send_ms: list[float] = []
+        """How long each agent ``/send`` took to be answered (from the generator's decision to
+        send): where an agent's message waits before the server's change even opens."""
         self.errors: dict[str, int] = {}
         self.next_index: dict[tuple[str, str], int] = {}
         """(side, chat) -> the transcript index that side should be pushed next."""
@@ -445,11 +448,14 @@ class Agent:
     def send(self, chat_id: str, now_ns: int) -> None:
         self.stats.sending(now_ns)
         self.rest.call("POST", f"{AGENT_API}/chats/{chat_id}/send",
-                       _encode.encode({"text": text(now_ns)}), self._sent)
+                       _encode.encode({"text": text(now_ns)}),
+                       lambda status, body: self._sent(now_ns, status))
 
-    def _sent(self, status: int, body: bytes) -> None:
+    def _sent(self, sent_ns: int, status: int) -> None:
         if status != 200:
             self.stats.error(f"agent send: HTTP {status}")
+        elif self.stats.measures(sent_ns):
+            self.stats.agent_send_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
 
     async def take_waiting(self) -> None:
         """Accept what waits in the queue: an offer may have gone to the agent while it was
@@ -771,6 +777,8 @@ def result(deployment: Deployment, args: argparse.Namespace, stats: Stats, meter
                                f"{percentile(stats.to_agent_ms, 99):.2f}",
         "to_customer_p50_p99_ms": f"{percentile(stats.to_customer_ms, 50):.2f} / "
                                   f"{percentile(stats.to_customer_ms, 99):.2f}",
+        "agent_send_p50_p99_ms": f"{percentile(stats.agent_send_ms, 50):.2f} / "
+                                 f"{percentile(stats.agent_send_ms, 99):.2f}",
         "server_cores": round(cores("server"), 3),
         "server_idle_cores": round(idle("server"), 3),
         "server_cpu_ms_per_1k_msgs": per_k(cores("server")),
