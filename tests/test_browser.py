@@ -68,12 +68,16 @@ async def service_ready(page: Page) -> None:
 
 
 @contextlib.asynccontextmanager
-async def embedding_site(server: Any, config: dict[str, Any], port: int | None = None
-                         ) -> AsyncIterator[str]:
+async def embedding_site(server: Any, config: dict[str, Any], port: int | None = None,
+                         scripts: tuple[str, ...] = ()) -> AsyncIterator[str]:
     """Another origin (a second loopback port) whose page embeds the widget from the chat
-    server with the given ``webchat`` configuration, as a customer's own website would."""
+    server with the given ``webchat`` configuration (the chat button enabled unless it says
+    otherwise), as a customer's own website would; ``scripts`` are the site's own page
+    scripts, run after the configuration and before the widget loads."""
+    config = {**config, "chatButton": {"enabled": True, **config.get("chatButton", {})}}
+    own = "".join(f"<script src='/page-script-{i}.js'></script>" for i in range(len(scripts)))
     html = (f"<!doctype html><script>window._genesys = {{widgets: {{webchat: "
-            f"{json.dumps(config)}}}}};</script><script type=module "
+            f"{json.dumps(config)}}}}};</script>{own}<script type=module "
             f"src='{server.url}/webchat/webchat.js'></script><webchat-widget></webchat-widget>")
 
     async def page(_: web.Request) -> web.Response:
@@ -82,8 +86,13 @@ async def embedding_site(server: Any, config: dict[str, Any], port: int | None =
     async def no_icon(_: web.Request) -> web.Response:
         return web.Response(status=204)
 
+    async def page_script(request: web.Request) -> web.Response:
+        return web.Response(text=scripts[int(request.match_info["i"])],
+                            content_type="text/javascript")
+
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_get(r"/page-script-{i:\d+}.js", page_script)
     app.router.add_get("/favicon.ico", no_icon)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -757,7 +766,8 @@ async def test_file_limits_are_named_and_a_large_file_never_leaves_the_page(
 async def test_restore_timeout_counts_the_time_away_from_the_page(server, browser,
                                                                   agent_factory):
     agent = await grace(server, agent_factory)
-    config = {"dataURL": server.data_url, "pollInterval": 100, "restoreTimeout": 3000}
+    config = {"dataURL": server.data_url, "pollInterval": 100, "restoreTimeout": 3000,
+              "inviteOnRestoreTimeout": False}  # told on the form, not invited again
     async with embedding_site(server, config) as site:
         page = await open_page(browser, site)
         w = widget(page)

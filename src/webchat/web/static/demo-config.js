@@ -14,7 +14,7 @@
         uploadsEnabled: true,
         userData: {source: "demo-page"},
         pollInterval: 500,
-        chatButton: {openDelay: 0},  // the demo's button is there at once (the default waits 1 s)
+        chatButton: {enabled: true, openDelay: 0},  // at once (the default waits 1 s)
         cometD: {
           enabled: transport !== "rest",
           cometURL: `${base}/cometd`,

@@ -64,8 +64,8 @@ export class ChatButton {
         this.timer = null;
         this.visible = true;
         this.widget.showLauncher();
-        await this.effect(false, duration);
         this.widget.publish("chatButtonDisplayed");
+        await this.effect(false, duration);
         resolve();
       }, delay);
     });
@@ -79,9 +79,9 @@ export class ChatButton {
     this.visible = false;
     if (!wasVisible) return Promise.resolve();
     const launcher = this.widget.launcher;
+    this.widget.publish("chatButtonHidden");
     return this.effect(true, ms(data.duration, this.options.effectDuration)).then(() => {
       if (!this.visible) { this.widget.showLauncher(); launcher.classList.remove("cx-hiding"); }
-      this.widget.publish("chatButtonHidden");
     });
   }
 

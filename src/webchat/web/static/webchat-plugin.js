@@ -4,10 +4,11 @@
 
 import {rejection} from "./cxbus.js";
 
+// The original widget's own defaults (its 8.5 code): no chat button unless the site enables it.
 export const DEFAULTS = {
-  chatButton: {enabled: true, template: "", effect: "fade", openDelay: 1000, effectDuration: 300,
+  chatButton: {enabled: false, template: "", effect: "fade", openDelay: 1000, effectDuration: 300,
                hideDuringInvite: true},
-  autoInvite: {enabled: false, timeToInviteSeconds: 10, inviteTimeoutSeconds: 30},
+  autoInvite: {enabled: false, timeToInviteSeconds: 5, inviteTimeoutSeconds: 30},
   confirmFormCloseEnabled: true,
   minimizeOnMobileRestore: false,
   inviteOnRestoreTimeout: true,
@@ -115,10 +116,11 @@ export function registerWebChat(bus, widget) {
 }
 
 // Whether the page is in the widgets' mobile mode: main.mobileMode true, or "auto" (the
-// default) on a viewport narrower than main.mobileModeBreakpoint (600 px).
+// default) on a phone's browser or a viewport narrower than main.mobileModeBreakpoint (600 px).
 export function isMobile() {
   const main = window._genesys?.widgets?.main ?? {};
   if (typeof main.mobileMode === "boolean") return main.mobileMode;
   const breakpoint = Number.isFinite(main.mobileModeBreakpoint) ? main.mobileModeBreakpoint : 600;
-  return window.matchMedia(`(max-width: ${breakpoint}px)`).matches;
+  const phone = navigator.userAgentData?.mobile ?? /Mobi|Android|iPhone/i.test(navigator.userAgent);
+  return phone || window.matchMedia(`(max-width: ${breakpoint}px)`).matches;
 }

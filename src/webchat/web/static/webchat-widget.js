@@ -78,7 +78,7 @@ function bubbleStyle(node, bubble) {
   else node.style.alignSelf = "center";
   const radius = Number(bubble.radius);
   if (Number.isFinite(radius) && radius >= 0) node.style.borderRadius = `${Math.min(radius, 50)}px`;
-  if (typeof bubble.fill === "string" && CSS.supports("color", bubble.fill)) node.style.background = bubble.fill;
+  if (typeof bubble.fill === "string" && window.CSS.supports("color", bubble.fill)) node.style.background = bubble.fill;
 }
 
 const FILE_TOO_LARGE = 1013;  // the server's code for a file over upload-max-file-size
@@ -161,8 +161,8 @@ export class WebChatWidget extends HTMLElement {
   async connectedCallback() {
     // A restore that fails is reported while the strings below still load: keep the outcome and
     // say it on the registration form, where the customer starts over.
-    this.bus.subscribe("WebChatService.restoreTimeout", () => { this.formNotice("RestoreTimeoutBody"); this.timedOut = true; });
-    this.bus.subscribe("WebChatService.restored", () => { this.restored = true; });
+    this.bus.subscribe("WebChatService.restoreTimeout", () => this.onRestoreTimeout());
+    this.bus.subscribe("WebChatService.restored", () => { this.restored = true; if (this.started) this.minimizeOnRestore(); });
     this.bus.subscribe("WebChatService.restoreFailed", () => this.formNotice("Errors.RestoreFailed"));
     const sheet = new CSSStyleSheet();
     sheet.replaceSync(CSS);
@@ -175,9 +175,11 @@ export class WebChatWidget extends HTMLElement {
     if (this.notice) this.formNotice(this.notice);
     this.subscribe();
     this.plugin = registerWebChat(this.bus, this);
+    for (const name of ["started", "ended"]) this.bus.subscribe(`WebChatService.${name}`, (e) => this.publish(name, e.data));
     await this.catchUp();
     this.startMode();
     this.plugin?.ready();
+    this.started = true;
     if (this.timedOut) this.bus.command("WebChat.reInvite").catch(() => {});
     this.invitation.startAuto();
     window.addEventListener("storage", (e) => this.onSharedState(e));
@@ -277,6 +279,14 @@ export class WebChatWidget extends HTMLElement {
     on("chatServerBackOnline", () => this.system(this.t("Errors.Reconnected")));
   }
 
+  // The chat could not be restored (the customer was away too long): say so on the form, or
+  // invite to a new chat (inviteOnRestoreTimeout) once the widget is up.
+  onRestoreTimeout() {
+    this.formNotice("RestoreTimeoutBody");
+    this.timedOut = true;
+    if (this.started) this.bus.command("WebChat.reInvite").catch(() => {});
+  }
+
   formNotice(key) {
     this.notice = key;
     if (this.error) this.error.textContent = this.t(key);
@@ -313,10 +323,15 @@ export class WebChatWidget extends HTMLElement {
   // (minimizeOnMobileRestore); with nothing open, the chat button after its delay.
   startMode() {
     let mode = storedMode(localStorage.getItem(STATE.open));
+    if (this.timedOut && this.config.inviteOnRestoreTimeout) mode = "closed";  // WebChat.reInvite asks
     if (mode === "closed" && this.chatActive()) mode = "minimized";
-    if (mode === "open" && this.restored && this.config.minimizeOnMobileRestore && isMobile()) mode = "minimized";
     if (mode === "closed") this.chatButton.show().catch(() => {});
     else this.setMode(mode, false);
+    this.minimizeOnRestore();
+  }
+
+  minimizeOnRestore() {
+    if (this.restored && this.mode === "open" && this.config.minimizeOnMobileRestore && isMobile()) this.setMode("minimized");
   }
 
   // Moves the widget to `mode` and tells the page (WebChat.opened, minimized, unminimized,
@@ -397,6 +412,7 @@ export class WebChatWidget extends HTMLElement {
   }
 
   finishClose() {
+    if (!this.form.hidden) this.publish("cancelled");  // closed before a chat started
     if (!this.chatActive()) this.chatting(false);
     this.hideOverlay();
     this.setMode("closed");
@@ -571,6 +587,7 @@ export class WebChatWidget extends HTMLElement {
     // customer's language too, so the server writes system messages in it.
     const {options, userData} = this.registration.values();
     options.userData = {...this.openUserData, ...userData, GCTI_LanguageCode: this.lang};
+    this.publish("submitted", structuredClone(options));
     try {
       await this.bus.command("WebChatService.startChat", options);
       this.input.focus();
