@@ -295,42 +295,32 @@ async def test_a_timed_out_restore_invites_to_a_new_chat(server, browser):
 
 @pytest.mark.conformance("WebChat.option:autoInvite.enabled",
                          "WebChat.option:autoInvite.timeToInviteSeconds",
-                         "WebChat.option:autoInvite.inviteTimeoutSeconds")
-async def test_auto_invite_after_idle_time_and_its_timeout(server, browser):
-    async with site(server, browser, "auto-invite.js") as page:
+                         "WebChat.option:autoInvite.inviteTimeoutSeconds",
+                         "WebChat.option:proactive.enabled", "WebChat.option:proactive.idleTimer",
+                         "WebChat.option:proactive.cancelTimer")
+@pytest.mark.parametrize(("script", "idle_ms", "timeout_ms"), [
+    ("auto-invite.js", 2000, 2000),  # autoInvite
+    ("proactive.js", 1000, 2000),  # the same in the legacy names
+])
+async def test_auto_invite_after_idle_time_and_its_timeout(server, browser, script, idle_ms,
+                                                           timeout_ms):
+    async with site(server, browser, script) as page:
         w = widget(page)
         card = w.locator(".invite[data-kind=invite]")
         await expect(card).to_be_visible()
-        # Not before the customer had been idle for timeToInviteSeconds.
-        hidden_at = await page.evaluate(
+        # Not before the customer had been idle that long (the button makes way for it).
+        invited_at = await page.evaluate(
             "() => acmeEvents.find(e => e.event === 'chatButtonHidden').at")
-        assert hidden_at >= 2000
+        assert invited_at >= idle_ms
         await expect(w.locator("button.launcher")).to_be_hidden()
-        # Unanswered for inviteTimeoutSeconds: withdrawn, and the chat button is back.
+        # Unanswered for that long: withdrawn, and the chat button is back.
         await expect(card).to_be_hidden()
         await expect(w.locator("button.launcher")).to_be_visible()
         await until_event(page, "chatButtonDisplayed", 2)
-        displayed = await page.evaluate(
-            "() => acmeEvents.filter(e => e.event === 'chatButtonDisplayed').map(e => e.at)")
-        assert displayed[1] - hidden_at >= 2000
-        assert await events(page, "opened") == []
-
-
-@pytest.mark.conformance("WebChat.option:proactive.enabled", "WebChat.option:proactive.idleTimer",
-                         "WebChat.option:proactive.cancelTimer")
-async def test_the_legacy_proactive_options_invite_too(server, browser):
-    async with site(server, browser, "proactive.js") as page:
-        w = widget(page)
-        card = w.locator(".invite[data-kind=invite]")
-        await expect(card).to_be_visible()
-        invited_at = await page.evaluate(
-            "() => acmeEvents.find(e => e.event === 'chatButtonHidden').at")
-        assert invited_at >= 1000  # idleTimer
-        await expect(card).to_be_hidden()  # cancelTimer
-        await until_event(page, "chatButtonDisplayed", 2)
         back_at = await page.evaluate(
             "() => acmeEvents.filter(e => e.event === 'chatButtonDisplayed')[1].at")
-        assert back_at - invited_at >= 2000
+        assert back_at - invited_at >= timeout_ms
+        assert await events(page, "opened") == []
 
 
 @pytest.mark.conformance("WebChat.command:invite")
@@ -498,3 +488,19 @@ async def test_on_a_phone_a_restored_chat_comes_back_minimized(server, browser):
         assert await events(page, "opened", "minimized") == ["opened", "minimized"]
         await w.locator("button.launcher").click()
         await expect(w.locator(".log")).to_contain_text("Waiting for an agent")
+
+
+@pytest.mark.conformance("WebChat.option:uploadsEnabled")
+async def test_uploads_enabled_shows_the_send_file_button(server, browser):
+    async with site(server, browser) as page:
+        w = widget(page)
+        await started_by_open(page, server)
+        attach = w.locator("button.attach")
+        await expect(attach).to_be_hidden()  # off unless the site turns it on
+        assert await command(page, "configure", {"uploadsEnabled": True}) == {"resolved": True}
+        await expect(attach).to_be_visible()
+        await w.locator("input[type=file]").set_input_files(
+            files=[{"name": "receipt.txt", "mimeType": "text/plain", "buffer": b"A-1009\n"}])
+        await expect(w.locator(".log")).to_contain_text("receipt.txt")
+        assert await command(page, "configure", {"uploadsEnabled": False}) == {"resolved": True}
+        await expect(attach).to_be_hidden()

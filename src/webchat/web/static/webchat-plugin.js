@@ -10,6 +10,7 @@ export const DEFAULTS = {
                hideDuringInvite: true},
   autoInvite: {enabled: false, timeToInviteSeconds: 5, inviteTimeoutSeconds: 30},
   confirmFormCloseEnabled: true,
+  uploadsEnabled: false,
   minimizeOnMobileRestore: false,
   inviteOnRestoreTimeout: true,
   form: null,
@@ -22,7 +23,7 @@ const TYPES = {
   autoInvite: {enabled: "boolean", timeToInviteSeconds: "number", inviteTimeoutSeconds: "number"},
   async: {enabled: "boolean", newMessageRestoreState: "string"},
 };
-const FLAGS = ["confirmFormCloseEnabled", "minimizeOnMobileRestore", "inviteOnRestoreTimeout"];
+const FLAGS = ["confirmFormCloseEnabled", "uploadsEnabled", "minimizeOnMobileRestore", "inviteOnRestoreTimeout"];
 // The legacy webchat.proactive names of the autoInvite options.
 const PROACTIVE = {enabled: "enabled", idleTimer: "timeToInviteSeconds", cancelTimer: "inviteTimeoutSeconds"};
 

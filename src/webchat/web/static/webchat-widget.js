@@ -228,7 +228,7 @@ export class WebChatWidget extends HTMLElement {
     this.input = el("textarea", {rows: 1, placeholder: t("ChatInputPlaceholder"), "aria-label": t("ChatInputPlaceholder"),
                                  onkeydown: (e) => this.onKey(e), oninput: () => this.onTyping()});
     this.fileInput = el("input", {type: "file", hidden: true, onchange: () => this.onFile()});
-    this.attach = el("button", {type: "button", hidden: !window._genesys?.widgets?.webchat?.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
+    this.attach = el("button", {type: "button", hidden: !this.config.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
                                 title: t("ActionsSendFile"), onclick: () => this.fileInput.click()}, clip());
     this.composer = el("div", {class: "composer", hidden: true}, this.attach, this.fileInput, this.input,
       el("button", {class: "primary", type: "button", text: t("ChatInputSend"), onclick: () => this.onSend()}));
@@ -347,7 +347,7 @@ export class WebChatWidget extends HTMLElement {
       if (this.chatButton.visible || this.chatButton.timer) this.chatButton.hide({duration: 0}).catch(() => {});
     }
     this.showLauncher();
-    if (mode === "open") (this.composer.hidden ? this.form.querySelector("input, select, textarea") : this.input)?.focus();
+    if (mode === "open") { if (this.composer.hidden) this.registration.focus(); else this.input.focus(); }
     else if (focused) this.launcher.focus();  // not lost in a hidden panel
     if (share) localStorage.setItem(STATE.open, {open: "true", minimized: "minimized"}[mode] ?? "false");
     this.markRead();
@@ -408,7 +408,7 @@ export class WebChatWidget extends HTMLElement {
     const closing = this.closing;
     this.closing = null;
     if (confirmed) { this.finishClose(); closing?.resolve(); }
-    else { this.form.querySelector("input, select, textarea")?.focus(); closing?.reject(rejection("cancelled")); }
+    else { this.registration.focus(); closing?.reject(rejection("cancelled")); }
   }
 
   finishClose() {
@@ -427,6 +427,10 @@ export class WebChatWidget extends HTMLElement {
     }
     if (changed.has("autoInvite")) { this.invitation.offered = false; this.invitation.startAuto(); }
     if (changed.has("form") && !this.chatActive()) this.registration.render(this.config.form, this.fields);
+    if (changed.has("uploadsEnabled")) {
+      this.attach.hidden = !this.config.uploadsEnabled;
+      if (this.chatActive()) this.newFileLimits();
+    }
   }
 
   // WebChat.injectMessage: a message of the page's own in the transcript, as text or as
@@ -482,7 +486,12 @@ export class WebChatWidget extends HTMLElement {
     const read = this.storedRead();
     this.readIndex = read.chat === chatId ? read.index : 0;
     this.chatting(true);
-    // Asked once per chat: the picker, the size check and the error texts all use them.
+    this.newFileLimits();
+  }
+
+  // Asked once per chat (and when uploads are turned on): the picker, the size check and the
+  // error texts all use them.
+  newFileLimits() {
     this.fileLimits = this.attach.hidden ? Promise.resolve({})
       : this.bus.command("WebChatService.getFileLimits").catch(() => ({}));
     this.offerFileTypes();
