@@ -9,12 +9,23 @@ import re
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import accepted_chat, caller_data, start_server
 from tests.test_end_to_end import transport_options
 from webchat import locale
 from webchat.protocol.gms.models import Message, Participant
-from webchat.server.inactivity import Action, InactivityConfig, Quiet, due, fold, quiet_of
+from webchat.server.chat import sweeper as sweeper_module
+from webchat.server.inactivity import (
+    Action,
+    InactivityConfig,
+    Quiet,
+    due,
+    fold,
+    next_due,
+    quiet_of,
+)
 from webchat.service.core import now_ms
 from webchat.service.storage import MemoryStorage
 from webchat.store.records import ChatRecord, ChatStatus
@@ -340,3 +351,68 @@ async def test_a_sweep_reads_no_transcript(server_config, customer_factory, agen
         assert not chat.ended
     finally:
         await server.runner.cleanup()
+
+
+async def test_a_sweep_looks_only_at_the_chats_due(server_config, customer_factory,
+                                                   agent_factory, monkeypatch):
+    """At 10,000 chats a sweep that asked the policy about every open chat held the event loop
+    for tens of milliseconds each second. Quiet chats not yet due must cost nothing; a chat
+    whose alert time has come is still alerted."""
+    server = await start_server(replace(server_config, inactivity=InactivityConfig(
+        customer_alert_s=3, customer_close_s=300, agent_alert_s=None, sweep_s=3600)))
+    try:
+        customers = [await customer_factory(server.data_url) for _ in range(3)]
+        chats = [(await accepted_chat(server, c, agent_factory))[1] for c in customers]
+        asked: list[str] = []
+        real_due = sweeper_module.inactivity.due
+        monkeypatch.setattr(sweeper_module.inactivity, "due",
+                            lambda chat, *a, **kw: asked.append(chat.chat_id) or
+                            real_due(chat, *a, **kw))
+        await server.engine.check_inactivity()
+        assert asked == []
+        await asyncio.sleep(3.1)
+        await server.engine.check_inactivity()
+        assert sorted(set(asked)) == sorted(chats)
+        for chat_id in chats:
+            assert [m.type for m in server.engine.chats[chat_id].events].count("IdleAlert") == 1
+    finally:
+        await server.runner.cleanup()
+
+
+# ---- next_due: when the sweeper must look at a chat again -----------------------------------
+
+_seconds = st.floats(min_value=0.001, max_value=5000, allow_nan=False)
+_times = st.integers(min_value=0, max_value=10_000_000)
+
+
+@st.composite
+def _configs(draw: st.DrawFn) -> InactivityConfig:
+    """Each (alert, final) pair: either may be off; when both are on, alert < final."""
+    limits: list[float | None] = []
+    for _ in range(3):
+        alert = draw(_seconds)
+        final = alert + draw(_seconds)
+        limits += [alert if draw(st.booleans()) else None, final if draw(st.booleans()) else None]
+    ca, cc, qa, qc, aa, ar = limits
+    return InactivityConfig(customer_alert_s=ca, customer_close_s=cc, queued_alert_s=qa,
+                            queued_close_s=qc, agent_alert_s=aa, agent_requeue_s=ar)
+
+
+@given(config=_configs(), status=st.sampled_from(list(ChatStatus)), created=_times,
+       queued=_times, since=_times, unanswered=st.one_of(st.none(), _times),
+       alerted=st.one_of(st.none(), _times), reminded=st.one_of(st.none(), _times),
+       asynchronous=st.booleans(), now=_times)
+def test_nothing_is_due_before_next_due_and_something_is_at_it(
+        config, status, created, queued, since, unanswered, alerted, reminded, asynchronous,
+        now):
+    """The sweeper trusts next_due to skip a chat until then: if it were late, an alert would
+    come late; if early, no harm but wasted work — so it must be exact."""
+    chat = ChatRecord("C", "s", "k", "u", "1", status, created, queued, {}, {})
+    quiet = Quiet(since, unanswered, alerted)
+    kw = {"asynchronous": asynchronous, "agent_reminded_since": reminded}
+    first = next_due(chat, quiet, config, **kw)
+    if due(chat, quiet, now, config, **kw) is not None:
+        assert first is not None and first <= now
+    if first is not None:
+        assert due(chat, quiet, first, config, **kw) is not None
+        assert due(chat, quiet, first - 1, config, **kw) is None

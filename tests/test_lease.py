@@ -14,7 +14,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.polling import eventually
-from tests.redis_local import redis_prefix, redis_url  # noqa: F401  (fixtures)
 from tests.tcp_proxy import TcpProxy
 from webchat.broker.lease import LocalLease, RedisLease
 
@@ -68,7 +67,7 @@ class Watch:
 
 
 @pytest.fixture
-async def proxies(redis_url: str) -> AsyncIterator[Callable[[], Any]]:  # noqa: F811
+async def proxies(redis_url: str) -> AsyncIterator[Callable[[], Any]]:
     made: list[TcpProxy] = []
 
     async def make() -> TcpProxy:
@@ -83,7 +82,7 @@ async def proxies(redis_url: str) -> AsyncIterator[Callable[[], Any]]:  # noqa: 
 
 
 @pytest.fixture
-async def make_lease(redis_url: str, redis_prefix: str) -> AsyncIterator[MakeLease]:  # noqa: F811
+async def make_lease(redis_url: str, redis_prefix: str) -> AsyncIterator[MakeLease]:
     made: list[RedisLease] = []
 
     def make(node: str, *, url: str | None = None, **options: Any) -> RedisLease:
@@ -98,7 +97,7 @@ async def make_lease(redis_url: str, redis_prefix: str) -> AsyncIterator[MakeLea
 
 
 @pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:  # noqa: F811
+async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
@@ -176,7 +175,7 @@ async def test_a_stalled_holder_gives_up_before_another_can_acquire(
 
 
 async def test_never_extends_or_deletes_someone_elses_lease(
-        make_lease: MakeLease, admin: aioredis.Redis, redis_prefix: str) -> None:  # noqa: F811
+        make_lease: MakeLease, admin: aioredis.Redis, redis_prefix: str) -> None:
     key = f"{redis_prefix}lease:timers"
     lease = make_lease("a")
     changes: list[bool] = []
@@ -194,7 +193,7 @@ async def test_never_extends_or_deletes_someone_elses_lease(
 
 
 async def test_tokens_grow_even_after_redis_lost_its_data(
-        make_lease: MakeLease, admin: aioredis.Redis, redis_prefix: str) -> None:  # noqa: F811
+        make_lease: MakeLease, admin: aioredis.Redis, redis_prefix: str) -> None:
     first = make_lease("a")
     await first.start()
     assert first.held

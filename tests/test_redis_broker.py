@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from tests.polling import eventually
-from tests.redis_local import redis_prefix, redis_url  # noqa: F401  (fixtures)
 from tests.tcp_proxy import TcpProxy
 from webchat.broker.redis import RedisBroker
 
@@ -24,14 +23,14 @@ MakeBroker = Callable[..., Awaitable[RedisBroker]]
 
 
 @pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:  # noqa: F811
+async def admin(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-async def proxy(redis_url: str) -> AsyncIterator[TcpProxy]:  # noqa: F811
+async def proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
     forwarder = TcpProxy(redis_url)
     await forwarder.start()
     yield forwarder
@@ -39,7 +38,7 @@ async def proxy(redis_url: str) -> AsyncIterator[TcpProxy]:  # noqa: F811
 
 
 @pytest.fixture
-async def make_broker(redis_url: str, redis_prefix: str) -> AsyncIterator[MakeBroker]:  # noqa: F811
+async def make_broker(redis_url: str, redis_prefix: str) -> AsyncIterator[MakeBroker]:
     made: list[RedisBroker] = []
 
     async def make(name: str, *, url: str | None = None, **options: Any) -> RedisBroker:
@@ -116,7 +115,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 
 
 async def test_another_process_hears_every_message_in_order_per_topic(
-        make_broker: MakeBroker, redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+        make_broker: MakeBroker, redis_url: str, redis_prefix: str) -> None:
     topics, count = 100, 10_000
     b = await make_broker("B")
     received: dict[int, list[int]] = defaultdict(list)

@@ -1,22 +1,33 @@
-"""The sans-I/O client session: what a reply means, with no sockets involved."""
+"""The sans-I/O client session: what a reply means, with no sockets involved.
+
+The example cases live in tests/fixtures/session/*.json, shared with the browser's session.js
+(tests/node/session.test.mjs runs the same files); the properties stay here."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from webchat.protocol.gms.forms import FormError, flatten, parse_form, unflatten_map
-from webchat.protocol.gms.models import ChatResponse, ErrorEntry, Message, Participant
+from webchat.protocol.gms.models import ChatResponse, Message, Participant
 from webchat.protocol.gms.session import (
     ChatSession,
-    Ended,
+    FileUploaded,
     HttpRequest,
     MessagesReceived,
     ParticipantJoined,
     ParticipantLeft,
     ServerError,
     SessionError,
+    SessionEvent,
     Started,
     TypingChanged,
 )
@@ -40,86 +51,87 @@ def started() -> ChatSession:
     return s
 
 
-def test_requests_carry_identity_and_quote_the_chat_id():
-    s = started()
-    s.chat_id = "a/b"
-    req = s.send_message("hello", "text")
-    assert req.path == "/a%2Fb/send"
-    assert req.fields == {"userId": "U", "secureKey": "K", "alias": "1", "message": "hello",
-                          "messageType": "text", "transcriptPosition": "2"}
+FIXTURES = Path(__file__).parent / "fixtures" / "session"
+CASES = sorted(FIXTURES.glob("*.json"))
 
 
-def test_no_requests_without_a_session():
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def event_json(event: SessionEvent) -> dict[str, Any]:
+    """An event as the fixtures write it (tests/node/session.test.mjs writes the same)."""
+    out: dict[str, Any] = {"kind": event.kind}
+    if isinstance(event, MessagesReceived):
+        out.update(indexes=[m.index for m in event.messages], restoring=event.restoring)
+    elif isinstance(event, ParticipantJoined | ParticipantLeft):
+        out.update(participantId=event.participant.participant_id,
+                   name=event.participant.name, self=event.is_self)
+    elif isinstance(event, TypingChanged):
+        out.update(participantId=event.participant.participant_id, started=event.started)
+    elif isinstance(event, FileUploaded):
+        out.update(index=event.message.index)
+    elif isinstance(event, ServerError):
+        out.update(operation=event.operation, statusCode=event.response.statusCode)
+    return out
+
+
+def state_json(s: ChatSession, keys: Iterable[str]) -> dict[str, Any]:
+    facts = {"state": lambda: s.state.value, "nextPosition": lambda: s.next_position,
+             "transcript": lambda: [m.index for m in s.transcript],
+             "agents": s.agents, "connectedAgents": s.connected_agents,
+             "sessionData": s.session_data}
+    return {key: facts[key]() for key in keys}
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_shared_session_case(path: Path) -> None:
+    """One case of tests/fixtures/session: the same file the browser's session.js must pass
+    (tests/node/session.test.mjs)."""
+    case = json.loads(path.read_text())
     s = ChatSession()
-    with pytest.raises(SessionError, match="There is no active chat session"):
-        s.refresh()
-    s.request_chat({})
-    with pytest.raises(SessionError, match="There is already an active chat session"):
-        s.request_chat({})
+    last: HttpRequest | None = None
+    for number, step in enumerate(case["steps"], 1):
+        where = f"{path.name} step {number}"
+        if "resume" in step:
+            r = step["resume"]
+            s = ChatSession.resume(r["chatId"], r["userId"], r["secureKey"], r["alias"],
+                                   r["nextPosition"], r["restoringBelow"])
+        elif "call" in step:
+            method = getattr(s, snake(step["call"]))
+            if "raises" in step:
+                with pytest.raises(SessionError, match=re.escape(step["raises"])):
+                    method(*step.get("args", []))
+                continue
+            made = method(*step.get("args", []))
+            if isinstance(made, HttpRequest):
+                last = made
+                if "request" in step:
+                    assert {"operation": made.operation, "path": made.path,
+                            "fields": made.fields} == step["request"], where
+        elif "reply" in step or "push" in step:
+            response = msgspec.convert(step.get("reply", step.get("push")), ChatResponse)
+            if "push" in step:
+                events = s.push(response)
+            else:
+                assert last is not None, where
+                events = s.receive(last, response)
+            assert [event_json(e) for e in events] == step["events"], where
+        elif "expect" in step:
+            assert state_json(s, step["expect"]) == step["expect"], where
+        else:
+            raise AssertionError(f"{where}: unknown step {sorted(step)}")
 
 
-def test_failed_request_chat_allows_a_new_start():
-    s = ChatSession()
-    req = s.request_chat({})
-    events = s.receive(req, ChatResponse(statusCode=2, errors=[ErrorEntry(161, "name")]))
-    assert isinstance(events[0], ServerError)
-    assert not s.active
-    s.request_chat({"nickname": "Ada"})
-
-
-def test_replayed_and_overlapping_replies_deliver_each_event_once():
-    s = started()
-    req = s.refresh()
-    reply = ChatResponse(statusCode=0, chatId="C1", nextPosition=4,
-                         messages=[msg(2, "ParticipantJoined"), msg(3)])
-    first = s.receive(req, reply)
-    assert isinstance(first[0], MessagesReceived)
-    assert [m.index for m in first[0].messages] == [2, 3]
-    assert isinstance(first[1], ParticipantJoined)
-    assert first[1].participant.name == "Grace"
-    assert s.receive(req, reply) == []  # the same reply again: nothing new
-    assert [m.index for m in s.transcript] == [1, 2, 3]
-    assert s.next_position == 4
-
-
-def test_next_position_is_trusted_only_for_transcript_requests():
-    s = started()
-    typing = s.start_typing()
-    s.receive(typing, ChatResponse(statusCode=0, chatId="C1", nextPosition=9))
-    assert s.next_position == 2  # events 2..8 were not delivered: still owed
-    refresh = s.refresh()
-    s.receive(refresh, ChatResponse(statusCode=0, chatId="C1", nextPosition=9))
-    assert s.next_position == 9
-
-
-def test_typing_and_end():
-    s = started()
-    events = s.receive(s.refresh(), ChatResponse(
-        statusCode=0, chatId="C1", chatEnded=True,
-        messages=[msg(2, "TypingStarted"), msg(3, "TypingStarted", CLIENT),
-                  msg(4, "ParticipantLeft")]))
-    typing = [e for e in events if isinstance(e, TypingChanged)]
-    assert len(typing) == 1  # the customer's own typing echo is not reported
-    assert typing[0].participant.name == "Grace"
-    assert isinstance(events[-1], Ended)
-    assert not s.active
-    # An event that arrives after the end flag (another push) is still shown, once, and the
-    # end is not reported twice.
-    late = HttpRequest("push", "", {})
-    reply = ChatResponse(statusCode=0, chatId="C1", chatEnded=True,
-                         messages=[msg(5, "ParticipantLeft", CLIENT)])
-    events = s.receive(late, reply)
-    assert [type(e) for e in events] == [MessagesReceived, ParticipantLeft]
-    assert s.receive(late, reply) == []
-
-
-def test_messages_without_index_are_deduplicated_by_content():
-    s = started()
-    unindexed = Message(from_=AGENT, type="Message", utcTime=5, text="old server")
-    req = s.refresh()
-    reply = ChatResponse(statusCode=0, chatId="C1", messages=[unindexed])
-    assert len(s.receive(req, reply)) == 1
-    assert s.receive(req, reply) == []
+def test_every_step_kind_and_call_is_one_the_browser_runner_knows() -> None:
+    """The fixtures only use what both runners implement (a new call must be added to both)."""
+    calls = {step["call"] for path in CASES for step in json.loads(path.read_text())["steps"]
+             if "call" in step}
+    node = (Path(__file__).parent / "node" / "session.test.mjs").read_text()
+    assert len(CASES) >= 10
+    for call in calls:
+        assert hasattr(ChatSession, snake(call)), call
+    assert "s[step.call]" in node  # the browser runner calls each by its own name
 
 
 @given(st.integers(min_value=1, max_value=40), st.lists(

@@ -32,7 +32,7 @@ from webchat.broker.redis import RedisBroker
 from webchat.cli.settings import configurable
 from webchat.cli.workers import Supervisor
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
-from webchat.server import ServerConfig, build_app
+from webchat.server import ServerConfig, build_app, gc_policy
 from webchat.server.app import ACCOUNTS, ENGINE
 from webchat.server.config import HttpErrorMode, Limits, default_node_id
 from webchat.server.connections import make_runner
@@ -51,6 +51,13 @@ def _rate(value: str) -> tuple[float, int]:
         return float(rate), int(burst)
     except ValueError:
         raise click.BadParameter(f"expected PER_S:BURST, got {value!r}") from None
+
+
+def _gc_thresholds(value: str) -> tuple[int, int, int] | None:
+    try:
+        return gc_policy.parse_thresholds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gc-thresholds") from None
 
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
@@ -156,6 +163,12 @@ def _advertise_url(_ctx: click.Context, _param: click.Parameter, value: str | No
               help="Seconds a stop (SIGTERM) may spend draining: /readyz says draining, no "
                    "new connections, CometD clients told to reconnect (elsewhere, behind a "
                    "load balancer) with nothing queued lost, requests in flight finished.")
+@click.option("--gc-thresholds", default=",".join(map(str, gc_policy.DEFAULT_THRESHOLDS)),
+              show_default=True, metavar="G0,G1,G2|default",
+              help="The garbage collector's thresholds (gc.set_threshold) in each server "
+                   "process, after freezing what start-up built; 'default' keeps Python's "
+                   "700,10,10, whose full collections pause a busy server for a second. See "
+                   "docs/configuration.md.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
                   broker_url: str | None, node_id: str | None, advertise_url: str | None,
@@ -168,7 +181,7 @@ def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
                   max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
                   async_user_data_key: str, trust_forwarded_for: bool,
-                  drain_timeout: float, with_bot: bool) -> None:
+                  drain_timeout: float, gc_thresholds: str, with_bot: bool) -> None:
     """Run the chat server.
 
     Every option can also be set as an environment variable WEBCHAT_<OPTION> (--data-dir is
@@ -194,7 +207,7 @@ def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
         drain_timeout_s=drain_timeout)
     launch = Launch(config, host, port, store_url, broker_url,
                     tuple(_agent_pair(a) for a in agents), with_bot, node_id, workers,
-                    logging.getLogger().level, advertise_url)
+                    logging.getLogger().level, advertise_url, _gc_thresholds(gc_thresholds))
     _check(launch)
     if workers == 1:
         run(_serve(launch))
@@ -220,6 +233,8 @@ class Launch:
     log_level: int
     advertise_url: str | None = None
     """``--advertise-url`` as given (normalized), or None for the default."""
+    gc_thresholds: tuple[int, int, int] | None = gc_policy.DEFAULT_THRESHOLDS
+    """``--gc-thresholds``; None keeps Python's."""
 
     def backends(self) -> tuple[stores.Store, brokers.Broker]:
         """A new store and broker as ``--store`` and ``--broker`` say (not yet opened)."""
@@ -332,6 +347,8 @@ async def _serve(launch: Launch, *, slot: int | None = None,
         app = build_app(config, store=store, cluster=broker, leadership=lease)
     runner = make_runner(app, config, handle_signals=False, access_log=None)
     await runner.setup()
+    gc_policy.pauses()
+    gc_policy.tune(launch.gc_thresholds)
     first = not slot
     bot_task = None
     try:

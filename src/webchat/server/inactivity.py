@@ -13,14 +13,16 @@ what :func:`due` returns:
 * agent silent past ``agent_alert_s`` -> a reminder on the agent's stream only;
 * agent silent past ``agent_requeue_s`` -> the chat goes back to the queue for another agent.
 
-The sweep runs every second over every open chat, so it must not read transcripts: what the
-rules need of one is folded into a small :class:`Quiet` as events are committed (:func:`fold`),
-and :func:`due` looks at that and the chat's status alone.
+The sweep runs every second, so it must not read transcripts: what the rules need of one is
+folded into a small :class:`Quiet` as events are committed (:func:`fold`), and :func:`due` looks
+at that and the chat's status alone; :func:`next_due` says when it next will name an action, so
+that a sweep looks only at the chats due by then.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -140,6 +142,45 @@ def due(chat: ChatRecord, quiet: Quiet, now_ms: int, config: InactivityConfig, *
             and (agent_reminded_since is None or agent_reminded_since < waiting)):
         return Action.AGENT_ALERT
     return None
+
+
+def next_due(chat: ChatRecord, quiet: Quiet, config: InactivityConfig, *, asynchronous: bool,
+             agent_reminded_since: int | None = None) -> int | None:
+    """The first time (ms) at which :func:`due` names an action for these same inputs, or None
+    if it never will: until something is committed to the chat (or its agent is reminded),
+    nothing is due before it. The sweeper looks at a chat only then, so a sweep costs what is
+    due rather than every open chat (at 10,000 chats the whole walk held the event loop for
+    tens of milliseconds every second)."""
+    if chat.status is ChatStatus.ENDED:
+        return None
+    times: list[int] = []
+    since = customer_idle_since(chat, quiet)
+    alert_s, close_s = config.customer_limits(chat.status)
+    if not asynchronous:
+        if close_s is not None:
+            times.append(_first_ms(since, close_s))
+        alerted = quiet.customer_alerted is not None and quiet.customer_alerted >= since
+        if alert_s is not None and not alerted:
+            times.append(_first_ms(since, alert_s))
+    waiting = quiet.unanswered_since
+    if chat.status is ChatStatus.ACTIVE and waiting is not None:
+        if config.agent_requeue_s is not None:
+            times.append(_first_ms(waiting, config.agent_requeue_s))
+        if config.agent_alert_s is not None and (agent_reminded_since is None
+                                                 or agent_reminded_since < waiting):
+            times.append(_first_ms(waiting, config.agent_alert_s))
+    return min(times, default=None)
+
+
+def _first_ms(since: int, limit_s: float) -> int:
+    """The least ``now`` with ``(now - since) / 1000 >= limit_s``, as :func:`due` computes it
+    (floating point included)."""
+    now = since + math.ceil(limit_s * 1000)
+    while (now - 1 - since) / 1000 >= limit_s:
+        now -= 1
+    while (now - since) / 1000 < limit_s:
+        now += 1
+    return now
 
 
 # ---- typing ------------------------------------------------------------------------------

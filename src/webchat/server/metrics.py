@@ -12,7 +12,9 @@ already tells what happened (where nothing did, a callback list was added, nothi
   delivery latency;
 - at scrape time, from the engine's own state (no count is kept in parallel, so none can
   drift): chats waiting and active per service, agents ready, Bayeux sessions per transport,
-  and one store and one broker round trip (``/readyz``'s probes).
+  and one store and one broker round trip (``/readyz``'s probes);
+- from ``gc.callbacks`` (:mod:`webchat.server.gc_policy`): the garbage collector's pauses, the
+  process's, not the app's, so two apps in one process show the same figures.
 
 In a cluster every process's registry and router follow every commit (replication), so the
 chat and agent gauges are the cluster's figures, the same at each process: aggregate them
@@ -49,13 +51,14 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from webchat.protocol.bayeux.messages import BayeuxMessage
 from webchat.protocol.gms.models import ChatResponse, EventType, Message, ParticipantType
 from webchat.server.chat_api import ChatApi
 from webchat.server.cometd import CometdEndpoint
 from webchat.server.engine import ChatEngine
+from webchat.server.gc_policy import pauses
 from webchat.server.ops import Readiness
 from webchat.store.records import ChatRecord, ChatStatus
 
@@ -106,6 +109,14 @@ class _State:
         for transport in TRANSPORTS:
             sessions.add_metric([transport], by_transport[transport])
         yield sessions
+        gc_pauses = HistogramMetricFamily(
+            "webchat_gc_pause_seconds", "Pauses of this process's cyclic garbage collector, "
+            "by generation (2: a full collection); see webchat.server.gc_policy",
+            labels=["generation"])
+        for generation in range(3):
+            buckets, total = pauses().snapshot(generation)
+            gc_pauses.add_metric([str(generation)], buckets, total)
+        yield gc_pauses
 
 
 class Metrics:

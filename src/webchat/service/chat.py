@@ -57,7 +57,6 @@ class ChatCommands(ServiceCore):
         fields.update({f"userData[{k}]": v for k, v in user_data.items()})
         if self.session.state.value == "ended":
             self.session = ChatSession()
-        self.restoring_below = 0
         request = self.session.request_chat(fields)
         try:
             response = await self.carry(request)

@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from webchat.bus.bus import Bus, CommandError, Plugin
-from webchat.protocol.gms.models import ChatResponse, EventType, ParticipantType
+from webchat.protocol.gms.models import ChatResponse, ParticipantType
 from webchat.protocol.gms.session import (
     ChatSession,
     Ended,
+    FileUploaded,
+    Gap,
     HttpRequest,
     MessagesReceived,
     ParticipantJoined,
@@ -45,7 +47,6 @@ NO_SESSION = "There is no active chat session"
 ALREADY_ACTIVE = "There is already an active chat session"
 BAD_USER_DATA = "malformed JSON provided in userData property"
 NO_MESSAGE = "No message text provided"
-_PUSH = HttpRequest("push", "", {})
 T = TypeVar("T")
 
 Transport = RestTransport | CometdChatTransport
@@ -66,7 +67,13 @@ EVENTS = frozenset({
     "clientTypingStopped", "pollingStarted", "pollingStopped", "clientConnected",
     "clientDisconnected", "agentConnected", "agentDisconnected", "supervisorConnected",
     "supervisorDisconnected", "chatServerWentOffline", "chatServerBackOnline", "fileUploaded",
+    "disconnected", "reconnected", "restoredOffline", "chatServerTimeout", "ajaxResponse",
 })
+
+RESYNC_INTERVAL_MS = 3000
+RESYNC_ATTEMPTS = 30
+"""The original's resync after the connection came back: a refresh every 3 s, 30 times at
+most, then ``chatServerTimeout``."""
 
 
 def builtins(obj: Any) -> Any:
@@ -155,8 +162,12 @@ class ServiceCore:
         self.storage = storage or self._default_storage(config)
         self.poll_exceptions = 0
         self.offline = False
-        self.restoring_below = 0
-        """Messages with a smaller index were seen before a restore: ``restoring: true``."""
+        self.disconnected = False
+        """A request failed at the network level (or CometD lost its connection) and nothing
+        has succeeded since: the next success publishes ``reconnected``."""
+        self.resync_interval_ms = RESYNC_INTERVAL_MS
+        self.resync_attempts = RESYNC_ATTEMPTS
+        self._resyncing: asyncio.Task[None] | None = None
         self.saved_at = 0
         self._poller: asyncio.Task[None] | None = None
         self._typing_timer: asyncio.TimerHandle | None = None
@@ -192,6 +203,7 @@ class ServiceCore:
         if isinstance(self.transport, CometdChatTransport):
             self.transport.on_push = self._on_push
             self.transport.on_resync = self._resync
+            self.transport.on_link = self._on_link
 
     async def close(self) -> None:
         # restoreTimeout counts the time away, so leaving stamps the saved session.
@@ -201,6 +213,9 @@ class ServiceCore:
             self._follower = None
         self._stop_polling(publish=True)
         self._cancel_typing_timer()
+        if self._resyncing is not None:
+            self._resyncing.cancel()
+            self._resyncing = None
         await self.transport.close()
 
     # ---- carrying requests -----------------------------------------------------------------
@@ -223,12 +238,47 @@ class ServiceCore:
         return builtins(response)
 
     async def carry(self, request: HttpRequest) -> ChatResponse:
-        return await self.guarded(self.transport.call(request))
+        return await self.guarded(self.transport.call(request), request)
 
-    async def guarded(self, call: Awaitable[T]) -> T:
+    async def reach(self, call: Awaitable[T], request: HttpRequest | None = None) -> T:
+        """Await a transport call, keeping the connection events: ``disconnected`` when it
+        fails at the network level, ``reconnected`` on the first success after that (and the
+        chat is then refreshed from its position), ``ajaxResponse`` with every successful
+        chat response."""
+        try:
+            result = await call
+        except TransportError as exc:
+            if exc.status is None:  # not reached at all (an HTTP answer is a reached server)
+                self._link(up=False)
+            raise
+        ok = isinstance(result, ChatResponse) and result.ok
+        # A refresh that succeeds is itself the catch-up from the chat's position.
+        self._link(up=True, refreshed=ok and request is not None
+                   and request.operation == "refresh")
+        if ok:
+            self.plugin.publish("ajaxResponse", builtins(result))
+        return result
+
+    def _link(self, *, up: bool, refreshed: bool = False) -> None:
+        if not up:
+            if not self.disconnected:
+                self.disconnected = True
+                self.plugin.publish("disconnected", None)
+            return
+        if self.disconnected:
+            self.disconnected = False
+            self.plugin.publish("reconnected", None)
+            if not refreshed:
+                self.resync()
+
+    def _on_link(self, up: bool) -> None:
+        """CometD's own connection (its /meta/connect) went down or came back."""
+        self._link(up=up)
+
+    async def guarded(self, call: Awaitable[T], request: HttpRequest | None = None) -> T:
         """Await a transport call; a failure rejects the command and publishes ``error``."""
         try:
-            return await call
+            return await self.reach(call, request)
         except TransportError as exc:
             data = {"type": "error", "text": exc.reason, "status": exc.status}
             self.plugin.publish("error", data)
@@ -260,7 +310,10 @@ class ServiceCore:
             publish("started", session.session_data())
         elif isinstance(event, MessagesReceived):
             self.save()
-            self._publish_messages([builtins(m) for m in event.messages])
+            group = [builtins(m) for m in event.messages]
+            publish("messageReceived", {
+                "messages": self.view.show(group), "originalMessages": group,
+                "restoring": event.restoring, "sessionData": session.session_data()})
         elif isinstance(event, ParticipantJoined | ParticipantLeft):
             table = _CONNECTED if isinstance(event, ParticipantJoined) else _DISCONNECTED
             name = table.get(event.participant.type)  # type: ignore[call-overload]
@@ -268,9 +321,10 @@ class ServiceCore:
                 publish(name, {"message": builtins(event.message), "agents": session.agents(),
                                "numAgentsConnected": session.connected_agents()})
         elif isinstance(event, TypingChanged):
-            if event.participant.type in (ParticipantType.AGENT, ParticipantType.SUPERVISOR):
-                name = "agentTypingStarted" if event.started else "agentTypingStopped"
-                publish(name, {"message": builtins(event.message)})
+            name = "agentTypingStarted" if event.started else "agentTypingStopped"
+            publish(name, {"message": builtins(event.message)})
+        elif isinstance(event, FileUploaded):
+            publish("fileUploaded", file_event(builtins(event.message)))
         elif isinstance(event, Ended):
             self._cancel_typing_timer()
             self._stop_polling(publish=True)
@@ -278,24 +332,8 @@ class ServiceCore:
             publish("ended", session.session_data())
         elif isinstance(event, ServerError):
             publish("error", builtins(event.response))
-
-    def _publish_messages(self, originals: list[dict[str, Any]]) -> None:
-        # One messageReceived per restoring flag, in index order: a restore replays what the
-        # customer saw before (restoring: true), then shows what arrived while away.
-        groups: list[tuple[bool, list[dict[str, Any]]]] = []
-        for message in originals:
-            restoring = 0 < int(message.get("index") or 0) < self.restoring_below
-            if groups and groups[-1][0] == restoring:
-                groups[-1][1].append(message)
-            else:
-                groups.append((restoring, [message]))
-        for restoring, group in groups:
-            self.plugin.publish("messageReceived", {
-                "messages": self.view.show(group), "originalMessages": group,
-                "restoring": restoring, "sessionData": self.session.session_data()})
-            for message in group:
-                if message.get("type") == EventType.FILE_UPLOADED and not restoring:
-                    self.plugin.publish("fileUploaded", file_event(message))
+        elif isinstance(event, Gap):
+            self.resync()  # events we never received: ask for them rather than skip them
 
     # ---- persistence hooks (restore.py) ----------------------------------------------------
 
@@ -308,19 +346,33 @@ class ServiceCore:
     # ---- pushes (CometD) --------------------------------------------------------------------
 
     def _on_push(self, response: ChatResponse) -> None:
-        indexes = [m.index for m in response.messages or () if m.index]
-        if indexes and min(indexes) > self.session.next_position:
-            # A gap (events we never received): ask for them rather than skip them.
-            self.spawn(self._resync())
-            return
-        self.apply(_PUSH, response)
+        for event in self.session.push(response):
+            self.publish_event(event)
 
     async def _resync(self) -> None:
-        if self.session.active and self.session.chat_id is not None:
+        """After a re-handshake (the server had lost this client)."""
+        self.resync()
+
+    def resync(self) -> None:
+        """Catch the chat up from its position, one catch-up at a time: a refresh, retried
+        every ``resync_interval_ms`` until one succeeds; after ``resync_attempts`` failures
+        the service gives up and publishes ``chatServerTimeout``."""
+        if self._resyncing is None or self._resyncing.done():
+            self._resyncing = asyncio.ensure_future(self._resync_until_done())
+
+    async def _resync_until_done(self) -> None:
+        for attempt in range(self.resync_attempts):
+            if attempt:
+                await asyncio.sleep(self.resync_interval_ms / 1000)
+            if not self.session.active or self.session.chat_id is None:
+                return
             try:
                 await self.operation(self.session.refresh)
+                return
             except CommandError as exc:
-                log.warning("could not resume the chat after reconnecting: %s", exc)
+                log.info("could not catch the chat up (attempt %d): %s", attempt + 1, exc)
+        if self.session.active:
+            self.plugin.publish("chatServerTimeout", None)
 
     # ---- polling (REST) --------------------------------------------------------------------
 
@@ -351,7 +403,7 @@ class ServiceCore:
         except SessionError:
             return None
         try:
-            response = await self.transport.call(request)
+            response = await self.reach(self.transport.call(request), request)
         except TransportError as exc:
             self._poll_failed({"type": "error", "text": exc.reason, "status": exc.status})
             return None

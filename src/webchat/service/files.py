@@ -53,7 +53,8 @@ class FileCommands(ServiceCore):
         ctype = opts.get("contentType") or mimetypes.guess_type(name)[0] \
             or "application/octet-stream"
         request = self.request(lambda: self.session.upload_file(opts.get("description")))
-        response = await self.guarded(self.transport.upload(request, name, data, ctype))
+        response = await self.guarded(self.transport.upload(request, name, data, ctype),
+                                       request)
         self.apply(request, response)
         self.raise_for(response)
         return builtins(response)
@@ -62,7 +63,7 @@ class FileCommands(ServiceCore):
         opts = check_options(options, {"fileId": str, "path": (str, Path)},
                              required=("fileId",))
         request = self.request(lambda: self.session.download_file(opts["fileId"]))
-        got = await self.guarded(self.transport.download(request))
+        got = await self.guarded(self.transport.download(request), request)
         if isinstance(got, ChatResponse):
             self.raise_for(got)
             raise CommandError("the server sent no file", builtins(got))

@@ -5,7 +5,10 @@ server for the whole transcript: what the customer had already seen comes back o
 ``restoring: true`` (to rebuild a transcript view), what arrived while they were away once with
 ``restoring: false`` — nothing is lost and nothing is shown twice. A saved chat older than
 ``restoreTimeout`` is not restored (``restoreTimeout``) unless the chat is asynchronous; a chat
-the server no longer knows is forgotten (``restoreFailed``).
+the server no longer knows is forgotten (``restoreFailed``). A chat that could be restored but
+whose server cannot be reached right now is restored offline (``restored``, then
+``restoredOffline``): it stays saved and active, and the first request that reaches the server
+again brings ``chatServerBackOnline``, ``reconnected`` and the transcript.
 """
 
 from __future__ import annotations
@@ -54,18 +57,25 @@ class RestoreCommands(ServiceCore):
             self.plugin.publish("restoreTimeout", {"sessionData": _public(saved)})
             raise CommandError(TIMED_OUT)
         session = ChatSession.resume(saved["sessionID"], saved["userId"], saved["secureKey"],
-                                     saved["alias"], next_position=1)
+                                     saved["alias"], next_position=1,
+                                     restoring_below=saved["transcriptPosition"])
         request = session.refresh()
         self.session = session
-        self.restoring_below = saved["transcriptPosition"]
         try:
             response = await self.carry(request)
-        except CommandError as exc:
-            # The server could not be reached: keep what was saved, a later restore may work.
-            self.session = ChatSession()
-            self.plugin.publish("restoreFailed", {"sessionData": _public(saved),
-                                                  "error": exc.data})
-            raise CommandError(f"{FAILED}: {exc.reason}", exc.data) from None
+        except CommandError:
+            # The server could not be reached: the chat stays restorable. Restored offline,
+            # it is caught up as soon as the server answers (polling, or CometD's resync).
+            self.plugin.publish("restored", {
+                "sessionData": _public(saved), "async": asynchronous,
+                "newMessageRestoreState": self.config.async_.newMessageRestoreState})
+            self.offline = True
+            self.plugin.publish("restoredOffline", None)
+            if self.transport.pushes:
+                self.resync()
+            else:
+                self.start_polling()
+            return self.session.session_data()
         if not response.ok:
             self.session = ChatSession()
             self.forget()

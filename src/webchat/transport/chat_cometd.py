@@ -62,9 +62,12 @@ class CometdChatTransport:
         self.timeout = timeout_ms / 1000
         self.api_url = api_url
         self.client = CometdClient(comet_url, websocket=websocket,
-                                   on_delivery=self._delivered, on_handshake=self._rehandshake)
+                                   on_delivery=self._delivered, on_handshake=self._rehandshake,
+                                   on_link=self._link)
         self.on_push: Callable[[ChatResponse], None] | None = None
         self.on_resync: Callable[[], Awaitable[None]] | None = None
+        self.on_link: Callable[[bool], None] | None = None
+        """The CometD connection went down (``False``) or came back (``True``)."""
         self._started: asyncio.Future[ChatResponse] | None = None
         self._up = False
 
@@ -146,6 +149,10 @@ class CometdChatTransport:
             self._started.set_result(response)
         elif self.on_push is not None:
             self.on_push(response)
+
+    def _link(self, up: bool) -> None:
+        if self.on_link is not None:
+            self.on_link(up)
 
     async def _rehandshake(self, _again: bool) -> None:
         if self.on_resync is not None:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DeliveryHandler = Callable[[str, Any], None]
 HandshakeHandler = Callable[[bool], Awaitable[None]]
+LinkHandler = Callable[[bool], None]
 
 
 class CometdError(Exception):
@@ -39,6 +40,7 @@ class CometdClient:
     def __init__(self, url: str, *, websocket: bool = True,
                  on_delivery: DeliveryHandler | None = None,
                  on_handshake: HandshakeHandler | None = None,
+                 on_link: LinkHandler | None = None,
                  max_network_delay_ms: int = 10_000,
                  session: aiohttp.ClientSession | None = None) -> None:
         self.url = url.rstrip("/")
@@ -48,6 +50,12 @@ class CometdClient:
             connection_type="websocket" if websocket else "long-polling")
         self.on_delivery = on_delivery
         self.on_handshake = on_handshake
+        self.on_link = on_link
+        """Told ``False`` when a handshake or connect fails at the network level, ``True``
+        when the next one gets through."""
+        self._link_down = False
+        self._unreachable = asyncio.Event()
+        self._prefer_websocket = websocket
         self.delay = max_network_delay_ms / 1000
         self._http = session
         self._owns_http = session is None
@@ -71,6 +79,7 @@ class CometdClient:
     async def start(self, subscriptions: list[str]) -> None:
         """Handshake, subscribe and start connecting; returns once the session is up."""
         self._subscriptions = list(subscriptions)
+        self.websocket = self._prefer_websocket
         if self.websocket:
             try:
                 await self._open_socket()
@@ -80,12 +89,23 @@ class CometdClient:
                 self.bayeux.connection_type = "long-polling"
                 self.bayeux.connection_types = ("long-polling",)
         self.transport = self.bayeux.connection_type
+        self._unreachable.clear()
         self._loop_task = asyncio.create_task(self._run())
         ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait({ready, self._loop_task},
+        unreachable = asyncio.create_task(self._unreachable.wait())
+        done, _ = await asyncio.wait({ready, unreachable, self._loop_task},
                                      return_when=asyncio.FIRST_COMPLETED)
-        if ready not in done:
-            ready.cancel()
+        for waiter in (ready, unreachable):
+            waiter.cancel()
+        if not self._ready.is_set():
+            # Not reached at all (the first handshake failed at the network level), or the
+            # session ended: stop trying, a later start tries again.
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._loop_task
+            await self._drop_socket()
+            if unreachable in done:
+                raise CometdError("the CometD server could not be reached")
             raise CometdError("the CometD session ended before it was established")
 
     async def publish(self, channel: str, data: Any) -> BayeuxMessage:
@@ -127,6 +147,18 @@ class CometdClient:
                 log.debug("CometD %s failed: %s", step.step.value, exc)
                 self.bayeux.transport_failed()
                 await self._drop_socket()
+                self._set_link(up=False)
+            else:
+                self._set_link(up=True)
+
+    def _set_link(self, *, up: bool) -> None:
+        if not up and not self._ready.is_set():
+            self._unreachable.set()  # whoever waits in start() hears it, every time
+        if self._link_down == (not up):
+            return
+        self._link_down = not up
+        if self.on_link is not None:
+            self.on_link(up)
 
     async def _handshake(self) -> None:
         reply = await self._request(self.bayeux.handshake(), "/handshake")

@@ -43,9 +43,14 @@ class Participant(msgspec.Struct, frozen=True):
     type: str
 
 
-class Message(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
+class Message(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True, gc=False):
     """One transcript event. ``index`` is 1-based, dense and per chat; old GMS servers may
-    omit it (protocols.md §1.6), hence the 0 default, which is never sent."""
+    omit it (protocols.md §1.6), hence the 0 default, which is never sent.
+
+    Untracked by the garbage collector (``gc=False``): a server holds every open chat's
+    transcript, and what an event holds (strings, a frozen participant, a string map) can
+    never lead back to it, so no cycle is possible and walking them would be pure cost
+    (:mod:`webchat.server.gc_policy`)."""
 
     from_: Participant = msgspec.field(name="from")
     type: str

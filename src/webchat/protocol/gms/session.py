@@ -6,6 +6,11 @@ feed the decoded :class:`ChatResponse` back through :meth:`ChatSession.receive`,
 things that happened (:class:`SessionEvent`). Transcript events are deduplicated by ``index``, so
 a transport may replay or overlap refreshes after a reconnect without the user seeing a message
 twice.
+
+The browser runs the same machine, ``web/static/session.js``; both are driven through the same
+cases, ``tests/fixtures/session/*.json`` (``tests/test_session.py`` here, ``tests/node/`` there),
+so a rule changed on one side only fails a test. Each event's ``kind`` is the name the
+JavaScript machine gives it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import quote
 
 from webchat.protocol.gms.models import ChatResponse, EventType, Message, ParticipantType
@@ -56,16 +62,23 @@ class ParticipantInfo:
 
 @dataclass(frozen=True, slots=True)
 class Started:
+    kind: ClassVar[str] = "started"
     response: ChatResponse
 
 
 @dataclass(frozen=True, slots=True)
 class MessagesReceived:
+    """New transcript events in index order, all with the same ``restoring`` flag: true for
+    what the customer had seen before a restore (below ``restoring_below``)."""
+
+    kind: ClassVar[str] = "messages"
     messages: tuple[Message, ...]
+    restoring: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ParticipantJoined:
+    kind: ClassVar[str] = "joined"
     message: Message
     participant: ParticipantInfo
     is_self: bool
@@ -73,6 +86,7 @@ class ParticipantJoined:
 
 @dataclass(frozen=True, slots=True)
 class ParticipantLeft:
+    kind: ClassVar[str] = "left"
     message: Message
     participant: ParticipantInfo
     is_self: bool
@@ -80,24 +94,48 @@ class ParticipantLeft:
 
 @dataclass(frozen=True, slots=True)
 class TypingChanged:
+    """An agent or supervisor started or stopped typing (also while restoring, as the
+    original reports it: the replay ends on the typing state the agent is in now)."""
+
+    kind: ClassVar[str] = "typing"
     message: Message
     participant: ParticipantInfo
     started: bool
 
 
 @dataclass(frozen=True, slots=True)
+class FileUploaded:
+    """A file event that is news (not one replayed by a restore)."""
+
+    kind: ClassVar[str] = "fileUploaded"
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class Ended:
-    pass
+    kind: ClassVar[str] = "ended"
 
 
 @dataclass(frozen=True, slots=True)
 class ServerError:
+    kind: ClassVar[str] = "error"
     operation: str
     response: ChatResponse
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A push starts past the next position: events were missed, refresh before showing any
+    (the push itself is not applied; the refresh brings it again)."""
+
+    kind: ClassVar[str] = "gap"
+
+
 SessionEvent = (Started | MessagesReceived | ParticipantJoined | ParticipantLeft | TypingChanged
-                | Ended | ServerError)
+                | FileUploaded | Ended | ServerError | Gap)
+
+PUSH = HttpRequest("push", "", {})
+"""The request a pushed (CometD) chat response answers: it covers no transcript position."""
 
 
 @dataclass
@@ -113,16 +151,20 @@ class ChatSession:
     self_participant_id: int | None = None
     participants: dict[int, ParticipantInfo] = field(default_factory=dict)
     transcript: list[Message] = field(default_factory=list)
+    restoring_below: int = 0
+    """Events with a smaller index were shown before a restore: reported ``restoring``."""
     _seen_unindexed: set[tuple[int, str, int, str | None]] = field(default_factory=set)
 
     # ---- restoring -------------------------------------------------------------------------
 
     @classmethod
     def resume(cls, chat_id: str, user_id: str, secure_key: str, alias: str,
-               next_position: int = 1) -> ChatSession:
-        """Re-attach to an existing chat (after a restart) from its saved identity."""
+               next_position: int = 1, restoring_below: int = 0) -> ChatSession:
+        """Re-attach to an existing chat (after a restart) from its saved identity; events
+        below ``restoring_below`` are the ones the customer saw before."""
         return cls(state=SessionState.ACTIVE, chat_id=chat_id, user_id=user_id,
-                   secure_key=secure_key, alias=alias, next_position=max(1, next_position))
+                   secure_key=secure_key, alias=alias, next_position=max(1, next_position),
+                   restoring_below=restoring_below)
 
     @property
     def active(self) -> bool:
@@ -213,6 +255,13 @@ class ChatSession:
         if self.state is SessionState.STARTING:
             self.state = SessionState.IDLE
 
+    def push(self, response: ChatResponse) -> list[SessionEvent]:
+        """A chat response the server pushed (CometD): applied, unless it leaves a gap."""
+        indexes = [m.index for m in response.messages or () if m.index]
+        if indexes and min(indexes) > self.next_position:
+            return [Gap()]
+        return self.receive(PUSH, response)
+
     def receive(self, request: HttpRequest, response: ChatResponse) -> list[SessionEvent]:
         """Apply the reply to ``request``. ``nextPosition`` is trusted only when the request
         asked for the transcript from a position we had reached: otherwise the reply says how
@@ -261,10 +310,20 @@ class ChatSession:
         if not fresh:
             return []
         self.transcript.extend(fresh)
-        events: list[SessionEvent] = [MessagesReceived(tuple(fresh))]
+        events: list[SessionEvent] = []
+        for msg in fresh:
+            restoring = self.restoring(msg)
+            last = events[-1] if events else None
+            if isinstance(last, MessagesReceived) and last.restoring == restoring:
+                events[-1] = MessagesReceived((*last.messages, msg), restoring)
+            else:
+                events.append(MessagesReceived((msg,), restoring))
         for msg in fresh:
             events.extend(self._interpret(msg))
         return events
+
+    def restoring(self, msg: Message) -> bool:
+        return 0 < msg.index < self.restoring_below
 
     def _interpret(self, msg: Message) -> list[SessionEvent]:
         sender = msg.from_
@@ -284,6 +343,9 @@ class ChatSession:
         if msg.type == EventType.PARTICIPANT_LEFT:
             info.connected = False
             return [ParticipantLeft(msg, info, is_self)]
-        if msg.type in (EventType.TYPING_STARTED, EventType.TYPING_STOPPED) and not is_self:
+        if (msg.type in (EventType.TYPING_STARTED, EventType.TYPING_STOPPED) and not is_self
+                and sender.type in (ParticipantType.AGENT, ParticipantType.SUPERVISOR)):
             return [TypingChanged(msg, info, msg.type == EventType.TYPING_STARTED)]
+        if msg.type == EventType.FILE_UPLOADED and not self.restoring(msg):
+            return [FileUploaded(msg)]
         return []

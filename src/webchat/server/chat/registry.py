@@ -8,7 +8,7 @@ save failed is forgotten here and read again on its next use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from webchat.server.chat.clock import Scheduler, Timer
 from webchat.server.chat.tally import Tally
@@ -30,6 +30,9 @@ class ChatRegistry:
         self._tallies: dict[str, Tally] = {}
         """chat id -> its transcript folded (see :class:`Tally`), kept up to date on commit."""
         self._evictions: dict[str, Timer] = {}
+        self.put_listeners: list[Callable[[ChatRecord], None]] = []
+        """Told of every copy of a chat that becomes the cached one: loaded, committed here
+        or replayed from another process (the inactivity sweeper plans from them)."""
 
     async def load_open(self) -> list[ChatRecord]:
         chats = await self._store.load_open_chats()
@@ -40,6 +43,8 @@ class ChatRegistry:
     def put(self, chat: ChatRecord) -> None:
         self.chats[chat.chat_id] = chat
         self._by_key[chat.secure_key] = chat.chat_id
+        for listener in self.put_listeners:
+            listener(chat)
 
     def cached(self, chat_id: str) -> ChatRecord | None:
         """The chat if it is in memory (no store read): for pushes about chats in progress."""

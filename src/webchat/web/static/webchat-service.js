@@ -3,12 +3,17 @@
 // CometD (the official client: WebSocket, falling back to long-polling) or REST polling, and
 // keeps the chat's keys in localStorage so a reloaded page restores the chat with nothing lost
 // or shown twice (restoring: true for what the page had shown before the reload).
+//
+// The GMS rules live in the pure session (session.js, shared cases with the Python client);
+// this module wires it to the transports (transports.js), the storage (storage.js), the
+// options (options.js), the page, timers and the bus.
 
 import {rejection} from "./cxbus.js";
+import {checkConfig, checkOptions, DEFAULTS, merge, oneOf, parseUserData, stringMap, toRegExps} from "./options.js";
+import {ALREADY_ACTIVE, ChatSession, NO_SESSION, SessionError} from "./session.js";
+import {SessionStore} from "./storage.js";
+import {CometdTransport, RestTransport} from "./transports.js";
 
-const NO_SESSION = "There is no active chat session";
-const ALREADY_ACTIVE = "There is already an active chat session";
-const BAD_USER_DATA = "malformed JSON provided in userData property";
 const NO_MESSAGE = "No message text provided";
 const NOTHING_TO_RESTORE = "There is no chat session to restore";
 // The original sends `messageType: data.type || "text"` with every message.
@@ -16,70 +21,12 @@ const DEFAULT_MESSAGE_TYPE = "text";
 const CONNECTED = {Agent: "agentConnected", Client: "clientConnected", Supervisor: "supervisorConnected"};
 const DISCONNECTED = {Agent: "agentDisconnected", Client: "clientDisconnected",
                       Supervisor: "supervisorDisconnected"};
-
-const DEFAULTS = {
-  dataURL: "", endpoint: "", apikey: "", enableCustomHeader: false, userData: {},
-  ajaxTimeout: 3000, pollExceptionLimit: 5, restoreTimeout: 60000, pollInterval: 1000,
-  typingStopDelay: 5000, xhrFields: {},
-  // Ours, for two unverified ([U]) names: where the page keeps the session for restore, and the
-  // userData key that marks an asynchronous chat (the server's --async-user-data-key).
-  stateStorageKey: "_genesys.widgets.webchat.state.keys",
-  cometD: {enabled: false, cometURL: "", channel: "", apiURL: "", websocketEnabled: true,
-           logLevel: "info"},
-  async: {enabled: false, newMessageRestoreState: "minimized", getSessionData: null,
-          setSessionData: null, userDataKey: "GCTI_Chat_AsyncMode"},
-};
-
-function checkOptions(options, allowed, required = []) {
-  for (const [key, value] of Object.entries(options)) {
-    if (!(key in allowed)) {
-      throw rejection(`unknown option '${key}'; expected one of [${Object.keys(allowed).sort().join(", ")}]`);
-    }
-    if (value === undefined || value === null) continue;
-    const types = [].concat(allowed[key]);
-    const ok = types.some((t) => t === "any" || (t === "array" ? Array.isArray(value)
-      : t === "regexp" ? value instanceof RegExp
-      : t === "object" ? typeof value === "object" && !Array.isArray(value)
-      : typeof value === t));
-    if (!ok) throw rejection(`option '${key}' must be ${types.join(" or ")}`);
-  }
-  for (const key of required) {
-    if (options[key] === undefined || options[key] === null) throw rejection(`option '${key}' is required`);
-  }
-  return options;
-}
-
-function stringMap(value) {
-  const out = {};
-  for (const [key, item] of Object.entries(value ?? {})) {
-    if (!["string", "number", "boolean"].includes(typeof item)) throw rejection(BAD_USER_DATA);
-    out[key] = String(item);
-  }
-  return out;
-}
-
-// startChat's userData, which the original also takes as a JSON string: a blank string, or JSON
-// that is not an object ("[1]", "5"), is no userData, as there; text that does not parse is
-// refused with the original's reason.
-function parseUserData(value) {
-  if (typeof value !== "string") return stringMap(value);
-  if (!value.trim()) return {};
-  let parsed;
-  try { parsed = JSON.parse(value); } catch { throw rejection(BAD_USER_DATA); }
-  return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? stringMap(parsed) : {};
-}
-
-// An option both we and the original name, differently: either name may be given, both only
-// with the same value (two different values are a caller's bug we should not guess around).
-// Empty values count as not given, as the original's `||` does.
-function oneOf(options, ours, original) {
-  const mine = options[ours] || null;
-  const theirs = options[original] || null;
-  if (mine !== null && theirs !== null && mine !== theirs) {
-    throw rejection(`options '${ours}' and '${original}' differ; give one of them`);
-  }
-  return mine ?? theirs;
-}
+// The original's catch-up after the connection came back: a refresh every 3 s, 30 times at
+// most, then chatServerTimeout (as the Python service: RESYNC_INTERVAL_MS, RESYNC_ATTEMPTS).
+const RESYNC_INTERVAL_MS = 3000;
+const RESYNC_ATTEMPTS = 30;
+// CometD operation names of the GMS operations that differ.
+const COMETD_OPERATION = {send: "sendMessage", refresh: "requestNotifications"};
 
 // The original's coarse names, first match wins (Edge and Opera also say "Chrome"; Android
 // also says "Linux"). The user-agent string is read first because every browser has one;
@@ -107,167 +54,6 @@ function pageContext() {
           _genesys_browser: coarseName(BROWSERS, brand), _genesys_OS: coarseName(SYSTEMS, hints?.platform)};
 }
 
-function toRegExps(value) {
-  const items = Array.isArray(value) ? value : [value];
-  if (!items.length) throw rejection("no filter given");
-  return items.map((item) => {
-    if (item instanceof RegExp) return item;
-    if (typeof item === "string" && item) {
-      try { return new RegExp(item); } catch (e) { throw rejection(`invalid regular expression ${item}: ${e.message}`); }
-    }
-    throw rejection("a filter must be a regular expression (RegExp or string)");
-  });
-}
-
-function merge(base, extra) {
-  const out = {...base};
-  for (const [key, value] of Object.entries(extra ?? {})) {
-    out[key] = value && typeof value === "object" && !Array.isArray(value) && !(value instanceof RegExp)
-      && typeof base[key] === "object" ? {...base[key], ...value} : value;
-  }
-  return out;
-}
-
-// ---- transports --------------------------------------------------------------------------
-
-class RestTransport {
-  constructor(service) {
-    this.service = service;
-    this.pushes = false;
-  }
-  url(path) {
-    const c = this.service.config;
-    const base = c.dataURL.replace(/\/+$/, "");
-    return (c.endpoint ? `${base}/${c.endpoint}` : base) + path;
-  }
-  headers(extra = {}) {
-    const c = this.service.config;
-    const headers = {...extra};
-    if (c.apikey) headers.apikey = c.apikey;
-    if (c.enableCustomHeader) Object.assign(headers, window._genesys?.widgets?.main?.header ?? {});
-    return headers;
-  }
-  async call(path, fields, {raw = false, body = null} = {}) {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.service.config.ajaxTimeout);
-    let response;
-    try {
-      response = await fetch(this.url(path), {
-        method: "POST", signal: controller.signal,
-        credentials: this.service.config.xhrFields?.withCredentials ? "include" : "same-origin",
-        headers: this.headers(body ? {} : {"Content-Type": "application/x-www-form-urlencoded"}),
-        body: body ?? new URLSearchParams(fields),
-      });
-    } catch (e) {
-      throw this.service.transportError(controller.signal.aborted
-        ? `no reply within ${this.service.config.ajaxTimeout / 1000} s` : `${e.message}`);
-    } finally {
-      clearTimeout(timer);
-    }
-    const type = response.headers.get("Content-Type") ?? "";
-    if (raw && response.ok && !type.startsWith("application/json")) return response;
-    try {
-      return await response.json();
-    } catch {
-      throw this.service.transportError(`HTTP ${response.status} without a chat response`, response.status);
-    }
-  }
-  async close() {}
-}
-
-class CometdTransport {
-  constructor(service, CometD, AckExtension) {
-    this.service = service;
-    this.pushes = true;
-    const c = service.config.cometD;
-    this.channel = c.channel;
-    this.cometd = new CometD();
-    this.cometd.registerExtension("ack", new AckExtension());
-    if (!c.websocketEnabled) this.cometd.unregisterTransport("websocket");
-    this.cometd.configure({url: c.cometURL, logLevel: c.logLevel === "warn" ? "warn" : c.logLevel});
-    this.started = null;
-    this.up = null;
-    this.isUp = false;
-    this.handshakes = 0;
-  }
-  get connectionType() { return this.cometd.getTransport()?.type ?? ""; }
-  start() {
-    if (this.up) return this.up;
-    this.up = new Promise((resolve, reject) => {
-      this.cometd.addListener("/meta/handshake", (reply) => {
-        if (reply.successful) {
-          this.handshakes += 1;
-          const again = this.handshakes > 1;  // the server had lost us (a restart, say)
-          // Every handshake clears the client's subscriptions, so each one subscribes anew;
-          // after a re-handshake the chat is then caught up from its transcript position.
-          this.cometd.subscribe(this.channel, (message) => this.delivered(message.data), (sub) => {
-            if (!sub.successful) {
-              if (!again) reject(this.service.transportError("subscribe failed"));
-              return;
-            }
-            this.isUp = true;
-            if (again) this.service.resync();
-            else resolve();
-          });
-          return;
-        }
-        if (this.handshakes > 0) return;  // once up, the client re-handshakes by itself
-        // A WebSocket that fails is the client's cue to try long-polling: wait for that.
-        const failedType = reply.failure?.connectionType;
-        if (failedType === "websocket" && this.cometd.getTransportTypes().includes("long-polling")) return;
-        this.up = null;
-        reject(this.service.transportError(`CometD handshake failed: ${reply.error ?? reply.failure?.reason ?? failedType ?? ""}`));
-      });
-      this.cometd.handshake();
-    });
-    return this.up;
-  }
-  delivered(data) {
-    if (!data || data.statusCode !== 0) return;
-    if (this.started && data.secureKey) {
-      const started = this.started;
-      this.started = null;
-      started(data);
-      return;
-    }
-    this.service.onPush(data);
-  }
-  async call(operation, fields) {
-    await this.start();
-    const data = {operation};
-    for (const [key, value] of Object.entries(fields)) {
-      const m = /^userData\[(.+)\]$/.exec(key);
-      if (m) (data.userData ??= {})[m[1]] = value;
-      else data[key] = key === "transcriptPosition" ? Number(value) : value;
-    }
-    const startedP = operation === "requestChat"
-      ? new Promise((resolve) => { this.started = resolve; }) : null;
-    const reply = await new Promise((resolve) => this.cometd.publish(this.channel, data, resolve));
-    if (!reply.successful) {
-      this.started = null;
-      const parts = String(reply.error ?? "").split(":");
-      const code = parts.length >= 3 && /^\d+$/.test(parts[1]) ? Number(parts[1]) : 1099;
-      // No error string: the publish never reached the server (no connection right now).
-      const advice = parts.slice(2).join(":") || reply.error
-        || `not delivered over CometD: ${reply.failure?.reason || "no connection to the server"}`;
-      return {statusCode: 2, errors: [{code, advice}]};
-    }
-    if (startedP) {
-      return await Promise.race([startedP, new Promise((_, reject) => setTimeout(
-        () => reject(this.service.transportError("requestChat over CometD: timed out")),
-        Math.max(this.service.config.ajaxTimeout, 10000)))]);
-    }
-    return {statusCode: 0};
-  }
-  async close() {
-    const wasUp = this.isUp;
-    this.up = null;
-    this.isUp = false;
-    if (wasUp) await new Promise((resolve) => this.cometd.disconnect(resolve));
-    else this.cometd.disconnect();  // also ends the client's own handshake retries
-  }
-}
-
 // ---- the service --------------------------------------------------------------------------
 
 export class WebChatService {
@@ -275,17 +61,24 @@ export class WebChatService {
     this.bus = bus;
     this.config = merge(DEFAULTS, options.config ?? window._genesys?.widgets?.webchat ?? {});
     this.storage = options.storage ?? window.localStorage;
+    this.store = new SessionStore(this.storage, () => this.config);
     // Another tab of the site that starts (or restores) a chat saves it here: follow it too.
     if (this.storage === window.localStorage) window.addEventListener("storage", (e) => this.onSharedSession(e));
     // restoreTimeout counts the time away from the page, not the time since the last message:
     // a customer who waited quietly in the queue and then reloads keeps the chat.
     window.addEventListener("pagehide", () => this.save());
     this.plugin = bus.registerPlugin("WebChatService");
-    this.reset();
+    this.session = new ChatSession();
     this.prefilters = [];
     this.preprocessors = [];
     this.pollExceptions = 0;
     this.offline = false;
+    // A request failed at the network level (or CometD lost its connection) and nothing has
+    // succeeded since: the next success publishes reconnected.
+    this.disconnected = false;
+    this.resyncInterval = RESYNC_INTERVAL_MS;
+    this.resyncAttempts = RESYNC_ATTEMPTS;
+    this.resyncing = null;
     this.poller = null;
     this.typing = false;
     this.typingTimer = null;
@@ -305,12 +98,6 @@ export class WebChatService {
       registerTypingPreviewInput: this.registerTypingPreviewInput, verifySession: this.verifySession,
     };
     for (const [name, fn] of Object.entries(commands)) this.plugin.registerCommand(name, fn.bind(this));
-  }
-
-  reset() {
-    this.session = {state: "idle", chatId: null, userId: null, secureKey: null, alias: null,
-                    nextPosition: 1, transcript: [], participants: new Map(), selfId: null};
-    this.restoringBelow = 0;
   }
 
   async loadTransport() {
@@ -341,48 +128,48 @@ export class WebChatService {
   async start({autoRestore = true} = {}) {
     await this.loadTransport();
     this.plugin.ready();
-    if (autoRestore && this.loadSaved()) {
+    if (autoRestore && this.store.load()) {
       try { await this.restore({}); } catch { /* reported by restoreTimeout / restoreFailed */ }
     }
   }
 
   // ---- plumbing ------------------------------------------------------------------------------
 
-  get active() { return this.session.state === "active" || this.session.state === "starting"; }
+  get active() { return this.session.active; }
 
-  sessionData() {
-    const s = this.session;
-    return {sessionID: s.chatId, alias: s.alias, secureKey: s.secureKey, userId: s.userId,
-            transcriptPosition: s.nextPosition};
-  }
+  sessionData() { return this.session.sessionData(); }
 
   requireSession() {
     if (this.session.state !== "active" || !this.session.chatId) throw rejection(NO_SESSION);
   }
 
+  // A request from the session; one that makes no sense now is the command's rejection.
+  request(make) {
+    try {
+      return make();
+    } catch (e) {
+      if (e instanceof SessionError) throw rejection(e.message);
+      throw e;
+    }
+  }
+
+  // status null: the server was not reached at all (no network, no reply in time).
   transportError(text, status = null) {
     const error = rejection(text, {type: "error", text, status});
     error.transport = true;
     return error;
   }
 
-  identity() {
-    const s = this.session;
-    return {userId: s.userId, secureKey: s.secureKey, alias: s.alias};
-  }
-
-  // One GMS operation over whichever transport is on; the reply goes through receive().
-  async operation(op, fields = {}, {position = false} = {}) {
-    this.requireSession();
-    const all = {...this.identity(), ...fields};
-    if (position) all.transcriptPosition = String(this.session.nextPosition);
-    const reply = await this.carry(op, all);
-    this.receive(op, all, reply);
+  // One GMS operation over whichever transport is on; the reply goes through the session.
+  async operation(make) {
+    const request = this.request(make);
+    const reply = await this.carry(request);
+    this.apply(request, reply);
     if (reply.statusCode !== 0) throw rejection(reasonOf(reply), reply);
     return reply;
   }
 
-  async carry(op, fields) {
+  async carry(request) {
     let transport = await this.loadTransport();
     if (transport.pushes && !transport.isUp) {
       try {
@@ -392,89 +179,115 @@ export class WebChatService {
         transport = this.transport;
       }
     }
-    try {
-      if (transport.pushes) {
-        const cometOp = {send: "sendMessage", refresh: "requestNotifications"}[op] ?? op;
-        return await transport.call(cometOp, fields);
-      }
-      const path = op === "requestChat" ? "" : `/${encodeURIComponent(this.session.chatId)}/${op}`;
-      return await transport.call(path, fields);
-    } catch (e) {
-      if (e.transport) this.plugin.publish("error", e.data);
-      throw e;
-    }
+    return this.reach(request, () => transport.pushes
+      ? transport.call(COMETD_OPERATION[request.operation] ?? request.operation, request.fields)
+      : transport.call(request.path, request.fields));
   }
 
-  receive(op, fields, reply) {
-    if (reply.statusCode !== 0) {
-      if (op === "requestChat") this.session.state = "idle";
-      this.plugin.publish("error", reply);
+  // Carry one request, keeping the connection events: disconnected when it fails at the
+  // network level, reconnected on the first success after that (the chat is then refreshed
+  // from its position), ajaxResponse with every successful chat response.
+  async reach(request, send) {
+    let reply;
+    try {
+      reply = await send();
+    } catch (e) {
+      if (e.transport) {
+        if (e.data?.status === null) this.onLink(false);
+        this.plugin.publish("error", e.data);
+      }
+      throw e;
+    }
+    const ok = reply?.statusCode === 0;
+    this.onLink(true, ok && request.operation === "refresh");
+    if (ok) this.plugin.publish("ajaxResponse", reply);
+    return reply;
+  }
+
+  onLink(up, refreshed = false) {
+    if (!up) {
+      if (!this.disconnected) {
+        this.disconnected = true;
+        this.plugin.publish("disconnected");
+      }
       return;
     }
-    const s = this.session;
-    if (op === "requestChat") {
-      Object.assign(s, {chatId: reply.chatId, userId: reply.userId, secureKey: reply.secureKey,
-                        alias: reply.alias, state: "active"});
-      this.save();
-      this.plugin.publish("started", this.sessionData());
-    }
-    const asked = Number(fields.transcriptPosition ?? NaN);
-    const covered = op === "requestChat" || (Number.isInteger(asked) && asked <= s.nextPosition);
-    this.take(reply, covered);
+    if (!this.disconnected) return;
+    this.disconnected = false;
+    this.plugin.publish("reconnected");
+    if (!refreshed) this.resync();
+  }
+
+  apply(request, reply) {
+    for (const event of this.session.receive(request, reply)) this.publishEvent(event);
   }
 
   onPush(reply) {
-    const indexes = (reply.messages ?? []).map((m) => m.index).filter(Boolean);
-    if (indexes.length && Math.min(...indexes) > this.session.nextPosition) {
-      this.resync();  // a gap: ask for what we missed rather than skip it
-      return;
-    }
-    this.take(reply, false);
+    for (const event of this.session.push(reply)) this.publishEvent(event);
   }
 
-  resync() {
-    if (this.session.state === "active") this.operation("refresh", {}, {position: true}).catch(() => {});
-  }
-
-  take(reply, covered) {
+  // What the session reports, as the original's bus events.
+  publishEvent(event) {
+    const publish = (name, data) => this.plugin.publish(name, data);
     const s = this.session;
-    const fresh = [];
-    for (const msg of [...(reply.messages ?? [])].sort((a, b) => a.index - b.index)) {
-      if (msg.index) {
-        if (msg.index < s.nextPosition) continue;  // seen: replayed or overlapping
-        s.nextPosition = msg.index + 1;
+    switch (event.kind) {
+      case "started":
+        this.save();
+        publish("started", this.sessionData());
+        break;
+      case "messages":
+        this.save();
+        publish("messageReceived", {messages: this.show(event.messages), originalMessages: event.messages,
+                                    restoring: event.restoring, sessionData: this.sessionData()});
+        break;
+      case "joined":
+      case "left": {
+        const name = (event.kind === "joined" ? CONNECTED : DISCONNECTED)[event.participant.type];
+        if (name) publish(name, {message: event.message, agents: s.agents(), numAgentsConnected: s.connectedAgents()});
+        break;
       }
-      fresh.push(msg);
-    }
-    if (covered && reply.nextPosition > s.nextPosition) s.nextPosition = reply.nextPosition;
-    if (fresh.length) {
-      s.transcript.push(...fresh);
-      // A reply that ends the chat is not saved (as in the Python service): saving it would
-      // hand other tabs, and the next page load, a chat that is already over.
-      if (!reply.chatEnded) this.save();
-      this.publishMessages(fresh);
-      for (const msg of fresh) this.interpret(msg);
-    }
-    if (reply.chatEnded && s.state === "active") {
-      s.state = "ended";
-      this.stopPolling(true);
-      this.clearTypingTimer();
-      this.forget();
-      this.plugin.publish("ended", this.sessionData());
+      case "typing":
+        publish(event.started ? "agentTypingStarted" : "agentTypingStopped", {message: event.message});
+        break;
+      case "fileUploaded": {
+        const msg = event.message;
+        const meta = msg.userData ?? {};
+        publish("fileUploaded", {message: msg, fileId: meta["file-id"] ?? msg.text,
+          fileName: meta["file-name"], fileType: meta["file-type"],
+          fileSize: meta["file-size"] ? Number(meta["file-size"]) : null, from: msg.from});
+        break;
+      }
+      case "ended":
+        this.stopPolling(true);
+        this.clearTypingTimer();
+        this.forget();
+        publish("ended", this.sessionData());
+        break;
+      case "error":
+        publish("error", event.response);
+        break;
+      case "gap":
+        this.resync();  // events we never received: ask for them rather than skip them
+        break;
     }
   }
 
-  publishMessages(originals) {
-    const groups = [];
-    for (const msg of originals) {
-      const restoring = msg.index > 0 && msg.index < this.restoringBelow;
-      if (groups.length && groups.at(-1)[0] === restoring) groups.at(-1)[1].push(msg);
-      else groups.push([restoring, [msg]]);
-    }
-    for (const [restoring, group] of groups) {
-      this.plugin.publish("messageReceived", {messages: this.show(group), originalMessages: group,
-                                              restoring, sessionData: this.sessionData()});
-    }
+  // Catch the chat up from its position, one catch-up at a time: a refresh, retried every
+  // resyncInterval until one succeeds; after resyncAttempts failures the service gives up
+  // and publishes chatServerTimeout.
+  resync() {
+    if (this.resyncing || this.session.state !== "active") return;
+    this.resyncing = (async () => {
+      for (let attempt = 0; attempt < this.resyncAttempts; attempt += 1) {
+        if (attempt) await new Promise((resolve) => setTimeout(resolve, this.resyncInterval));
+        if (this.session.state !== "active") return;
+        try {
+          await this.operation(() => this.session.refresh());
+          return;
+        } catch { /* published as error; tried again */ }
+      }
+      if (this.session.state === "active") this.plugin.publish("chatServerTimeout");
+    })().finally(() => { this.resyncing = null; });
   }
 
   show(originals) {
@@ -491,56 +304,16 @@ export class WebChatService {
     return shown;
   }
 
-  interpret(msg) {
-    const s = this.session;
-    const from = msg.from ?? {};
-    let p = s.participants.get(from.participantId);
-    if (!p) { p = {participantId: from.participantId, name: from.nickname, type: from.type, connected: false, joined: false}; s.participants.set(from.participantId, p); }
-    if (from.nickname) p.name = from.nickname;
-    if (s.selfId === null && from.type === "Client" && msg.type === "ParticipantJoined") s.selfId = from.participantId;
-    const restoring = msg.index > 0 && msg.index < this.restoringBelow;
-    if (msg.type === "ParticipantJoined" || msg.type === "ParticipantLeft") {
-      const joined = msg.type === "ParticipantJoined";
-      p.connected = joined;
-      if (joined) p.joined = true;
-      const name = (joined ? CONNECTED : DISCONNECTED)[from.type];
-      if (name) this.plugin.publish(name, {message: msg, agents: this.agents(), numAgentsConnected: this.numAgents()});
-    } else if ((msg.type === "TypingStarted" || msg.type === "TypingStopped")
-               && from.participantId !== s.selfId && !restoring) {
-      this.plugin.publish(msg.type === "TypingStarted" ? "agentTypingStarted" : "agentTypingStopped", {message: msg});
-    } else if (msg.type === "FileUploaded" && !restoring) {
-      const meta = msg.userData ?? {};
-      this.plugin.publish("fileUploaded", {message: msg, fileId: meta["file-id"] ?? msg.text,
-        fileName: meta["file-name"], fileType: meta["file-type"],
-        fileSize: meta["file-size"] ? Number(meta["file-size"]) : null, from});
-    }
-  }
-
-  agents() {
-    const out = {};
-    for (const [id, p] of this.session.participants) {
-      if (p.type !== "Client" && p.joined) out[id] = {name: p.name, type: p.type, connected: p.connected, participantId: id};
-    }
-    return out;
-  }
-
-  numAgents() {
-    return [...this.session.participants.values()].filter((p) => p.connected && p.type === "Agent").length;
-  }
-
   // ---- persistence (restore across page loads) ----------------------------------------------
 
   save() {
     if (this.session.state !== "active") return;
-    const data = {...this.sessionData(), savedAt: Date.now(), async: this.config.async.enabled};
-    if (this.config.async.setSessionData) this.config.async.setSessionData(data);
-    else this.storage?.setItem(this.config.stateStorageKey, JSON.stringify(data));
+    this.store.save({...this.sessionData(), savedAt: Date.now(), async: this.config.async.enabled});
   }
 
-  forget() {
-    if (this.config.async.setSessionData) this.config.async.setSessionData(null);
-    else this.storage?.removeItem(this.config.stateStorageKey);
-  }
+  forget() { this.store.forget(); }
+
+  loadSaved() { return this.store.load(); }
 
   onSharedSession(event) {
     if (event.key !== this.config.stateStorageKey || !event.newValue) return;
@@ -549,17 +322,6 @@ export class WebChatService {
     // follow_shared_session does), never the one this tab has just seen end.
     if (this.loadSaved()?.sessionID === this.session.chatId) return;
     this.restore({}).catch(() => { /* published as restoreFailed / restoreTimeout */ });
-  }
-
-  loadSaved() {
-    let data;
-    try {
-      data = this.config.async.getSessionData ? this.config.async.getSessionData()
-        : JSON.parse(this.storage?.getItem(this.config.stateStorageKey) ?? "null");
-    } catch { return null; }
-    const ok = data && ["sessionID", "secureKey", "userId"].every((k) => typeof data[k] === "string" && data[k])
-      && typeof data.alias === "string" && Number.isInteger(data.transcriptPosition) && Number.isInteger(data.savedAt);
-    return ok ? data : null;
   }
 
   // ---- polling ------------------------------------------------------------------------------
@@ -584,7 +346,7 @@ export class WebChatService {
 
   async pollOnce() {
     try {
-      await this.operation("refresh", {}, {position: true});
+      await this.operation(() => this.session.refresh());
       this.pollExceptions = 0;
       if (this.offline) { this.offline = false; this.plugin.publish("chatServerBackOnline"); }
     } catch (e) {
@@ -606,13 +368,7 @@ export class WebChatService {
   // ---- commands -----------------------------------------------------------------------------
 
   async configure(options) {
-    const config = merge(this.config, options);
-    for (const key of ["ajaxTimeout", "pollInterval", "typingStopDelay", "restoreTimeout"]) {
-      if (!Number.isInteger(config[key]) || config[key] <= 0) throw rejection(`${key} must be a positive integer`);
-    }
-    for (const [key, value] of [["stateStorageKey", config.stateStorageKey], ["async.userDataKey", config.async.userDataKey]]) {
-      if (typeof value !== "string" || !value) throw rejection(`${key} must be a non-empty string`);
-    }
+    const config = checkConfig(merge(this.config, options));
     const connection = (c) => JSON.stringify([c.dataURL, c.endpoint, c.apikey, c.cometD]);
     if (connection(config) !== connection(this.config)) {
       if (this.active) throw rejection("the transport cannot change during an active chat session");
@@ -635,16 +391,16 @@ export class WebChatService {
                   emailAddress: o.email, subject: o.subject};
     const fields = Object.fromEntries(Object.entries(form).filter(([, v]) => v));
     for (const [k, v] of Object.entries(userData)) fields[`userData[${k}]`] = v;
-    this.reset();
-    this.session.state = "starting";
+    this.session = new ChatSession();
+    const request = this.session.requestChat(fields);
     let reply;
     try {
-      reply = await this.carry("requestChat", fields);
+      reply = await this.carry(request);
     } catch (e) {
-      this.session.state = "idle";
+      this.session.failStart();
       throw e;
     }
-    this.receive("requestChat", fields, reply);
+    this.apply(request, reply);
     if (reply.statusCode !== 0) throw rejection(reasonOf(reply), reply);
     this.startPolling();
     return reply;
@@ -654,7 +410,7 @@ export class WebChatService {
     checkOptions(options, {});
     this.requireSession();
     this.clearTypingTimer();
-    return this.operation("disconnect", {}, {position: true});
+    return this.operation(() => this.session.disconnect());
   }
 
   // `type` is the original's name for what goes out as messageType.
@@ -668,8 +424,7 @@ export class WebChatService {
     this.requireSession();
     this.clearTypingTimer();
     this.typing = false;
-    return this.operation("send", {message: text, messageType: messageType || DEFAULT_MESSAGE_TYPE},
-                          {position: true});
+    return this.operation(() => this.session.sendMessage(text, messageType || DEFAULT_MESSAGE_TYPE));
   }
 
   async sendFilteredMessage(options) {
@@ -720,7 +475,7 @@ export class WebChatService {
     this.typingTimer = setTimeout(() => this.stopTyping().catch(() => {}), this.config.typingStopDelay);
     if (this.typing) return null;
     this.typing = true;
-    const reply = await this.operation("startTyping", o.message ? {message: o.message} : {});
+    const reply = await this.operation(() => this.session.startTyping(o.message || null));
     this.plugin.publish("clientTypingStarted", {message: o.message});
     return reply;
   }
@@ -731,27 +486,25 @@ export class WebChatService {
     this.clearTypingTimer();
     if (!this.typing || this.session.state !== "active") return null;
     this.typing = false;
-    const reply = await this.operation("stopTyping");
+    const reply = await this.operation(() => this.session.stopTyping());
     this.plugin.publish("clientTypingStopped");
     return reply;
   }
 
   async sendCustomNotice(options) {
     const o = checkOptions(options, {message: "string"});
-    return this.operation("customNotice", o.message ? {message: o.message} : {});
+    return this.operation(() => this.session.customNotice(o.message || null));
   }
 
   async updateUserData(options) {
     if (!options || !Object.keys(options).length) throw rejection("no userData provided");
     const data = stringMap(options);
-    const fields = {};
-    for (const [k, v] of Object.entries(data)) fields[`userData[${k}]`] = v;
-    return this.operation("updateData", fields);
+    return this.operation(() => this.session.updateData(data));
   }
 
   async poll(options) {
     checkOptions(options, {});
-    return this.operation("refresh", {}, {position: true});
+    return this.operation(() => this.session.refresh());
   }
 
   async startPoll(options) {
@@ -788,28 +541,33 @@ export class WebChatService {
       this.plugin.publish("restoreTimeout", {sessionData: publicData});
       throw rejection("The chat session was not restored: it has been inactive longer than restoreTimeout");
     }
-    this.reset();
-    Object.assign(this.session, {state: "active", chatId: saved.sessionID, userId: saved.userId,
-                                 secureKey: saved.secureKey, alias: saved.alias, nextPosition: 1});
-    this.restoringBelow = saved.transcriptPosition;
-    const fields = {...this.identity(), transcriptPosition: "1"};
+    this.session = ChatSession.resume(saved.sessionID, saved.userId, saved.secureKey, saved.alias, 1,
+                                      saved.transcriptPosition);
+    const restored = {sessionData: publicData, async: asynchronous,
+                      newMessageRestoreState: this.config.async.newMessageRestoreState};
+    const request = this.session.refresh();
     let reply;
     try {
-      reply = await this.carry("refresh", fields);
+      reply = await this.carry(request);
     } catch (e) {
-      this.reset();
-      this.plugin.publish("restoreFailed", {sessionData: publicData, error: e.data});
-      throw rejection(`The chat session could not be restored: ${e.reason ?? e.message}`, e.data);
+      if (!e.transport) throw e;
+      // The server could not be reached: the chat stays restorable. Restored offline, it is
+      // caught up as soon as the server answers (polling, or CometD's resync).
+      this.plugin.publish("restored", restored);
+      this.offline = true;
+      this.plugin.publish("restoredOffline");
+      if (this.transport.pushes) this.resync();
+      else this.startPolling();
+      return this.sessionData();
     }
     if (reply.statusCode !== 0) {
-      this.reset();
+      this.session = new ChatSession();
       this.forget();
       this.plugin.publish("restoreFailed", {sessionData: publicData, error: reply});
       throw rejection(`The chat session could not be restored: ${reasonOf(reply)}`, reply);
     }
-    this.plugin.publish("restored", {sessionData: publicData, async: asynchronous,
-                                     newMessageRestoreState: this.config.async.newMessageRestoreState});
-    this.receive("refresh", fields, reply);
+    this.plugin.publish("restored", restored);
+    this.apply(request, reply);
     this.startPolling();
     return this.sessionData();
   }
@@ -821,7 +579,7 @@ export class WebChatService {
 
   async getAgents(options) {
     checkOptions(options, {});
-    return {agents: this.agents(), numAgentsConnected: this.numAgents()};
+    return {agents: this.session.agents(), numAgentsConnected: this.session.connectedAgents()};
   }
 
   async getStats(options) {
@@ -833,8 +591,8 @@ export class WebChatService {
             endTime: s.state === "ended" ? s.transcript.at(-1)?.utcTime ?? null : null,
             messagesSent: texts.filter((m) => m.from.participantId === s.selfId).length,
             messagesReceived: texts.filter((m) => m.from.participantId !== s.selfId).length,
-            agentsJoined: Object.values(this.agents()).filter((a) => a.type === "Agent").length,
-            numAgentsConnected: this.numAgents()};
+            agentsJoined: Object.values(s.agents()).filter((a) => a.type === "Agent").length,
+            numAgentsConnected: s.connectedAgents()};
   }
 
   async getSessionData(options) {
@@ -851,7 +609,10 @@ export class WebChatService {
 
   async fetchHistory(options) {
     checkOptions(options, {});
-    const reply = await this.operation("refresh", {transcriptPosition: "1"});
+    const reply = await this.operation(() => {
+      const request = this.session.refresh();
+      return {...request, fields: {...request.fields, transcriptPosition: "1"}};
+    });
     return {messages: reply.messages ?? []};
   }
 
@@ -866,27 +627,23 @@ export class WebChatService {
     return {url: null, ntf: false};
   }
 
-  async fileCall(op, path, extra = {}, body = null, raw = false) {
+  // A file operation: over REST on the chat's own URL, over CometD on the chat-ntf side door
+  // (cometD.apiURL) with the operation named in the form.
+  async fileCall(make, ntfOperation, extra = {}, body = null, raw = false) {
     this.requireSession();
+    const request = this.request(make);
     const {url, ntf} = this.fileEndpoint();
-    const fields = {...this.identity(), ...extra};
-    if (ntf) fields.operation = op;
+    const fields = {...request.fields, ...extra};
+    if (ntf) fields.operation = ntfOperation;
     if (body) for (const [k, v] of Object.entries(fields)) body.append(k, v);  // multipart upload
-    if (!ntf) {
-      const rest = this.transport instanceof RestTransport ? this.transport : new RestTransport(this);
-      return rest.call(`/${encodeURIComponent(this.session.chatId)}/${path}`, fields, {raw, body});
-    }
-    const form = body ?? new URLSearchParams(fields);
-    const response = await fetch(url, {method: "POST", body: form,
-      credentials: this.config.xhrFields?.withCredentials ? "include" : "same-origin"});
-    const type = response.headers.get("Content-Type") ?? "";
-    if (raw && response.ok && !type.startsWith("application/json")) return response;
-    return response.json();
+    const rest = this.transport instanceof RestTransport ? this.transport : new RestTransport(this);
+    return this.reach(request, () => ntf ? rest.post(url, fields, {raw, body, bare: true})
+      : rest.call(request.path, fields, {raw, body}));
   }
 
   async getFileLimits(options) {
     checkOptions(options, {});
-    const reply = await this.fileCall("fileGetLimits", "file/limits");
+    const reply = await this.fileCall(() => this.session.fileLimits(), "fileGetLimits");
     if (reply.statusCode !== 0) throw rejection(reasonOf(reply), reply);
     const notice = (reply.messages ?? []).find((m) => m.text === "file-client-cfg-get");
     if (!notice) throw rejection("the server's reply carried no file limits", reply);
@@ -898,9 +655,8 @@ export class WebChatService {
     const file = o.file ?? o.files?.[0];
     if (!(file instanceof Blob)) throw rejection("option 'files' must be a FileList (or 'file' a File)");
     const body = new FormData();
-    if (o.description) body.append("userData[file-description]", o.description);
     body.append("file", file, file.name ?? "file");
-    const reply = await this.fileCall("fileUpload", "file", {}, body);
+    const reply = await this.fileCall(() => this.session.uploadFile(o.description || null), "fileUpload", {}, body);
     if (reply.statusCode !== 0) { this.plugin.publish("error", reply); throw rejection(reasonOf(reply), reply); }
     if (!this.transport.pushes) this.pollOnce();
     return reply;
@@ -908,8 +664,8 @@ export class WebChatService {
 
   async downloadFile(options) {
     const o = checkOptions(options, {fileId: "string"}, ["fileId"]);
-    const path = `file/${encodeURIComponent(o.fileId)}/download`;
-    const response = await this.fileCall("fileDownload", path, this.fileEndpoint().ntf ? {fileId: o.fileId} : {}, null, true);
+    const response = await this.fileCall(() => this.session.downloadFile(o.fileId), "fileDownload",
+                                         this.fileEndpoint().ntf ? {fileId: o.fileId} : {}, null, true);
     if (!(response instanceof Response)) throw rejection(reasonOf(response), response);
     const blob = await response.blob();
     const name = /filename\*=UTF-8''([^;]+)/.exec(response.headers.get("Content-Disposition") ?? "")?.[1];
@@ -918,8 +674,8 @@ export class WebChatService {
 
   async deleteFile(options) {
     const o = checkOptions(options, {fileId: "string"}, ["fileId"]);
-    const path = `file/${encodeURIComponent(o.fileId)}/delete`;
-    const reply = await this.fileCall("fileDelete", path, this.fileEndpoint().ntf ? {fileId: o.fileId} : {});
+    const reply = await this.fileCall(() => this.session.deleteFile(o.fileId), "fileDelete",
+                                      this.fileEndpoint().ntf ? {fileId: o.fileId} : {});
     if (reply.statusCode !== 0) throw rejection(reasonOf(reply), reply);
     return reply;
   }

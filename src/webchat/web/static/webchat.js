@@ -24,3 +24,8 @@ export const service = new WebChatService(bus);
 if (!customElements.get("webchat-widget")) customElements.define("webchat-widget", WebChatWidget);
 export const ready = service.start();
 window.dispatchEvent(new CustomEvent("webchat:loaded", {detail: {bus}}));
+// The original's second way onto the bus: _genesys.widgets.onReady(CXBus), once started.
+ready.then(() => {
+  if (typeof widgets.onReady !== "function") return;
+  try { widgets.onReady(bus); } catch (e) { console.error("_genesys.widgets.onReady failed", e); }
+});

@@ -1,0 +1,65 @@
+"""The server process's garbage-collector policy (webchat.server.gc_policy): start-up objects
+frozen, larger thresholds, transcripts untracked, and the pauses visible at /metrics."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+
+from tests.test_ops import scrape
+from webchat.cli.main import cli
+from webchat.protocol.gms.models import Message, Participant
+from webchat.server.gc_policy import parse_thresholds
+
+
+async def test_a_full_collection_shows_as_a_pause_at_metrics(server, http: aiohttp.ClientSession):
+    before = await scrape(http, server)
+    count = before.value("webchat_gc_pause_seconds_count", generation="2")
+    gc.collect()
+    after = await scrape(http, server)
+    assert after.value("webchat_gc_pause_seconds_count", generation="2") >= count + 1
+    assert after.value("webchat_gc_pause_seconds_sum", generation="2") > \
+        before.value("webchat_gc_pause_seconds_sum", generation="2")
+    assert after.value("webchat_gc_pause_seconds_bucket", generation="2", le="+Inf") == \
+        after.value("webchat_gc_pause_seconds_count", generation="2")
+
+
+def test_tune_freezes_start_up_and_sets_the_thresholds() -> None:
+    script = ("import gc; from webchat.server.gc_policy import tune; tune((12345, 6, 7)); "
+              "print(gc.get_threshold(), gc.get_freeze_count() > 1000)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["(12345,", "6,", "7)", "True"]
+
+
+def test_default_keeps_pythons_own_thresholds() -> None:
+    script = ("import gc; from webchat.server.gc_policy import tune; t = gc.get_threshold(); "
+              "tune(None); print(gc.get_threshold() == t)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "True"
+
+
+@pytest.mark.parametrize("value", ["", "1,2", "a,b,c", "0,10,10", "1,2,3,4", "-5,10,10"])
+def test_serve_refuses_thresholds_it_cannot_apply(value: str, tmp_path) -> None:
+    with pytest.raises(ValueError):
+        parse_thresholds(value)
+    result = CliRunner().invoke(cli, ["serve", "--data-dir", str(tmp_path),
+                                      "--gc-thresholds", value])
+    assert result.exit_code == 2
+    assert "--gc-thresholds" in result.output
+
+
+def test_transcript_events_are_never_walked_by_the_collector() -> None:
+    """A server holds every open chat's transcript: events must not add to each collection's
+    walk, however long the transcripts grow."""
+    agent = Participant("Grace", 2, "Agent")
+    events = [Message(from_=agent, type="Message", utcTime=1, index=1, text="hi"),
+              Message(from_=agent, type="Notice", utcTime=2, index=2,
+                      userData={"reason": "transfer"})]
+    assert [gc.is_tracked(m) for m in events] == [False, False]
