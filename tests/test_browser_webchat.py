@@ -89,7 +89,8 @@ def only_chat(server: Any) -> Any:
 
 
 @pytest.mark.conformance("WebChat.command:open", "WebChat.event:ready", "WebChat.event:opened",
-                         "WebChat.event:submitted", "WebChat.event:started")
+                         "WebChat.event:submitted", "WebChat.event:started",
+                         "CXBus.api:extensions")
 async def test_open_fills_in_and_sends_the_form_and_rejects_a_second_open(server, browser):
     async with site(server, browser) as page:
         w = widget(page)
