@@ -96,10 +96,7 @@ async def test_open_fills_in_and_sends_the_form_and_rejects_a_second_open(server
         w = widget(page)
         await expect(w.locator(".panel")).to_be_hidden()
         chat = await started_by_open(page, server)
-        assert chat.customer == {"nickname": "John", "firstName": "John", "lastName": "Smith",
-                                 "emailAddress": "John@mail.com",
-                                 "subject": "Customer Satisfaction"} or \
-            {k: chat.customer[k] for k in ("firstName", "lastName", "emailAddress", "subject")} \
+        assert {k: chat.customer[k] for k in ("firstName", "lastName", "emailAddress", "subject")} \
             == {"firstName": "John", "lastName": "Smith", "emailAddress": "John@mail.com",
                 "subject": "Customer Satisfaction"}
         assert chat.user_data["account"] == "A-1009"  # WebChat.open's userData reaches the agent
@@ -124,7 +121,8 @@ async def test_close_asks_first_when_the_form_is_filled_in(server, browser):
         pending = asyncio.ensure_future(command(page, "close"))
         question = w.locator(".close-question")
         await expect(question).to_be_visible()
-        await question.locator("button").first.click()  # ConfirmCloseCancel
+        await expect(question.locator("button").first).to_be_focused()  # ConfirmCloseCancel
+        await page.keyboard.press("Escape")  # answers it, as the end-chat question
         assert await pending == {"resolved": False, "reason": "cancelled"}
         await expect(w.locator(".panel")).to_be_visible()
         await expect(w.locator("input[name=firstname]")).to_have_value("Ada")
