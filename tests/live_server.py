@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -70,15 +70,19 @@ Server = TypeVar("Server", bound=LiveServer)
 
 
 @contextmanager
-def live_server(kind: type[Server], data: Path, *options: str) -> Iterator[Server]:
+def live_server(kind: type[Server], data: Path, *options: str,
+                webchat: Sequence[str] = (sys.executable, "-m", "webchat"),
+                env: Mapping[str, str] | None = None) -> Iterator[Server]:
     """``webchat serve`` on a free loopback port with its data and log in ``data``, as a
-    ``kind`` (a :class:`LiveServer` with what the caller's tests need)."""
+    ``kind`` (a :class:`LiveServer` with what the caller's tests need); ``webchat`` is the
+    command that runs the CLI (another installation's ``bin/webchat``), ``env`` its
+    environment."""
     port = free_port()
     log = data / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
-             str(data), *options], stdout=subprocess.DEVNULL, stderr=out)
+            [*webchat, "serve", "--port", str(port), "--data-dir", str(data), *options],
+            stdout=subprocess.DEVNULL, stderr=out, env=env)
     server = kind(port, proc, log)
     try:
         for _ in range(200):

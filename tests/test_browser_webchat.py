@@ -36,12 +36,12 @@ def page_script(name: str) -> str:
 
 @contextlib.asynccontextmanager
 async def site(server: Any, browser: Any, *scripts: str, config: dict[str, Any] | None = None,
-               **context: Any) -> AsyncIterator[Page]:
+               head: str = "", **context: Any) -> AsyncIterator[Page]:
     """A customer's site embedding the widget with the site plugin of site-plugin.js and the
     named page scripts; the page once WebChat has said it is ready."""
     base = {"dataURL": server.data_url, "pollInterval": 100, **(config or {})}
     texts = tuple(page_script(s) for s in ("site-plugin.js", *scripts))
-    async with embedding_site(server, base, scripts=texts) as url:
+    async with embedding_site(server, base, head=head, scripts=texts) as url:
         page = await open_page(browser, url, **context)
         await page.wait_for_function("() => window.acmeEvents?.some(e => e.event === 'ready')")
         yield page
@@ -476,7 +476,8 @@ async def test_a_new_message_brings_an_async_chat_back_maximized(server, browser
 @pytest.mark.conformance("WebChat.option:minimizeOnMobileRestore")
 async def test_on_a_phone_a_restored_chat_comes_back_minimized(server, browser):
     config = {"minimizeOnMobileRestore": True}
-    async with site(server, browser, config=config, **PHONE_DEVICE) as page:
+    phone_site = "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+    async with site(server, browser, config=config, head=phone_site, **PHONE_DEVICE) as page:
         w = widget(page)
         await started_by_open(page, server)
         await expect(w.locator(".panel")).to_be_visible()

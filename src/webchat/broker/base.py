@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -27,3 +29,9 @@ class Pingable(Protocol):
     async def ping(self) -> None:
         """Raise unless the broker answers a round trip."""
         ...
+
+
+def default_node_id() -> str:
+    """``<hostname>-<pid>``: unique among the processes of a cluster on any number of hosts,
+    and it says where to look for the process (in logs, in Redis's CLIENT LIST)."""
+    return f"{socket.gethostname()}-{os.getpid()}"

@@ -40,7 +40,8 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from webchat.broker.redis import LOST, cancel_and_wait, default_node_id, redis_client
+from webchat.broker.base import default_node_id
+from webchat.broker.redis import LOST, cancel_and_wait, redis_client
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import random
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from webchat.broker.base import Handler, Unsubscribe
+from webchat.broker.base import Handler, Unsubscribe, default_node_id
 
 if TYPE_CHECKING:
     from webchat.broker.lease import RedisLease
@@ -56,11 +54,6 @@ LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 
 _CHUNK = 1000
 """Channels per SUBSCRIBE/UNSUBSCRIBE command: keeps one command's size bounded."""
-
-
-def default_node_id() -> str:
-    """``host-pid``: tells apart the processes of a cluster in Redis's CLIENT LIST and logs."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def redis_client(url: str, *, name: str, timeout_s: float) -> Redis:

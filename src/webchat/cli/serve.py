@@ -19,6 +19,7 @@ import socket
 import sys
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -27,6 +28,7 @@ from rich.console import Console
 
 from webchat import broker as brokers
 from webchat import store as stores
+from webchat.broker.base import default_node_id
 from webchat.broker.memory import MemoryBroker
 from webchat.broker.redis import RedisBroker
 from webchat.cli.settings import configurable
@@ -34,8 +36,11 @@ from webchat.cli.workers import Supervisor
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
 from webchat.server import ServerConfig, build_app, gc_policy
 from webchat.server.app import ACCOUNTS, ENGINE
-from webchat.server.config import HttpErrorMode, Limits, default_node_id
+from webchat.server.config import HttpErrorMode, Limits
 from webchat.server.connections import make_runner
+
+if TYPE_CHECKING:
+    from webchat.cli.bot import Bot
 
 
 def _agent_pair(value: str) -> tuple[str, str]:
@@ -352,12 +357,13 @@ async def _serve(launch: Launch, *, slot: int | None = None,
     first = not slot
     bot_task = None
     try:
-        if first:
-            bot_task = await _set_up_accounts(app, launch, console)
+        bot = await _set_up_accounts(app, launch, console) if first else None
         if own is not None:  # before the shared port: peers may need it from then on
             await web.SockSite(runner, own).start()
         site = web.TCPSite(runner, launch.host, launch.port, reuse_port=slot is not None)
         await site.start()
+        if bot is not None:  # only now: its login before the server listened would be refused
+            bot_task = asyncio.create_task(bot.run())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -376,9 +382,9 @@ async def _serve(launch: Launch, *, slot: int | None = None,
 
 
 async def _set_up_accounts(app: web.Application, launch: Launch, console: Console
-                           ) -> asyncio.Task[None] | None:
+                           ) -> Bot | None:
     """``--agent`` accounts, an ``agent`` account with a new password when there is none at
-    all, and the echo bot (its task, when ``--with-bot``)."""
+    all, and the echo bot's account and the bot to run (when ``--with-bot``)."""
     accounts = app[ACCOUNTS]
     for name, password in launch.agents:
         await accounts.upsert(name, password)
@@ -394,4 +400,4 @@ async def _set_up_accounts(app: web.Application, launch: Launch, console: Consol
     await accounts.upsert("echo-bot", bot_password, "Echo bot")
     bot = Bot(f"http://{launch.host}:{launch.port}", "echo-bot", bot_password, capacity=1000)
     console.print("echo bot    logged in as echo-bot")
-    return asyncio.create_task(bot.run())
+    return bot

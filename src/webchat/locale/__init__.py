@@ -1,10 +1,10 @@
 """Localized text: gettext catalogs (``<lang>/LC_MESSAGES/webchat.po``) read with Babel.
 
 Message ids are keys, not English sentences: ``webchat.<Key>`` for the WebChat widget's
-strings under the original's key names (``webchat.Errors.<code>`` for its error table), and
-``server.<key>`` for the system messages the server writes into transcripts. English is the
-fallback for any key a catalog lacks. Placeholders are ``{name}`` (server) or the original's
-``<%Name%>`` (widget).
+strings under the original's key names (``webchat.Errors.<code>`` for its error table),
+``console.<Key>`` for the agent console, and ``server.<key>`` for the system messages the server
+writes into transcripts. English is the fallback for any key a catalog lacks. Placeholders are
+``{name}`` (server and console) or the original's ``<%Name%>`` (widget).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from babel.messages.pofile import read_po
 
-LANGUAGES = ("en", "fr", "de", "es", "ja")
+LANGUAGES = ("en", "fr", "de", "es", "ja", "ar")
 DEFAULT = "en"
 _ROOT = Path(__file__).parent
 
@@ -42,15 +42,16 @@ def text(lang: str, key: str, **params: Any) -> str:
 
 
 def widget_strings(lang: str) -> dict[str, Any]:
-    """The widget's strings for ``lang`` shaped like the original's i18n object:
-    ``{"webchat": {"ChatButton": ..., "Errors": {"102": ...}}}``."""
+    """The browser's strings for ``lang`` shaped like the original's i18n object, one entry
+    per plugin: ``{"webchat": {"ChatButton": ..., "Errors": {"102": ...}}, "console": {...}}``
+    (the server's own messages stay on the server)."""
     merged = {**catalog(DEFAULT), **catalog(lang)}
     out: dict[str, Any] = {}
     for key, value in merged.items():
-        if not key.startswith("webchat."):
+        plugin, *path, leaf = key.split(".")
+        if plugin == "server":
             continue
-        node = out.setdefault("webchat", {})
-        *path, leaf = key.split(".")[1:]
+        node = out.setdefault(plugin, {})
         for part in path:
             node = node.setdefault(part, {})
         node[leaf] = value

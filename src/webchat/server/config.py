@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import enum
-import os
-import socket
 from dataclasses import dataclass, field
 
+from webchat.broker.base import default_node_id
 from webchat.protocol.bayeux.server import ServerOptions as CometdOptions
 from webchat.server.files import FileLimits
 from webchat.server.inactivity import InactivityConfig
@@ -60,12 +59,6 @@ class Limits:
     max_queue_page_size: int = 200
     """``GET /agent/v1/queue`` answers pages: ``limit`` defaults to the first, at most the
     second, so a console fetches what it shows, not every waiting chat."""
-
-
-def default_node_id() -> str:
-    """``<hostname>-<pid>``: unique among the processes of a cluster on any number of hosts,
-    and it says where to look for the process."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass

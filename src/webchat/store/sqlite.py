@@ -144,9 +144,19 @@ class SqliteStore:
     @staticmethod
     def _run_batch(conn: sqlite3.Connection, batch: list[Job]) -> None:
         outcomes: list[tuple[bool, Any]] = []
+        # A job alone needs no savepoint: if it fails, rolling back the transaction undoes
+        # exactly it (two statements fewer for each save of a quiet server).
+        alone = len(batch) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, _, _ in batch:
+                if alone:
+                    try:
+                        outcomes.append((True, fn(conn)))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK")
+                        outcomes.append((False, exc))
+                    continue
                 conn.execute("SAVEPOINT job")
                 try:
                     outcomes.append((True, fn(conn)))
@@ -155,13 +165,19 @@ class SqliteStore:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append((False, exc))
-            conn.execute("COMMIT")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except Exception as exc:  # the commit itself failed: nothing in the batch is durable
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
+        # One wake-up of each event loop per batch, not one per job: at 2,000 saves a second
+        # the loop's self-pipe writes and callbacks were a measurable share of its time.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, fut, ok, value)
+            by_loop.setdefault(loop, []).append((fut, ok, value))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         if self._thread is None:
@@ -200,14 +216,17 @@ class SqliteStore:
                 "revision=excluded.revision, offered_to=excluded.offered_to, "
                 "offered_ms=excluded.offered_ms",
                 row)
-            conn.executemany(
-                "INSERT INTO participants VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-                "nickname=excluded.nickname, connected=excluded.connected, "
-                "agent_id=excluded.agent_id", prows)
-            conn.executemany("INSERT INTO events VALUES (?,?,?)", erows)
-            conn.executemany(
-                "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (file_id) DO UPDATE "
-                "SET deleted=excluded.deleted, downloads=excluded.downloads", frows)
+            if prows:
+                conn.executemany(
+                    "INSERT INTO participants VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                    "nickname=excluded.nickname, connected=excluded.connected, "
+                    "agent_id=excluded.agent_id", prows)
+            if erows:
+                conn.executemany("INSERT INTO events VALUES (?,?,?)", erows)
+            if frows:
+                conn.executemany(
+                    "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (file_id) DO "
+                    "UPDATE SET deleted=excluded.deleted, downloads=excluded.downloads", frows)
 
         await self._run(write)
 
@@ -266,13 +285,14 @@ class SqliteStore:
             "DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,)))
 
 
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in settled:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 def _read_agents(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]

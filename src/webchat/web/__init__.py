@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from webchat import locale
+from webchat.web import vendor
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,11 @@ async def _no_icon(_: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, *, service: str, api_prefix: str) -> None:
-    if not (STATIC / "vendor" / "cometd" / "cometd.js").exists():
-        log.warning("the browser's CometD client is not vendored; run scripts/setup "
-                    "(the widget then works with REST polling only)")
+    if absent := vendor.missing():
+        log.error("the browser's CometD client is missing (%s not in %s): every customer's "
+                  "widget will chat over REST polling, never CometD. Run scripts/setup in a "
+                  "clone, or install a complete webchat package", ", ".join(absent),
+                  vendor.VENDOR)
     app.router.add_get("/", _demo_page(service, api_prefix))
     app.router.add_get("/agent", _page("agent.html"))
     app.router.add_get("/favicon.ico", _no_icon)

@@ -5,12 +5,35 @@
 // (POST /refresh), and goes back to the login form when the server no longer takes it.
 
 import {el} from "./dom.js";
+import {direction, loadStrings, translate} from "./strings.js";
 
 const API = "/agent/v1";
 const TOKEN_KEY = "webchat.agent.token";
 const REFRESH_KEY = "webchat.agent.refreshAt";  // when (ms since the epoch) to swap the token
 const TOKEN_GONE = 4401;  // the event stream's close code once its token is revoked or expired
+const LANG_KEY = "webchat.agent.lang";
 const $ = (id) => document.getElementById(id);
+
+// The console's language: ?lang= (kept for the next visit), else the last one chosen, else the
+// browser's. Its strings come from the same catalogs as the widget's ("console" entries).
+function consoleLanguage() {
+  const asked = new URLSearchParams(location.search).get("lang");
+  if (asked) localStorage.setItem(LANG_KEY, asked);
+  return asked || localStorage.getItem(LANG_KEY) || navigator.language || "en";
+}
+
+let strings = {};
+const t = (key, params) => translate(strings, key, params);
+
+async function localize() {
+  const lang = consoleLanguage();
+  strings = await loadStrings("console", lang, null);
+  document.documentElement.lang = lang;
+  document.documentElement.dir = direction(lang);
+  document.title = t("Title");
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
+}
 
 // A chat's userData as the agent reads it, in the queue and above the chat: the customer's own
 // keys first, then the page context the customer's WebChatService adds (_genesys_url, the
@@ -93,7 +116,7 @@ class AgentConsole {
                                                   body: JSON.stringify(form)});
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      $("login").querySelector(".error").textContent = data.error?.message ?? "login failed";
+      $("login").querySelector(".error").textContent = data.error?.message ?? t("LoginFailed");
       return;
     }
     this.takeToken(data);
@@ -139,7 +162,7 @@ class AgentConsole {
 
   showReady(ready) {
     $("ready").checked = ready;
-    $("status").textContent = ready ? "Ready for chats" : "Not ready";
+    $("status").textContent = t(ready ? "ReadyForChats" : "NotReady");
   }
 
   // The first page of the queue (what the list shows) and how many wait in all.
@@ -147,7 +170,7 @@ class AgentConsole {
     const {chats, total} = await this.call("GET", "/queue");
     const list = $("queue");
     list.replaceChildren(...chats.map((c) => this.queueItem(c)));
-    if (total > chats.length) list.append(el("li", {class: "hint", text: `…and ${total - chats.length} more`}));
+    if (total > chats.length) list.append(el("li", {class: "hint", text: t("QueueMore", {count: total - chats.length})}));
     $("queue-count").textContent = String(total);
     $("queue-count").classList.toggle("empty", total === 0);
     $("queue-empty").hidden = total > 0;
@@ -160,7 +183,7 @@ class AgentConsole {
     return el("li", {"data-chat": chat.chatId},
       el("strong", {text: chat.customer?.nickname || `${chat.customer?.firstName ?? ""} ${chat.customer?.lastName ?? ""}`}),
       data,
-      el("button", {type: "button", text: "Accept", onclick: () => this.accept(chat.chatId)}));
+      el("button", {type: "button", text: t("Accept"), onclick: () => this.accept(chat.chatId)}));
   }
 
   async onEvent(event) {
@@ -179,7 +202,7 @@ class AgentConsole {
         break;
       }
       case "offer":
-        this.notify(`New chat from ${event.chat.customer?.nickname ?? "a customer"}`);
+        this.notify(t("NewChat", {name: event.chat.customer?.nickname ?? t("ACustomer")}));
         await this.refreshQueue();
         break;
       case "offerRevoked":
@@ -195,7 +218,7 @@ class AgentConsole {
         break;
       }
       case "idle":
-        this.notify("A customer is waiting for your reply");
+        this.notify(t("CustomerWaiting"));
         break;
     }
   }
@@ -217,7 +240,7 @@ class AgentConsole {
       await this.openChat(chatId, this.call("POST", `/chats/${encodeURIComponent(chatId)}/accept`));
       await this.refreshQueue();
     } catch (e) {
-      $("status").textContent = `Could not accept: ${e.message}`;
+      $("status").textContent = t("AcceptFailed", {error: e.message});
     }
   }
 
@@ -230,19 +253,19 @@ class AgentConsole {
   async buildChat(chatId, pendingDetail) {
     const log = el("div", {class: "log", role: "log", "aria-live": "polite"});
     const typing = el("div", {class: "typing", "aria-live": "polite"});
-    const input = el("textarea", {"aria-label": "Reply", placeholder: "Type a reply",
+    const input = el("textarea", {"aria-label": t("Reply"), placeholder: t("TypeReply"),
                                   onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.send(chatId); } },
                                   oninput: () => this.typing(chatId)});
-    const endButton = el("button", {type: "button", class: "secondary", text: "End", onclick: () => this.end(chatId)});
-    const transferTo = el("input", {placeholder: "agent id (empty: queue)", "aria-label": "Transfer to", size: 14});
+    const endButton = el("button", {type: "button", class: "secondary", text: t("End"), onclick: () => this.end(chatId)});
+    const transferTo = el("input", {placeholder: t("TransferPlaceholder"), "aria-label": t("TransferTo"), size: 14});
     const meta = el("div", {class: "meta"});
     const panel = el("div", {class: "chat", role: "tabpanel", hidden: true, "data-chat": chatId},
       meta, log, typing,
       el("div", {class: "composer"}, input,
-        el("button", {type: "button", text: "Send", onclick: () => this.send(chatId)}),
+        el("button", {type: "button", text: t("Send"), onclick: () => this.send(chatId)}),
         endButton,
         transferTo,
-        el("button", {type: "button", class: "secondary", text: "Transfer",
+        el("button", {type: "button", class: "secondary", text: t("Transfer"),
                       onclick: () => this.transfer(chatId, transferTo.value.trim())})));
     const tab = el("button", {type: "button", role: "tab", "aria-selected": "false", "data-chat": chatId,
                               text: chatId, onclick: () => this.select(chatId)});
@@ -261,7 +284,7 @@ class AgentConsole {
     meta.textContent = this.describe(detail.userData);
     this.chats.set(chatId, {tab, panel, log, typing, input, endButton, meta, next: 1, ended: false});
     for (const message of detail.messages ?? []) this.onMessage(chatId, message, false);
-    if (detail.status === "ended") this.finish(chatId, "ended");
+    if (detail.status === "ended") this.finish(chatId, "Ended");
     if (!this.current) this.select(chatId);
   }
 
@@ -271,10 +294,10 @@ class AgentConsole {
     try {
       const detail = await this.call("GET", `/chats/${encodeURIComponent(chatId)}?from=${chat.next}`);
       for (const message of detail.messages ?? []) this.onMessage(chatId, message, false);
-      if (detail.status === "ended") this.finish(chatId, "ended");
+      if (detail.status === "ended") this.finish(chatId, "Ended");
     } catch (e) {
-      $("status").textContent = `Chat ${chatId} is no longer yours: ${e.message}`;
-      this.finish(chatId, "closed");
+      $("status").textContent = t("NoLongerYours", {chat: chatId, error: e.message});
+      this.finish(chatId, "Closed");
     }
   }
 
@@ -283,11 +306,11 @@ class AgentConsole {
     const chat = this.chats.get(chatId);
     if (!chat || chat.ended) return;
     chat.ended = true;
-    chat.tab.textContent += ` (${why})`;
+    chat.tab.textContent += ` (${t(why)})`;
     for (const control of chat.panel.querySelectorAll(".composer :is(textarea, input, button)")) {
       control.disabled = control !== chat.endButton;  // reply, send and transfer are over
     }
-    chat.endButton.textContent = "Close tab";
+    chat.endButton.textContent = t("CloseTab");
   }
 
   closeTab(chatId) {
@@ -326,29 +349,29 @@ class AgentConsole {
     if (message.type === "TypingStarted" || message.type === "TypingStopped") {
       if (from.type === "Client") {
         chat.typing.textContent = message.type === "TypingStarted"
-          ? `${from.nickname} is typing${message.text ? `: ${message.text}` : "…"}` : "";
+          ? t(message.text ? "TypingPreview" : "Typing", {name: from.nickname, text: message.text}) : "";
       }
       return;
     }
     let line;
     if (message.type === "Message") {
-      line = el("div", {class: "line", "data-index": message.index},
+      line = el("div", {class: "line", "data-index": message.index, dir: "auto"},
         el("span", {class: "who", text: `${from.nickname}:`}), document.createTextNode(String(message.text ?? "")));
       if (from.type === "Client") chat.typing.textContent = "";
     } else if (message.type === "FileUploaded") {
-      const name = String(message.userData?.["file-name"] ?? "a file");
-      line = el("div", {class: "line system", "data-index": message.index, text: `${from.nickname} sent ${name} `},
-        el("button", {type: "button", class: "link", text: "Download",
+      const name = String(message.userData?.["file-name"] ?? t("AFile"));
+      line = el("div", {class: "line system", "data-index": message.index, text: `${t("SentFile", {name: from.nickname, file: name})} `},
+        el("button", {type: "button", class: "link", text: t("Download"),
                       onclick: () => this.download(chatId, String(message.text), name)}));
     } else {
-      const text = {ParticipantJoined: `${from.nickname} joined`, ParticipantLeft: `${from.nickname} left`}[message.type]
-        ?? String(message.text ?? message.type);
-      line = el("div", {class: "line system", "data-index": message.index, text});
+      const key = {ParticipantJoined: "Joined", ParticipantLeft: "Left"}[message.type];
+      const text = key ? t(key, {name: from.nickname}) : String(message.text ?? message.type);
+      line = el("div", {class: "line system", "data-index": message.index, dir: "auto", text});
     }
     chat.log.append(line);
     chat.log.scrollTop = chat.log.scrollHeight;
     if (chatId !== this.current && from.type === "Client") chat.tab.classList.add("attention");
-    if (ended) this.finish(chatId, "ended");
+    if (ended) this.finish(chatId, "Ended");
   }
 
   // Files need the agent's token, so they are fetched here and handed to the browser as a blob.
@@ -357,7 +380,7 @@ class AgentConsole {
                                  {headers: {"Authorization": `Bearer ${this.token}`}});
     if (!response.ok) {
       const data = await response.json().catch(() => ({}));
-      $("status").textContent = `Download failed: ${data.error?.message ?? `HTTP ${response.status}`}`;
+      $("status").textContent = t("DownloadFailed", {error: data.error?.message ?? `HTTP ${response.status}`});
       return;
     }
     const url = URL.createObjectURL(await response.blob());
@@ -378,7 +401,7 @@ class AgentConsole {
       this.typingOff(chatId);
     } catch (e) {
       chat.input.value = text;
-      $("status").textContent = `Not sent: ${e.message}`;
+      $("status").textContent = t("NotSent", {error: e.message});
     }
   }
 
@@ -406,11 +429,11 @@ class AgentConsole {
   async transfer(chatId, toAgent) {
     try {
       await this.call("POST", `/chats/${encodeURIComponent(chatId)}/transfer`, toAgent ? {toAgent} : {});
-      this.finish(chatId, "transferred");
+      this.finish(chatId, "Transferred");
     } catch (e) {
-      $("status").textContent = `Transfer failed: ${e.message}`;
+      $("status").textContent = t("TransferFailed", {error: e.message});
     }
   }
 }
 
-window.agentConsole = new AgentConsole();
+localize().finally(() => { window.agentConsole = new AgentConsole(); });

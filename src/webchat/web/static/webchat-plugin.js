@@ -115,13 +115,3 @@ export function registerWebChat(bus, widget) {
   });
   return plugin;
 }
-
-// Whether the page is in the widgets' mobile mode: main.mobileMode true, or "auto" (the
-// default) on a phone's browser or a viewport narrower than main.mobileModeBreakpoint (600 px).
-export function isMobile() {
-  const main = window._genesys?.widgets?.main ?? {};
-  if (typeof main.mobileMode === "boolean") return main.mobileMode;
-  const breakpoint = Number.isFinite(main.mobileModeBreakpoint) ? main.mobileModeBreakpoint : 600;
-  const phone = navigator.userAgentData?.mobile ?? /Mobi|Android|iPhone/i.test(navigator.userAgent);
-  return phone || window.matchMedia(`(max-width: ${breakpoint}px)`).matches;
-}

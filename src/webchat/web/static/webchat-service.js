@@ -108,7 +108,8 @@ export class WebChatService {
         this.transport = new CometdTransport(this, CometD, AckExtension);
         return this.transport;
       } catch (e) {
-        console.warn(`webchat: the CometD client did not load (${e.message}); using REST polling`);
+        // An error, not a warning: a server or package missing static/vendor degrades every chat.
+        console.error(`webchat: the CometD client did not load (${e.message}); using REST polling`);
       }
     }
     this.transport = new RestTransport(this);

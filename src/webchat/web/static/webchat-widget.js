@@ -7,7 +7,13 @@ import {el} from "./dom.js";
 import {FORM_CSS, RegistrationForm} from "./form.js";
 import {ChatButton, INVITE_CSS, Invitation} from "./invite.js";
 import {sanitize} from "./sanitize.js";
-import {applyOptions, isMobile, registerWebChat, webchatOptions} from "./webchat-plugin.js";
+import {applyOptions, registerWebChat, webchatOptions} from "./webchat-plugin.js";
+import {enhanceComposer, composerOptions} from "./composer.js";
+import {formatTime, linkify, markdown, safeLink, timeFormat} from "./format.js";
+import {direction, loadStrings, mainConfig, translate} from "./strings.js";
+import {presentation} from "./themes.js";
+
+export {linkify};
 
 // Shared by every tab of the site (storage events) and kept across reloads, one key each so that
 // tabs writing at once never overwrite each other's fields.
@@ -16,56 +22,86 @@ const STATE = {
   read: "_webchat.widget.read",  // {chat, index}: the last message the customer has seen
   question: "_webchat.widget.endQuestion",  // "true" while "end this chat?" is asked
 };
+// Colours come from custom properties the theme class on the element sets (themes.js), so a
+// site's own theme class can set them from outside the shadow root; the layout uses logical
+// properties (inline-start/end), so a right-to-left language mirrors it.
 const CSS = `
-:host { all: initial; font: 14px/1.4 system-ui, sans-serif; color: #1d1d1f; }
+:host { all: initial; font: 14px/1.4 system-ui, sans-serif;
+  --webchat-accent: #0b5cad; --webchat-on-accent: #fff; --webchat-bg: #fff; --webchat-fg: #1d1d1f;
+  --webchat-log-bg: #f6f7f9; --webchat-bubble: #fff; --webchat-border: #dcdcdc;
+  --webchat-muted: #555; --webchat-error: #b00020; color: var(--webchat-fg); }
+:host(.cx-theme-dark) { --webchat-accent: #2f7fd1; --webchat-bg: #23262b; --webchat-fg: #eceff3;
+  --webchat-log-bg: #1a1c20; --webchat-bubble: #30343a; --webchat-border: #454a52;
+  --webchat-muted: #b4bac3; --webchat-error: #ff8a80; }
+:host(.cx-theme-light) { --webchat-accent: #0b5cad; --webchat-bg: #fff; --webchat-fg: #1d1d1f;
+  --webchat-log-bg: #f6f7f9; --webchat-bubble: #fff; --webchat-border: #dcdcdc;
+  --webchat-muted: #555; --webchat-error: #b00020; }
 * { box-sizing: border-box; }
 button { font: inherit; cursor: pointer; }
-.launcher { position: fixed; right: 20px; bottom: 20px; z-index: 2147483000; border: 0;
-  border-radius: 24px; padding: 12px 20px; background: #0b5cad; color: #fff;
-  box-shadow: 0 4px 14px rgba(0,0,0,.25); }
+.launcher { position: fixed; inset-inline-end: 20px; bottom: 20px; z-index: 2147483000; border: 0;
+  border-radius: 24px; padding: 12px 20px; background: var(--webchat-accent);
+  color: var(--webchat-on-accent); box-shadow: 0 4px 14px rgba(0,0,0,.25); }
 .launcher:focus-visible, button:focus-visible, textarea:focus-visible, input:focus-visible {
   outline: 3px solid #f5a623; outline-offset: 2px; }
-.badge { display: inline-block; min-width: 20px; margin-left: 8px; padding: 0 6px;
+.badge { display: inline-block; min-width: 20px; margin-inline-start: 8px; padding: 0 6px;
   border-radius: 10px; background: #d0021b; color: #fff; font-size: 12px; text-align: center; }
-.panel { position: fixed; right: 20px; bottom: 20px; z-index: 2147483001; width: 360px;
+.panel { position: fixed; inset-inline-end: 20px; bottom: 20px; z-index: 2147483001; width: 360px;
   height: 540px; max-height: calc(100vh - 40px); display: flex; flex-direction: column;
-  background: #fff; border-radius: 10px; box-shadow: 0 8px 30px rgba(0,0,0,.3); overflow: hidden; }
-header { display: flex; align-items: center; gap: 6px; padding: 10px 12px; background: #0b5cad;
-  color: #fff; }
+  background: var(--webchat-bg); border-radius: 10px; box-shadow: 0 8px 30px rgba(0,0,0,.3);
+  overflow: hidden; }
+header { display: flex; align-items: center; gap: 6px; padding: 10px 12px;
+  background: var(--webchat-accent); color: var(--webchat-on-accent); }
 header h2 { flex: 1; margin: 0; font-size: 16px; }
-header button { background: transparent; color: #fff; border: 1px solid rgba(255,255,255,.5);
-  border-radius: 4px; padding: 2px 8px; }
+header button { background: transparent; color: var(--webchat-on-accent);
+  border: 1px solid rgba(255,255,255,.5); border-radius: 4px; padding: 2px 8px; }
 form.register { padding: 14px; display: grid; gap: 8px; overflow: auto; }
 form.register label { display: grid; gap: 2px; font-size: 13px; }
-input, textarea { font: inherit; padding: 7px 8px; border: 1px solid #b5b5b5; border-radius: 5px; }
-.primary { background: #0b5cad; color: #fff; border: 0; border-radius: 5px; padding: 8px 14px; }
-.error { color: #b00020; min-height: 1em; }
+input, textarea { font: inherit; padding: 7px 8px; border: 1px solid var(--webchat-border);
+  border-radius: 5px; background: var(--webchat-bg); color: var(--webchat-fg); }
+.primary { background: var(--webchat-accent); color: var(--webchat-on-accent); border: 0;
+  border-radius: 5px; padding: 8px 14px; }
+.error { color: var(--webchat-error); min-height: 1em; }
 .log { flex: 1; overflow-y: auto; padding: 10px 12px; display: flex; flex-direction: column;
-  gap: 6px; background: #f6f7f9; }
+  gap: 6px; background: var(--webchat-log-bg); }
 .msg { max-width: 82%; padding: 7px 10px; border-radius: 10px; white-space: pre-wrap;
   overflow-wrap: anywhere; }
-.msg .who { display: block; font-size: 11px; color: #555; margin-bottom: 2px; }
-.msg.Client { align-self: flex-end; background: #0b5cad; color: #fff; }
-.msg.Client .who { color: #dbe8f6; }
-.msg.Agent, .msg.Supervisor { align-self: flex-start; background: #fff; border: 1px solid #dcdcdc; }
-.msg.system { align-self: center; background: transparent; color: #555; font-size: 12px;
-  text-align: center; }
+.msg .who { display: block; font-size: 11px; color: var(--webchat-muted); margin-bottom: 2px; }
+.msg .time { display: block; font-size: 10px; opacity: .75; margin-top: 2px; text-align: end; }
+.msg .time::after { content: attr(data-time); }
+.msg.Client { align-self: flex-end; background: var(--webchat-accent); color: var(--webchat-on-accent); }
+.msg.Client .who { color: inherit; opacity: .85; }
+.msg.Agent, .msg.Supervisor { align-self: flex-start; background: var(--webchat-bubble);
+  border: 1px solid var(--webchat-border); }
+.msg.system { align-self: center; background: transparent; color: var(--webchat-muted);
+  font-size: 12px; text-align: center; }
 .msg a { color: inherit; }
-.typing { padding: 2px 12px; min-height: 20px; font-size: 12px; color: #555; }
-.composer { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #e2e2e2; }
+.msg code { font-family: ui-monospace, monospace; font-size: 90%; padding: 0 3px; border-radius: 3px;
+  background: rgba(127,127,127,.18); }
+.typing { padding: 2px 12px; min-height: 20px; font-size: 12px; color: var(--webchat-muted); }
+.composer { display: flex; gap: 6px; padding: 8px; border-top: 1px solid var(--webchat-border);
+  align-items: center; position: relative; }
 .composer textarea { flex: 1; resize: none; height: 40px; }
-.attach { background: #fff; color: #0b5cad; border: 1px solid #b5b5b5; border-radius: 5px;
-  padding: 0 8px; display: grid; place-items: center; }
+.char-count { font-size: 11px; color: var(--webchat-muted); min-width: 2.5em; text-align: center; }
+.char-count.low { color: var(--webchat-error); font-weight: 600; }
+.attach, .emoji-toggle { background: var(--webchat-bg); color: var(--webchat-accent);
+  border: 1px solid var(--webchat-border); border-radius: 5px; padding: 0 8px; display: grid;
+  place-items: center; min-height: 40px; }
+.emoji-menu { position: absolute; bottom: 100%; inset-inline-start: 8px; display: flex; gap: 4px;
+  padding: 4px; background: var(--webchat-bg); border: 1px solid var(--webchat-border);
+  border-radius: 6px; }
+.emoji-menu button { background: transparent; border: 0; font-size: 20px; }
+.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;
+  clip-path: inset(50%); white-space: nowrap; }
 .dialog { position: absolute; inset: 0; display: grid; place-items: center;
   background: rgba(0,0,0,.35); }
-.dialog > div { background: #fff; border-radius: 8px; padding: 16px; width: 80%; display: grid;
-  gap: 10px; }
+.dialog > div { background: var(--webchat-bg); border-radius: 8px; padding: 16px; width: 80%;
+  display: grid; gap: 10px; }
 .dialog .buttons { display: flex; gap: 8px; justify-content: flex-end; }
 [hidden] { display: none !important; }
-@media (max-width: 600px) {
-  .panel { right: 0; bottom: 0; width: 100vw; height: 100dvh; max-height: none; border-radius: 0; }
-  .launcher { right: 12px; bottom: 12px; }
-}`;
+:host(.cx-mobile) .panel { inset-inline-end: 0; bottom: 0; width: 100vw; height: 100dvh;
+  max-height: none; border-radius: 0; }
+:host(.cx-mobile) .launcher { inset-inline-end: 12px; bottom: 12px; }
+`;
 
 const MAX_INJECTED = 10000;  // characters of an injected text message
 const storedMode = (value) => ({true: "open", minimized: "minimized"})[value] ?? "closed";
@@ -96,20 +132,6 @@ function byteSize(value) {
 const SYSTEM_TYPES = new Set(["Notice", "CustomNotice", "IdleAlert", "IdleClose", "PushUrl",
                               "FileUploaded", "FileDeleted", "ParticipantJoined", "ParticipantLeft"]);
 
-// Text with http(s) URLs turned into safe links; everything else stays text nodes.
-export function linkify(text) {
-  const out = document.createDocumentFragment();
-  const re = /\bhttps?:\/\/[^\s<>"']+/gi;
-  let last = 0;
-  for (const m of text.matchAll(re)) {
-    out.append(document.createTextNode(text.slice(last, m.index)));
-    out.append(safeLink(m[0]) ?? document.createTextNode(m[0]));
-    last = m.index + m[0].length;
-  }
-  out.append(document.createTextNode(text.slice(last)));
-  return out;
-}
-
 function clip() {
   // A paper clip drawn in SVG: icon fonts and emoji are not on every system.
   const ns = "http://www.w3.org/2000/svg";
@@ -126,13 +148,6 @@ function clip() {
   path.setAttribute("stroke-linecap", "round");
   svg.append(path);
   return svg;
-}
-
-function safeLink(raw) {
-  let url;
-  try { url = new URL(raw); } catch { return null; }
-  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
-  return el("a", {href: url.href, target: "_blank", rel: "noopener noreferrer nofollow", text: raw});
 }
 
 export class WebChatWidget extends HTMLElement {
@@ -169,8 +184,10 @@ export class WebChatWidget extends HTMLElement {
     const plugin = new CSSStyleSheet();
     plugin.replaceSync(FORM_CSS + INVITE_CSS);
     this.root.adoptedStyleSheets = [sheet, plugin];
-    this.lang = this.getAttribute("lang") || window._genesys?.widgets?.main?.lang || "en";
-    this.strings = await this.loadStrings(this.lang);
+    this.lang = this.getAttribute("lang") || mainConfig().lang || "en";
+    this.presentation = presentation(this.bus);
+    this.presentation.attach(this, this.root);
+    this.strings = await loadStrings("webchat", this.lang);
     this.build();
     if (this.notice) this.formNotice(this.notice);
     this.subscribe();
@@ -186,20 +203,12 @@ export class WebChatWidget extends HTMLElement {
     document.addEventListener("visibilitychange", () => this.markRead());
   }
 
-  async loadStrings(lang) {
-    try {
-      const base = new URL("./i18n/", import.meta.url);
-      const response = await fetch(new URL(`${encodeURIComponent(lang)}.json`, base));
-      if (response.ok) return (await response.json()).webchat ?? {};
-    } catch { /* fall back to the keys' English defaults below */ }
-    return {};
+  t(key, params = {}) {
+    return translate(this.strings, key, params);
   }
 
-  t(key, params = {}) {
-    let value = key.split(".").reduce((node, part) => node?.[part], this.strings);
-    if (typeof value !== "string") value = key;
-    return value.replace(/<%(\w+)%>/g, (_, name) => params[name] ?? "");
-  }
+  // The webchat options of the presentation: how messages and their times are shown.
+  get webchatConfig() { return window._genesys?.widgets?.webchat ?? {}; }
 
   // The localized text for a server error code, or for `fallback` when the code has none: a
   // customer never sees a bare key such as "Errors.1008".
@@ -230,7 +239,12 @@ export class WebChatWidget extends HTMLElement {
     this.fileInput = el("input", {type: "file", hidden: true, onchange: () => this.onFile()});
     this.attach = el("button", {type: "button", hidden: !this.config.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
                                 title: t("ActionsSendFile"), onclick: () => this.fileInput.click()}, clip());
-    this.composer = el("div", {class: "composer", hidden: true}, this.attach, this.fileInput, this.input,
+    const typed = enhanceComposer(this.input, composerOptions(this.webchatConfig), (k, p) => this.t(k, p));
+    this.updateCount = typed.update;
+    this.idle = typed.idle;
+    if (!composerOptions(this.webchatConfig).actionsMenu) this.attach.hidden = true;
+    this.composer = el("div", {class: "composer", hidden: true}, this.attach, this.fileInput, ...typed.before,
+      this.input, ...typed.after,
       el("button", {class: "primary", type: "button", text: t("ChatInputSend"), onclick: () => this.onSend()}));
     this.endButton = el("button", {type: "button", "aria-label": t("AriaClose"), text: "✕", onclick: () => this.onClose()});
     this.dialog = el("div", {class: "dialog", hidden: true, role: "dialog", "aria-modal": "true"},
@@ -244,12 +258,13 @@ export class WebChatWidget extends HTMLElement {
           el("button", {type: "button", text: t("ConfirmCloseCancel"), onclick: () => this.answerClose(false)}),
           el("button", {class: "primary", type: "button", text: t("ConfirmCloseConfirm"), onclick: () => this.answerClose(true)}))));
     this.overlay = el("div", {class: "overlay", hidden: true});
-    this.panel = el("section", {class: "panel", role: "dialog", "aria-label": t("ChatTitle"), hidden: true,
-                                onkeydown: (e) => this.onPanelKey(e)},
+    this.panel = el("section", {class: "panel", role: "dialog", "aria-label": t("AriaWindowLabel"), hidden: true,
+                                dir: direction(this.lang), lang: this.lang, onkeydown: (e) => this.onPanelKey(e)},
       el("header", {}, el("h2", {text: t("ChatTitle")}),
         el("button", {type: "button", "aria-label": t("AriaMinimize"), text: "–", onclick: () => this.minimize()}),
         this.endButton),
       this.form, this.log, this.typingLine, this.composer, this.overlay, this.dialog, this.closeDialog);
+    this.launcher.dir = direction(this.lang);
     this.root.append(this.launcher, this.panel);
   }
 
@@ -270,7 +285,7 @@ export class WebChatWidget extends HTMLElement {
     on("messageReceived", (d) => this.restoreOnNewMessage(d));
     on("started", (d) => this.newChat(d.sessionID));
     on("restored", (d) => this.newChat(d.sessionData.sessionID));
-    on("ended", () => { this.typingLine.textContent = ""; this.composer.hidden = true; this.ended = true;
+    on("ended", () => { this.idle.cancel(); this.typingLine.textContent = ""; this.composer.hidden = true; this.ended = true;
                         if (!this.dialog.hidden) this.hideDialog();
                         this.system(this.t("ChatEnded")); });
     on("agentTypingStarted", (d) => { this.agentsTyping.add(d.message.from.nickname); this.showTyping(); });
@@ -331,7 +346,8 @@ export class WebChatWidget extends HTMLElement {
   }
 
   minimizeOnRestore() {
-    if (this.restored && this.mode === "open" && this.config.minimizeOnMobileRestore && isMobile()) this.setMode("minimized");
+    const mobile = this.classList.contains("cx-mobile");  // themes.js: main.mobileMode
+    if (this.restored && this.mode === "open" && this.config.minimizeOnMobileRestore && mobile) this.setMode("minimized");
   }
 
   // Moves the widget to `mode` and tells the page (WebChat.opened, minimized, unminimized,
@@ -428,7 +444,7 @@ export class WebChatWidget extends HTMLElement {
     if (changed.has("autoInvite")) { this.invitation.offered = false; this.invitation.startAuto(); }
     if (changed.has("form") && !this.chatActive()) this.registration.render(this.config.form, this.fields);
     if (changed.has("uploadsEnabled")) {
-      this.attach.hidden = !this.config.uploadsEnabled;
+      this.attach.hidden = !this.config.uploadsEnabled || !composerOptions(this.webchatConfig).actionsMenu;
       if (this.chatActive()) this.newFileLimits();
     }
   }
@@ -531,10 +547,11 @@ export class WebChatWidget extends HTMLElement {
     let node;
     if (m.type === "Message") {
       const mine = from.type === "Client";
-      node = el("div", {class: `msg ${from.type}`, "data-index": m.index},
+      node = el("div", {class: `msg ${from.type}`, "data-index": m.index, dir: "auto"},
         el("span", {class: "who", text: mine ? this.t("AriaYouSaid") : from.nickname,
                     "aria-label": mine ? this.t("AriaYouSaid") : `${from.nickname} ${this.t("AriaSaid")}`}),
-        linkify(String(m.text ?? "")));
+        this.messageText(String(m.text ?? "")));
+      this.stamp(node, m);
       if (!mine) {
         this.agentsTyping.delete(from.nickname);
         this.showTyping();
@@ -543,6 +560,7 @@ export class WebChatWidget extends HTMLElement {
         this.showUnread();
       }
     } else if (SYSTEM_TYPES.has(m.type)) {
+      if (m.type === "IdleAlert") this.idle.alert(m);
       const text = this.describe(m);
       if (!text) return;
       node = el("div", {class: "msg system", "data-index": m.index});
@@ -565,6 +583,20 @@ export class WebChatWidget extends HTMLElement {
     if (!d.messages.some((m) => m.type === "Message" && m.from?.type !== "Client")) return;
     const target = async.newMessageRestoreState === "maximized" ? "open" : "minimized";
     if (target !== this.mode) this.setMode(target);
+  }
+
+  // Markdown (the `markdown` option) or plain text with links; built as nodes either way.
+  messageText(text) {
+    return this.webchatConfig.markdown === true ? markdown(text) : linkify(text);
+  }
+
+  // The message's time, in `timeFormat` (12 or 24 hours) of the webchat or main configuration.
+  stamp(node, m) {
+    if (m.utcTime == null) return;
+    const hours = timeFormat(this.webchatConfig.timeFormat, mainConfig().timeFormat);
+    const text = formatTime(m.utcTime, hours, this.lang);
+    // Drawn by CSS from the attribute: the time is seen, but stays out of the message's text.
+    if (text) node.append(el("time", {class: "time", datetime: new Date(Number(m.utcTime)).toISOString(), "data-time": text}));
   }
 
   describe(m) {
@@ -613,6 +645,7 @@ export class WebChatWidget extends HTMLElement {
   }
 
   onTyping() {
+    this.idle.cancel();  // the customer is back: no more warnings
     if (this.input.value) this.bus.command("WebChatService.sendTyping", {message: this.input.value}).catch(() => {});
   }
 
@@ -620,10 +653,12 @@ export class WebChatWidget extends HTMLElement {
     const text = this.input.value;
     if (!text.trim()) return;
     this.input.value = "";
+    this.updateCount();
     try {
       await this.bus.command("WebChatService.sendMessage", {message: text});
     } catch {
       this.input.value = text;
+      this.updateCount();
       this.system(this.t("Errors.MessageFailed"));
     }
   }

@@ -4,6 +4,7 @@
 
 import {Bus} from "./cxbus.js";
 import {WebChatService} from "./webchat-service.js";
+import {presentation} from "./themes.js";
 import {WebChatWidget} from "./webchat-widget.js";
 
 const genesys = (window._genesys ??= {});
@@ -11,6 +12,7 @@ const widgets = (genesys.widgets ??= {});
 const bus = window.CXBus ?? new Bus();
 window.CXBus = bus;
 widgets.bus = bus;
+presentation(bus);  // main's page-wide options (debug first, so the bus logs all that follows)
 // Page scripts written for the original come as extensions: each is called once, before the
 // widgets start, with ($, CXBus, Common), and registers, subscribes and commands from there.
 for (const [name, extension] of Object.entries(widgets.extensions ?? {})) {
