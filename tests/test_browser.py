@@ -72,11 +72,12 @@ async def embedding_site(server: Any, config: dict[str, Any], port: int | None =
                          main: dict[str, Any] | None = None, head: str = "",
                          scripts: tuple[str, ...] = ()) -> AsyncIterator[str]:
     """Another origin (a second loopback port) whose page embeds the widget from the chat
-    server with the given ``webchat`` configuration (the chat button enabled unless it says
-    otherwise; and ``main``, the page-wide one), as a customer's own website would; ``head``
-    is more of the site's markup (its stylesheets), ``scripts`` are the site's own page
-    scripts, run after the configuration and before the widget loads."""
-    config = {**config, "chatButton": {"enabled": True, **config.get("chatButton", {})}}
+    server with the given ``webchat`` configuration (the chat button enabled and shown at once
+    unless it says otherwise; and ``main``, the page-wide one), as a customer's own website
+    would; ``head`` is more of the site's markup (its stylesheets), ``scripts`` are the site's
+    own page scripts, run after the configuration and before the widget loads."""
+    config = {**config, "chatButton": {"enabled": True, "openDelay": 0,
+                                       **config.get("chatButton", {})}}
     own = "".join(f"<script src='/page-script-{i}.js'></script>" for i in range(len(scripts)))
     html = (f"<!doctype html>{head}<script>window._genesys = {{widgets: {{webchat: "
             f"{json.dumps(config)}, main: {json.dumps(main or {})}}}}};</script>{own}"

@@ -120,7 +120,7 @@ async def test_close_asks_first_when_the_form_is_filled_in(server, browser):
         await w.locator("input[name=firstname]").fill("Ada")
         pending = asyncio.ensure_future(command(page, "close"))
         question = w.locator(".close-question")
-        await expect(question).to_be_visible()
+        await expect(question).to_contain_text("Close the chat window?")  # ConfirmCloseWindow
         await expect(question.locator("button").first).to_be_focused()  # ConfirmCloseCancel
         await page.keyboard.press("Escape")  # answers it, as the end-chat question
         assert await pending == {"resolved": False, "reason": "cancelled"}
@@ -254,10 +254,10 @@ async def test_invite_hides_the_button_and_accepting_opens_the_chat(server, brow
         w = widget(page)
         await until_event(page, "chatButtonDisplayed")
         assert await command(page, "invite") == {"resolved": True}
-        card = w.locator(".invite[role=alertdialog]")
-        await expect(card).to_be_visible()
+        card = w.get_by_role("alertdialog", name="Need help?")  # InviteTitle
+        await expect(card).to_contain_text("Let us know if we can help.")  # InviteBody
         await expect(w.locator("button.launcher")).to_be_hidden()  # hideDuringInvite
-        await card.locator("button.primary").click()  # InviteAccept
+        await card.get_by_role("button", name="Start chat").click()  # InviteAccept
         await expect(card).to_be_hidden()
         await expect(w.locator(".panel")).to_be_visible()
         assert await events(page, "opened") == ["opened"]
@@ -276,7 +276,7 @@ async def test_a_timed_out_restore_invites_to_a_new_chat(server, browser):
         await asyncio.sleep(3)  # away from the page for longer than restoreTimeout
         await page.goto(url)
         card = w.locator(".invite[data-kind=reInvite]")
-        await expect(card).to_be_visible()  # RestoreTimeoutTitle/Body, instead of the chat
+        await expect(card).to_contain_text("Chat ended")  # RestoreTimeoutTitle, not the chat
         await expect(w.locator(".panel")).to_be_hidden()
         await card.locator("button:not(.primary)").click()  # RestoreTimeoutReject
         await expect(card).to_be_hidden()
