@@ -65,7 +65,7 @@ async def test_full_chat_customer_and_agent(server, customer_factory, agent_fact
     agent.client.track(chat_id, accepted["nextPosition"])
     connected = await customer.wait_event("agentConnected")
     assert connected.data["message"]["from"] == {"nickname": "Grace", "participantId": 3,
-                                                  "type": "Agent"}
+                                                  "type": "Agent", "id": 3, "name": "Grace"}
     assert connected.data["numAgentsConnected"] == 1
     assert connected.data["agents"]["3"]["name"] == "Grace"
 
@@ -111,7 +111,7 @@ async def test_full_chat_customer_and_agent(server, customer_factory, agent_fact
     transcript = await customer.command("getTranscript")
     chat = await server.stored(chat_id)
     stored = msgspec.to_builtins(chat.events)
-    assert transcript["messages"] == stored
+    assert transcript["originalMessages"] == stored
     assert (chat.service, chat.status.value) == (SERVICE, "ended")
     assert stored[-1]["type"] == "ParticipantLeft" and stored[-1]["from"]["type"] == "Agent"
 

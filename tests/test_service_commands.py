@@ -95,7 +95,7 @@ async def test_polling_control(server, customer_factory, agent_factory):
 async def test_polling_commands_are_refused_over_cometd(server, customer_factory):
     customer = await customer_factory(server.data_url, **transport_options(server, "websocket"))
     await customer.command("startChat", {"nickname": "Ada"})
-    with pytest.raises(CommandError, match="not used while CometD"):
+    with pytest.raises(CommandError, match="Polling is not supported when using CometD"):
         await customer.command("startPoll")
     assert "messages" in await customer.command("fetchHistory")
 

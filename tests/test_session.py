@@ -104,6 +104,8 @@ def test_shared_session_case(path: Path) -> None:
                     method(*step.get("args", []))
                 continue
             made = method(*step.get("args", []))
+            if "returns" in step:
+                assert made == step["returns"], where
             if isinstance(made, HttpRequest):
                 last = made
                 if "request" in step:

@@ -52,6 +52,7 @@ for (const name of cases) {
           return;
         }
         const made = call();
+        if ("returns" in step) assert.deepEqual(made, step.returns, where);
         if (made && typeof made === "object" && "operation" in made) {
           last = made;
           if (step.request) assert.deepEqual(made, step.request, where);

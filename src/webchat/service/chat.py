@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import platform
 import re
+from dataclasses import replace
 from typing import Any
 
 from webchat import __version__
 from webchat.bus.bus import CommandError
 from webchat.protocol.gms.models import ParticipantType
-from webchat.protocol.gms.session import ChatSession, HttpRequest
+from webchat.protocol.gms.session import ChatSession, HttpRequest, SessionState
 from webchat.service.config import ConfigError, WebChatConfig
 from webchat.service.core import (
     ALREADY_ACTIVE,
@@ -24,6 +25,8 @@ from webchat.service.core import (
 )
 from webchat.service.filters import FilterError, compile_patterns
 
+NO_POLLING_ON_COMETD = "Polling is not supported when using CometD"
+"""The original's reason, for ``startPoll`` while CometD delivers the chat."""
 _RECONFIGURE_LIVE = "the transport cannot change during an active chat session"
 DEFAULT_MESSAGE_TYPE = "text"
 """The original sends ``messageType: data.type || "text"`` with every message."""
@@ -136,11 +139,15 @@ class ChatCommands(ServiceCore):
         return await self.operation(lambda: self.session.custom_notice(opts.get("message")))
 
     async def update_user_data(self, options: dict[str, Any]) -> Any:
-        """The options object is the user data itself, as in the original."""
+        """The options object is the user data itself, as in the original. Without an active
+        chat, as there, it joins the configured ``userData`` that the next ``startChat``
+        sends, and the result is that merged userData."""
         if not options:
             raise CommandError("no userData provided")
         data = string_map(options)
-        self.require_session()
+        if self.session.state is not SessionState.ACTIVE:
+            self.config = replace(self.config, userData={**self.config.userData, **data})
+            return dict(self.config.userData)
         return await self.operation(lambda: self.session.update_data(data))
 
     async def end_chat(self, options: dict[str, Any]) -> Any:
@@ -152,8 +159,12 @@ class ChatCommands(ServiceCore):
     # ---- state -----------------------------------------------------------------------------
 
     async def get_transcript(self, options: dict[str, Any]) -> Any:
+        """As the original: ``messages`` in its shape, ``originalMessages`` as the server sent
+        them."""
         check_options(options, {})
-        return {"messages": [builtins(m) for m in self.session.transcript]}
+        originals = [builtins(m) for m in self.session.transcript]
+        return {"messages": [self.session.original_message(m) for m in originals],
+                "originalMessages": originals}
 
     async def get_agents(self, options: dict[str, Any]) -> Any:
         check_options(options, {})
@@ -172,7 +183,8 @@ class ChatCommands(ServiceCore):
                 "sessionData": self.session.session_data() if self.session.chat_id else None}
 
     async def get_stats(self, options: dict[str, Any]) -> Any:
-        """Counts a dashboard or survey needs; the original does not document the shape."""
+        """The original's ``agents``, ``startTime``, ``endTime`` and ``duration`` (from the
+        first event to the last), and counts a dashboard or survey needs."""
         check_options(options, {})
         if self.session.chat_id is None:
             raise CommandError(NO_SESSION)
@@ -181,8 +193,10 @@ class ChatCommands(ServiceCore):
         texts = [m for m in transcript if m.type == "Message"]
         agents = {pid for pid, p in self.session.participants.items()
                   if p.type == ParticipantType.AGENT and p.joined}
-        return {"sessionID": self.session.chat_id,
+        return {"sessionID": self.session.chat_id, "agents": self.session.agents(),
                 "startTime": transcript[0].utcTime if transcript else None,
+                "duration": transcript[-1].utcTime - transcript[0].utcTime if transcript
+                else None,
                 "endTime": transcript[-1].utcTime if self.session.state.value == "ended"
                 and transcript else None,
                 "messagesSent": sum(1 for m in texts if m.from_.participantId == me),
@@ -214,7 +228,7 @@ class ChatCommands(ServiceCore):
         check_options(options, {})
         self.require_session()
         if self.transport.pushes:
-            raise CommandError("polling is not used while CometD delivers the chat")
+            raise CommandError(NO_POLLING_ON_COMETD)
         self.start_polling()
         return {"polling": self.polling}
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from webchat.bus.bus import Bus, CommandError, Plugin
-from webchat.protocol.gms.models import ChatResponse, ParticipantType
+from webchat.protocol.gms.models import ChatResponse, Message, ParticipantType
 from webchat.protocol.gms.session import (
     ChatSession,
     Ended,
@@ -60,15 +60,18 @@ _DISCONNECTED = {ParticipantType.AGENT: "agentDisconnected",
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
                "error": logging.ERROR}
 
-#: Every event the service publishes (``WebChatService.<name>``).
-EVENTS = frozenset({
-    "ready", "started", "ended", "error", "messageReceived", "restored", "restoreTimeout",
-    "restoreFailed", "agentTypingStarted", "agentTypingStopped", "clientTypingStarted",
-    "clientTypingStopped", "pollingStarted", "pollingStopped", "clientConnected",
-    "clientDisconnected", "agentConnected", "agentDisconnected", "supervisorConnected",
-    "supervisorDisconnected", "chatServerWentOffline", "chatServerBackOnline", "fileUploaded",
-    "disconnected", "reconnected", "restoredOffline", "chatServerTimeout", "ajaxResponse",
-})
+#: Every event the service publishes (``WebChatService.<name>``), declared on the bus with
+#: ``registerEvents`` as the original's plugin does: the 8.5 bundle's list, in its order,
+#: then the ones it publishes without declaring and ours.
+EVENTS: tuple[str, ...] = (
+    "ready", "restored", "restoreTimeout", "restoreFailed", "messageReceived", "error",
+    "started", "ended", "agentTypingStarted", "agentTypingStopped", "pollingStarted",
+    "pollingStopped", "clientConnected", "clientDisconnected", "agentConnected",
+    "agentDisconnected", "supervisorConnected", "supervisorDisconnected",
+    "clientTypingStarted", "clientTypingStopped", "ajaxResponse", "disconnected",
+    "reconnected", "chatServerWentOffline", "chatServerBackOnline", "restoredOffline",
+    "chatServerTimeout", "fileUploaded",
+)
 
 RESYNC_INTERVAL_MS = 3000
 RESYNC_ATTEMPTS = 30
@@ -158,6 +161,7 @@ class ServiceCore:
         self._bind_transport()
         self.session = ChatSession()
         self.plugin: Plugin = bus.register_plugin(NAMESPACE)
+        self.plugin.register_events(EVENTS)
         self.view = MessageView()
         self.storage = storage or self._default_storage(config)
         self.poll_exceptions = 0
@@ -303,28 +307,36 @@ class ServiceCore:
     # ---- session events -> bus events ------------------------------------------------------
 
     def publish_event(self, event: SessionEvent) -> None:
+        """Payloads carry transcript events in the original's shape
+        (:meth:`ChatSession.original_message`), the server's ones in ``originalMessages``."""
         publish = self.plugin.publish
         session = self.session
         if isinstance(event, Started):
             self.save()
-            publish("started", session.session_data())
+            # The original's "AJAX Response containing session data".
+            publish("started", {**builtins(event.response), **session.session_data()})
         elif isinstance(event, MessagesReceived):
             self.save()
             group = [builtins(m) for m in event.messages]
             publish("messageReceived", {
-                "messages": self.view.show(group), "originalMessages": group,
-                "restoring": event.restoring, "sessionData": session.session_data()})
+                "messages": self.view.show([session.original_message(m) for m in group]),
+                "originalMessages": group, "restoring": event.restoring,
+                "sessionData": session.session_data()})
         elif isinstance(event, ParticipantJoined | ParticipantLeft):
             table = _CONNECTED if isinstance(event, ParticipantJoined) else _DISCONNECTED
             name = table.get(event.participant.type)  # type: ignore[call-overload]
             if name is not None:
-                publish(name, {"message": builtins(event.message), "agents": session.agents(),
+                publish(name, {"message": self.original_message(event.message),
+                               "agents": session.agents(),
                                "numAgentsConnected": session.connected_agents()})
         elif isinstance(event, TypingChanged):
-            name = "agentTypingStarted" if event.started else "agentTypingStopped"
-            publish(name, {"message": builtins(event.message)})
+            # The original's data is the message itself (from.id, from.name); ours also
+            # names it ``message``. A stop implied by a message or a departure is that event.
+            message = self.original_message(event.message)
+            publish("agentTypingStarted" if event.started else "agentTypingStopped",
+                    {**message, "isTyping": event.started, "message": message})
         elif isinstance(event, FileUploaded):
-            publish("fileUploaded", file_event(builtins(event.message)))
+            publish("fileUploaded", file_event(self.original_message(event.message)))
         elif isinstance(event, Ended):
             self._cancel_typing_timer()
             self._stop_polling(publish=True)
@@ -334,6 +346,9 @@ class ServiceCore:
             publish("error", builtins(event.response))
         elif isinstance(event, Gap):
             self.resync()  # events we never received: ask for them rather than skip them
+
+    def original_message(self, message: Message) -> dict[str, Any]:
+        return self.session.original_message(builtins(message))
 
     # ---- persistence hooks (restore.py) ----------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from webchat.protocol.gms.models import ChatResponse, EventType, Message, ParticipantType
@@ -52,10 +52,20 @@ class ParticipantInfo:
     connected: bool = True
     joined: bool = False
     """Seen a ParticipantJoined: system senders that never join are not agents."""
+    typing: bool = False
+    """An agent or supervisor whose TypingStarted no TypingStopped, message or leaving ended."""
+    connected_time: int | None = None
+    disconnected_time: int | None = None
 
     def as_dict(self) -> dict[str, object]:
+        """An entry of ``getAgents`` and of the connection events' ``agents``: ours (``type``,
+        ``participantId``) and the original's (``supervisor``, ``connectedTime``,
+        ``disconnectedTime``, false while connected)."""
         return {"name": self.name, "type": self.type, "connected": self.connected,
-                "participantId": self.participant_id}
+                "participantId": self.participant_id,
+                "supervisor": self.type == ParticipantType.SUPERVISOR,
+                "connectedTime": self.connected_time,
+                "disconnectedTime": self.disconnected_time or False}
 
 
 # Events the machine reports. The service turns them into bus events.
@@ -95,7 +105,9 @@ class ParticipantLeft:
 @dataclass(frozen=True, slots=True)
 class TypingChanged:
     """An agent or supervisor started or stopped typing (also while restoring, as the
-    original reports it: the replay ends on the typing state the agent is in now)."""
+    original reports it: the replay ends on the typing state the agent is in now). A typing
+    agent who sends a message, a URL or a notice, or leaves, has stopped too, as the original
+    reports it (``message`` is then that event)."""
 
     kind: ClassVar[str] = "typing"
     message: Message
@@ -133,6 +145,10 @@ class Gap:
 
 SessionEvent = (Started | MessagesReceived | ParticipantJoined | ParticipantLeft | TypingChanged
                 | FileUploaded | Ended | ServerError | Gap)
+
+_STAFF = (ParticipantType.AGENT, ParticipantType.SUPERVISOR)
+_ENDS_TYPING = (EventType.MESSAGE, EventType.PUSH_URL, EventType.NOTICE)
+"""What a typing agent sends that ends the typing, as the original reads it."""
 
 PUSH = HttpRequest("push", "", {})
 """The request a pushed (CometD) chat response answers: it covers no transcript position."""
@@ -178,6 +194,25 @@ class ChatSession:
         """Non-client participants keyed by participantId, as ``getAgents`` returns them."""
         return {str(pid): p.as_dict() for pid, p in self.participants.items()
                 if p.type != ParticipantType.CLIENT and p.joined}
+
+    def original_message(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """A transcript event (as JSON) the way the original's events and ``getTranscript``
+        carry it: the event as the server sent it, plus the original's names for its parts
+        (``from.id``, ``from.name``, ``timestamp``), ``restoring`` (shown before a restore),
+        ``isTyping`` on typing events and ``fileDetails`` on file events. Sites written for
+        the original read those; nothing of the server's event is left out."""
+        out = dict(message)
+        sender = message.get("from") or {}
+        out["from"] = {**sender, "id": sender.get("participantId"),
+                       "name": sender.get("nickname")}
+        out["timestamp"] = message.get("utcTime")
+        out["restoring"] = self.restored_index(message.get("index") or 0)
+        kind = message.get("type")
+        if kind in (EventType.TYPING_STARTED, EventType.TYPING_STOPPED):
+            out["isTyping"] = kind == EventType.TYPING_STARTED
+        elif kind == EventType.FILE_UPLOADED:
+            out["fileDetails"] = message.get("userData") or {}
+        return out
 
     def connected_agents(self) -> int:
         return sum(1 for p in self.participants.values()
@@ -323,7 +358,11 @@ class ChatSession:
         return events
 
     def restoring(self, msg: Message) -> bool:
-        return 0 < msg.index < self.restoring_below
+        return self.restored_index(msg.index)
+
+    def restored_index(self, index: int) -> bool:
+        """The event at ``index`` was shown before a restore."""
+        return 0 < index < self.restoring_below
 
     def _interpret(self, msg: Message) -> list[SessionEvent]:
         sender = msg.from_
@@ -337,15 +376,27 @@ class ChatSession:
                 and msg.type == EventType.PARTICIPANT_JOINED):
             self.self_participant_id = sender.participantId
         is_self = sender.participantId == self.self_participant_id
+        staff = not is_self and sender.type in _STAFF
         if msg.type == EventType.PARTICIPANT_JOINED:
             info.connected = info.joined = True
+            info.connected_time, info.disconnected_time = msg.utcTime, None
             return [ParticipantJoined(msg, info, is_self)]
         if msg.type == EventType.PARTICIPANT_LEFT:
             info.connected = False
-            return [ParticipantLeft(msg, info, is_self)]
-        if (msg.type in (EventType.TYPING_STARTED, EventType.TYPING_STOPPED) and not is_self
-                and sender.type in (ParticipantType.AGENT, ParticipantType.SUPERVISOR)):
-            return [TypingChanged(msg, info, msg.type == EventType.TYPING_STARTED)]
+            info.disconnected_time = msg.utcTime
+            return [ParticipantLeft(msg, info, is_self), *self._stopped_typing(msg, info)]
+        if msg.type in (EventType.TYPING_STARTED, EventType.TYPING_STOPPED) and staff:
+            info.typing = msg.type == EventType.TYPING_STARTED
+            return [TypingChanged(msg, info, info.typing)]
+        if msg.type in _ENDS_TYPING and staff:
+            return self._stopped_typing(msg, info)
         if msg.type == EventType.FILE_UPLOADED and not self.restoring(msg):
             return [FileUploaded(msg)]
         return []
+
+    @staticmethod
+    def _stopped_typing(msg: Message, info: ParticipantInfo) -> list[SessionEvent]:
+        if not info.typing:
+            return []
+        info.typing = False
+        return [TypingChanged(msg, info, started=False)]

@@ -18,6 +18,8 @@ export class SessionError extends Error {}
 export const PUSH = Object.freeze({operation: "push", path: "", fields: {}});
 
 const STAFF = new Set(["Agent", "Supervisor"]);
+// What a typing agent sends that ends the typing, as the original reads it.
+const ENDS_TYPING = new Set(["Message", "PushUrl", "Notice"]);
 
 export class ChatSession {
   constructor() {
@@ -54,9 +56,24 @@ export class ChatSession {
   agents() {
     const out = {};
     for (const [id, p] of this.participants) {
-      if (p.type !== "Client" && p.joined) {
-        out[String(id)] = {name: p.name, type: p.type, connected: p.connected, participantId: id};
-      }
+      if (p.type !== "Client" && p.joined) out[String(id)] = agentEntry(p);
+    }
+    return out;
+  }
+
+  // A transcript event the way the original's events and getTranscript carry it: the event as
+  // the server sent it, plus the original's names for its parts (from.id, from.name,
+  // timestamp), restoring (shown before a restore), isTyping on typing events and fileDetails
+  // on file events. Sites written for the original read those; nothing of the server's event
+  // is left out.
+  originalMessage(message) {
+    const sender = message.from ?? {};
+    const out = {...message, from: {...sender, id: sender.participantId, name: sender.nickname},
+                 timestamp: message.utcTime, restoring: this.restoring(message)};
+    if (message.type === "TypingStarted" || message.type === "TypingStopped") {
+      out.isTyping = message.type === "TypingStarted";
+    } else if (message.type === "FileUploaded") {
+      out.fileDetails = message.userData ?? {};
     }
     return out;
   }
@@ -201,14 +218,14 @@ export class ChatSession {
     return events;
   }
 
-  restoring(msg) { return msg.index > 0 && msg.index < this.restoringBelow; }
+  restoring(msg) { return (msg.index ?? 0) > 0 && msg.index < this.restoringBelow; }
 
   interpret(msg) {
     const sender = msg.from ?? {};
     let info = this.participants.get(sender.participantId);
     if (!info) {
       info = {participantId: sender.participantId, name: sender.nickname, type: sender.type,
-              connected: false, joined: false};
+              connected: false, joined: false, typing: false, connectedTime: null, disconnectedTime: null};
       this.participants.set(sender.participantId, info);
     }
     if (sender.nickname) info.name = sender.nickname;
@@ -216,20 +233,38 @@ export class ChatSession {
       this.selfId = sender.participantId;
     }
     const isSelf = sender.participantId === this.selfId;
+    const staff = !isSelf && STAFF.has(sender.type);
     if (msg.type === "ParticipantJoined") {
-      info.connected = info.joined = true;
+      Object.assign(info, {connected: true, joined: true, connectedTime: msg.utcTime, disconnectedTime: null});
       return [{kind: "joined", message: msg, participant: info, isSelf}];
     }
     if (msg.type === "ParticipantLeft") {
-      info.connected = false;
-      return [{kind: "left", message: msg, participant: info, isSelf}];
+      Object.assign(info, {connected: false, disconnectedTime: msg.utcTime});
+      return [{kind: "left", message: msg, participant: info, isSelf}, ...stoppedTyping(msg, info)];
     }
     // An agent's typing also while restoring, as the original reports it: the replay ends on
-    // the typing state the agent is in now.
-    if ((msg.type === "TypingStarted" || msg.type === "TypingStopped") && !isSelf && STAFF.has(sender.type)) {
-      return [{kind: "typing", message: msg, participant: info, started: msg.type === "TypingStarted"}];
+    // the typing state the agent is in now. A typing agent who sends a message, a URL or a
+    // notice, or leaves, has stopped too (the event is then that message).
+    if ((msg.type === "TypingStarted" || msg.type === "TypingStopped") && staff) {
+      info.typing = msg.type === "TypingStarted";
+      return [{kind: "typing", message: msg, participant: info, started: info.typing}];
     }
+    if (ENDS_TYPING.has(msg.type) && staff) return stoppedTyping(msg, info);
     if (msg.type === "FileUploaded" && !this.restoring(msg)) return [{kind: "fileUploaded", message: msg}];
     return [];
   }
+}
+
+function stoppedTyping(msg, info) {
+  if (!info.typing) return [];
+  info.typing = false;
+  return [{kind: "typing", message: msg, participant: info, started: false}];
+}
+
+// An entry of getAgents and of the connection events' agents: ours (type, participantId) and
+// the original's (supervisor, connectedTime, disconnectedTime, false while connected).
+function agentEntry(p) {
+  return {name: p.name, type: p.type, connected: p.connected, participantId: p.participantId,
+          supervisor: p.type === "Supervisor", connectedTime: p.connectedTime,
+          disconnectedTime: p.disconnectedTime || false};
 }

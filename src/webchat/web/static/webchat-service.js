@@ -16,6 +16,8 @@ import {CometdTransport, RestTransport} from "./transports.js";
 
 const NO_MESSAGE = "No message text provided";
 const NOTHING_TO_RESTORE = "There is no chat session to restore";
+// The original's reason, for startPoll while CometD delivers the chat.
+const NO_POLLING_ON_COMETD = "Polling is not supported when using CometD";
 // The original sends `messageType: data.type || "text"` with every message.
 const DEFAULT_MESSAGE_TYPE = "text";
 const CONNECTED = {Agent: "agentConnected", Client: "clientConnected", Supervisor: "supervisorConnected"};
@@ -25,6 +27,17 @@ const DISCONNECTED = {Agent: "agentDisconnected", Client: "clientDisconnected",
 // most, then chatServerTimeout (as the Python service: RESYNC_INTERVAL_MS, RESYNC_ATTEMPTS).
 const RESYNC_INTERVAL_MS = 3000;
 const RESYNC_ATTEMPTS = 30;
+// Every event the service publishes, declared on the bus with registerEvents as the original's
+// plugin does: the 8.5 bundle's list, in its order, then the ones it publishes without
+// declaring and ours. The same list as the Python service's EVENTS (webchat.service.core),
+// which tests/test_service_payloads_browser.py holds them to.
+export const EVENTS = Object.freeze([
+  "ready", "restored", "restoreTimeout", "restoreFailed", "messageReceived", "error", "started", "ended",
+  "agentTypingStarted", "agentTypingStopped", "pollingStarted", "pollingStopped", "clientConnected",
+  "clientDisconnected", "agentConnected", "agentDisconnected", "supervisorConnected", "supervisorDisconnected",
+  "clientTypingStarted", "clientTypingStopped", "ajaxResponse", "disconnected", "reconnected",
+  "chatServerWentOffline", "chatServerBackOnline", "restoredOffline", "chatServerTimeout", "fileUploaded",
+]);
 // CometD operation names of the GMS operations that differ.
 const COMETD_OPERATION = {send: "sendMessage", refresh: "requestNotifications"};
 
@@ -68,6 +81,7 @@ export class WebChatService {
     // a customer who waited quietly in the queue and then reloads keeps the chat.
     window.addEventListener("pagehide", () => this.save());
     this.plugin = bus.registerPlugin("WebChatService");
+    this.plugin.registerEvents(EVENTS);
     this.session = new ChatSession();
     this.prefilters = [];
     this.preprocessors = [];
@@ -227,31 +241,43 @@ export class WebChatService {
     for (const event of this.session.push(reply)) this.publishEvent(event);
   }
 
-  // What the session reports, as the original's bus events.
+  // What the session reports, as the original's bus events. Payloads carry transcript events
+  // in the original's shape (session.originalMessage), the server's ones in originalMessages.
   publishEvent(event) {
     const publish = (name, data) => this.plugin.publish(name, data);
     const s = this.session;
+    const original = (msg) => s.originalMessage(msg);
     switch (event.kind) {
       case "started":
         this.save();
-        publish("started", this.sessionData());
+        // The original's "AJAX Response containing session data".
+        publish("started", {...event.response, ...this.sessionData()});
         break;
       case "messages":
         this.save();
-        publish("messageReceived", {messages: this.show(event.messages), originalMessages: event.messages,
-                                    restoring: event.restoring, sessionData: this.sessionData()});
+        publish("messageReceived", {messages: this.show(event.messages.map(original)),
+                                    originalMessages: event.messages, restoring: event.restoring,
+                                    sessionData: this.sessionData()});
         break;
       case "joined":
       case "left": {
         const name = (event.kind === "joined" ? CONNECTED : DISCONNECTED)[event.participant.type];
-        if (name) publish(name, {message: event.message, agents: s.agents(), numAgentsConnected: s.connectedAgents()});
+        if (name) {
+          publish(name, {message: original(event.message), agents: s.agents(),
+                         numAgentsConnected: s.connectedAgents()});
+        }
         break;
       }
-      case "typing":
-        publish(event.started ? "agentTypingStarted" : "agentTypingStopped", {message: event.message});
+      case "typing": {
+        // The original's data is the message itself (from.id, from.name); ours also names it
+        // message. A stop implied by a message or a departure is that event.
+        const message = original(event.message);
+        publish(event.started ? "agentTypingStarted" : "agentTypingStopped",
+                {...message, isTyping: event.started, message});
         break;
+      }
       case "fileUploaded": {
-        const msg = event.message;
+        const msg = original(event.message);
         const meta = msg.userData ?? {};
         publish("fileUploaded", {message: msg, fileId: meta["file-id"] ?? msg.text,
           fileName: meta["file-name"], fileType: meta["file-type"],
@@ -497,9 +523,16 @@ export class WebChatService {
     return this.operation(() => this.session.customNotice(o.message || null));
   }
 
+  // The options object is the user data itself, as in the original. Without an active chat,
+  // as there, it joins the configured userData that the next startChat sends, and the result
+  // is that merged userData.
   async updateUserData(options) {
     if (!options || !Object.keys(options).length) throw rejection("no userData provided");
     const data = stringMap(options);
+    if (this.session.state !== "active") {
+      this.config.userData = {...this.config.userData, ...data};
+      return {...this.config.userData};
+    }
     return this.operation(() => this.session.updateData(data));
   }
 
@@ -511,7 +544,7 @@ export class WebChatService {
   async startPoll(options) {
     checkOptions(options, {});
     this.requireSession();
-    if (this.transport?.pushes) throw rejection("polling is not used while CometD delivers the chat");
+    if (this.transport?.pushes) throw rejection(NO_POLLING_ON_COMETD);
     this.startPolling();
     return {polling: Boolean(this.poller)};
   }
@@ -573,9 +606,11 @@ export class WebChatService {
     return this.sessionData();
   }
 
+  // As the original: messages in its shape, originalMessages as the server sent them.
   async getTranscript(options) {
     checkOptions(options, {});
-    return {messages: structuredClone(this.session.transcript)};
+    const originals = structuredClone(this.session.transcript);
+    return {messages: originals.map((m) => this.session.originalMessage(m)), originalMessages: originals};
   }
 
   async getAgents(options) {
@@ -588,7 +623,10 @@ export class WebChatService {
     const s = this.session;
     if (!s.chatId) throw rejection(NO_SESSION);
     const texts = s.transcript.filter((m) => m.type === "Message");
-    return {sessionID: s.chatId, startTime: s.transcript[0]?.utcTime ?? null,
+    const [first, last] = [s.transcript[0], s.transcript.at(-1)];
+    // The original's agents, startTime, endTime and duration (first event to last), and counts.
+    return {sessionID: s.chatId, agents: s.agents(), startTime: first?.utcTime ?? null,
+            duration: first ? last.utcTime - first.utcTime : null,
             endTime: s.state === "ended" ? s.transcript.at(-1)?.utcTime ?? null : null,
             messagesSent: texts.filter((m) => m.from.participantId === s.selfId).length,
             messagesReceived: texts.filter((m) => m.from.participantId !== s.selfId).length,
