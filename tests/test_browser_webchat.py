@@ -107,6 +107,13 @@ async def test_open_fills_in_and_sends_the_form_and_rejects_a_second_open(server
         assert (submitted["firstname"], submitted["email"], submitted["userData"]["account"]) \
             == ("John", "John@mail.com", "A-1009")
         assert await command(page, "open") == {"resolved": False, "reason": "already opened"}
+        # The bus's registry names what the plugin offers, as the original's does.
+        registry = await page.evaluate("() => CXBus.registry().WebChat")
+        assert set(registry["commands"]) == {
+            "open", "close", "minimize", "endChat", "configure", "invite", "reInvite",
+            "injectMessage", "showChatButton", "hideChatButton", "showOverlay", "hideOverlay"}
+        assert {"ready", "opened", "closed", "messageAdded", "chatButtonDisplayed"} \
+            <= set(registry["events"])
         assert page.errors == []  # type: ignore[attr-defined]
 
 

@@ -64,11 +64,17 @@ export function webchatOptions(site) {
 }
 
 const NOT_OPEN = "WebChat is not currently open. Ignoring command.";
+// What the plugin publishes: the original's 8.5 events, then the current reference's.
+export const EVENTS = ["ready", "opened", "closed", "minimized", "unminimized", "messageAdded",
+                       "chatButtonDisplayed", "started", "submitted", "ended", "cancelled",
+                       "chatButtonHidden"];
 
 // Registers the plugin for `widget` (the first <webchat-widget> of the page) and returns it.
 export function registerWebChat(bus, widget) {
   if (bus.plugins.has("WebChat")) return null;
   const plugin = bus.registerPlugin("WebChat");
+  if (!plugin) return null;
+  plugin.registerEvents(EVENTS);
   const command = (name, handler) => plugin.registerCommand(name, handler);
 
   command("open", async (o) => {

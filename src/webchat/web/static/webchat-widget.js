@@ -571,8 +571,9 @@ export class WebChatWidget extends HTMLElement {
     }
     this.log.append(node);
     this.log.scrollTop = this.log.scrollHeight;
-    this.publish("messageAdded", {data: {index: m.index, name: from.nickname, text: m.text, type: from.type ?? m.type,
-                                         timestamp: m.utcTime, originalMessage: m}, html: node});
+    this.publish("messageAdded", {data: {index: m.index, name: from.name ?? from.nickname, text: m.text,
+                                         type: from.type ?? m.type, timestamp: m.timestamp ?? m.utcTime,
+                                         originalMessage: m}, html: node});
   }
 
   // async.newMessageRestoreState: in an asynchronous chat, a new message from the other side
