@@ -69,12 +69,18 @@ async def service_ready(page: Page) -> None:
 
 @contextlib.asynccontextmanager
 async def embedding_site(server: Any, config: dict[str, Any], port: int | None = None, *,
-                         main: dict[str, Any] | None = None, head: str = "") -> AsyncIterator[str]:
+                         main: dict[str, Any] | None = None, head: str = "",
+                         scripts: tuple[str, ...] = ()) -> AsyncIterator[str]:
     """Another origin (a second loopback port) whose page embeds the widget from the chat
-    server with the given ``webchat`` configuration (and ``main``, the page-wide one), as a
-    customer's own website would; ``head`` is more of the site's markup (its stylesheets)."""
+    server with the given ``webchat`` configuration (the chat button enabled and shown at once
+    unless it says otherwise; and ``main``, the page-wide one), as a customer's own website
+    would; ``head`` is more of the site's markup (its stylesheets), ``scripts`` are the site's
+    own page scripts, run after the configuration and before the widget loads."""
+    config = {**config, "chatButton": {"enabled": True, "openDelay": 0,
+                                       **config.get("chatButton", {})}}
+    own = "".join(f"<script src='/page-script-{i}.js'></script>" for i in range(len(scripts)))
     html = (f"<!doctype html>{head}<script>window._genesys = {{widgets: {{webchat: "
-            f"{json.dumps(config)}, main: {json.dumps(main or {})}}}}};</script>"
+            f"{json.dumps(config)}, main: {json.dumps(main or {})}}}}};</script>{own}"
             f"<script type=module "
             f"src='{server.url}/webchat/webchat.js'></script><webchat-widget></webchat-widget>")
 
@@ -84,8 +90,13 @@ async def embedding_site(server: Any, config: dict[str, Any], port: int | None =
     async def no_icon(_: web.Request) -> web.Response:
         return web.Response(status=204)
 
+    async def page_script(request: web.Request) -> web.Response:
+        return web.Response(text=scripts[int(request.match_info["i"])],
+                            content_type="text/javascript")
+
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_get(r"/page-script-{i:\d+}.js", page_script)
     app.router.add_get("/favicon.ico", no_icon)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -759,7 +770,8 @@ async def test_file_limits_are_named_and_a_large_file_never_leaves_the_page(
 async def test_restore_timeout_counts_the_time_away_from_the_page(server, browser,
                                                                   agent_factory):
     agent = await grace(server, agent_factory)
-    config = {"dataURL": server.data_url, "pollInterval": 100, "restoreTimeout": 3000}
+    config = {"dataURL": server.data_url, "pollInterval": 100, "restoreTimeout": 3000,
+              "inviteOnRestoreTimeout": False}  # told on the form, not invited again
     async with embedding_site(server, config) as site:
         page = await open_page(browser, site)
         w = widget(page)

@@ -14,6 +14,7 @@
         uploadsEnabled: true,
         userData: {source: "demo-page"},
         pollInterval: 500,
+        chatButton: {enabled: true, openDelay: 0},  // at once (the default waits 1 s)
         cometD: {
           enabled: transport !== "rest",
           cometURL: `${base}/cometd`,

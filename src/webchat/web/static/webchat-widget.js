@@ -2,7 +2,12 @@
 // (commands in, events out), in a Shadow DOM. Everything people type is shown as text — never
 // parsed as HTML — and only http(s) links become anchors.
 
+import {rejection} from "./cxbus.js";
 import {el} from "./dom.js";
+import {FORM_CSS, RegistrationForm} from "./form.js";
+import {ChatButton, INVITE_CSS, Invitation} from "./invite.js";
+import {sanitize} from "./sanitize.js";
+import {applyOptions, registerWebChat, webchatOptions} from "./webchat-plugin.js";
 import {enhanceComposer, composerOptions} from "./composer.js";
 import {formatTime, linkify, markdown, safeLink, timeFormat} from "./format.js";
 import {direction, loadStrings, mainConfig, translate} from "./strings.js";
@@ -13,7 +18,7 @@ export {linkify};
 // Shared by every tab of the site (storage events) and kept across reloads, one key each so that
 // tabs writing at once never overwrite each other's fields.
 const STATE = {
-  open: "_webchat.widget.open",  // "true" / "false"
+  open: "_webchat.widget.open",  // "true" (open) / "minimized" / "false" (closed)
   read: "_webchat.widget.read",  // {chat, index}: the last message the customer has seen
   question: "_webchat.widget.endQuestion",  // "true" while "end this chat?" is asked
 };
@@ -98,6 +103,20 @@ input, textarea { font: inherit; padding: 7px 8px; border: 1px solid var(--webch
 :host(.cx-mobile) .launcher { inset-inline-end: 12px; bottom: 12px; }
 `;
 
+const MAX_INJECTED = 10000;  // characters of an injected text message
+const storedMode = (value) => ({true: "open", minimized: "minimized"})[value] ?? "closed";
+
+// An injected message's bubble options: direction ("left", "right", "none"), radius (px), fill.
+function bubbleStyle(node, bubble) {
+  if (!bubble || typeof bubble !== "object") return;
+  if (bubble.direction === "left") node.style.alignSelf = "flex-start";
+  else if (bubble.direction === "right") node.style.alignSelf = "flex-end";
+  else node.style.alignSelf = "center";
+  const radius = Number(bubble.radius);
+  if (Number.isFinite(radius) && radius >= 0) node.style.borderRadius = `${Math.min(radius, 50)}px`;
+  if (typeof bubble.fill === "string" && window.CSS.supports("color", bubble.fill)) node.style.background = bubble.fill;
+}
+
 const FILE_TOO_LARGE = 1013;  // the server's code for a file over upload-max-file-size
 
 // 10485760 -> "10 MB": sizes in the file error texts, as a person reads them.
@@ -136,7 +155,12 @@ export class WebChatWidget extends HTMLElement {
     super();
     this.root = this.attachShadow({mode: "open"});
     this.strings = {};
-    this.open = false;
+    this.mode = "closed";  // the WebChat plugin's states: "closed", "open", "minimized"
+    this.plugin = null;  // the page's "WebChat" bus plugin, when this widget registered it
+    this.openUserData = {};  // WebChat.open's userData, sent with the chat it starts
+    this.config = webchatOptions(window._genesys?.widgets?.webchat);
+    this.chatButton = new ChatButton(this);
+    this.invitation = new Invitation(this);
     this.chatId = null;
     this.readIndex = 0;  // the last message index of this chat the customer has seen, in any tab
     this.received = [];  // indexes of the messages others wrote, for the unread count
@@ -147,15 +171,19 @@ export class WebChatWidget extends HTMLElement {
   }
 
   get bus() { return window.CXBus; }
+  get open() { return this.mode === "open"; }
 
   async connectedCallback() {
     // A restore that fails is reported while the strings below still load: keep the outcome and
     // say it on the registration form, where the customer starts over.
-    this.bus.subscribe("WebChatService.restoreTimeout", () => this.formNotice("RestoreTimeoutBody"));
+    this.bus.subscribe("WebChatService.restoreTimeout", () => this.onRestoreTimeout());
+    this.bus.subscribe("WebChatService.restored", () => { this.restored = true; if (this.started) this.minimizeOnRestore(); });
     this.bus.subscribe("WebChatService.restoreFailed", () => this.formNotice("Errors.RestoreFailed"));
     const sheet = new CSSStyleSheet();
     sheet.replaceSync(CSS);
-    this.root.adoptedStyleSheets = [sheet];
+    const plugin = new CSSStyleSheet();
+    plugin.replaceSync(FORM_CSS + INVITE_CSS);
+    this.root.adoptedStyleSheets = [sheet, plugin];
     this.lang = this.getAttribute("lang") || mainConfig().lang || "en";
     this.presentation = presentation(this.bus);
     this.presentation.attach(this, this.root);
@@ -163,8 +191,14 @@ export class WebChatWidget extends HTMLElement {
     this.build();
     if (this.notice) this.formNotice(this.notice);
     this.subscribe();
+    this.plugin = registerWebChat(this.bus, this);
+    for (const name of ["started", "ended"]) this.bus.subscribe(`WebChatService.${name}`, (e) => this.publish(name, e.data));
     await this.catchUp();
-    this.setOpen(localStorage.getItem(STATE.open) === "true", false);
+    this.startMode();
+    this.plugin?.ready();
+    this.started = true;
+    if (this.timedOut) this.bus.command("WebChat.reInvite").catch(() => {});
+    this.invitation.startAuto();
     window.addEventListener("storage", (e) => this.onSharedState(e));
     document.addEventListener("visibilitychange", () => this.markRead());
   }
@@ -187,21 +221,23 @@ export class WebChatWidget extends HTMLElement {
     const t = (k) => this.t(k);
     this.badge = el("span", {class: "badge", "aria-label": t("UnreadMessagesTitle"), hidden: true});
     this.launcher = el("button", {class: "launcher", type: "button", "aria-label": t("AriaMaximize"),
-                                  onclick: () => this.setOpen(true)}, t("ChatButton"), this.badge);
+                                  hidden: true, onclick: () => this.onLauncher()},
+                          el("slot", {name: "chat-button"}, t("ChatButton")), this.badge);
     this.error = el("p", {class: "error", role: "alert"});
-    this.form = el("form", {class: "register", novalidate: true, onsubmit: (e) => this.onRegister(e)},
-      this.field("firstname", "ChatFormFirstName", "given-name", true),
-      this.field("lastname", "ChatFormLastName", "family-name", true),
-      this.field("email", "ChatFormEmail", "email", false, "email"),
-      this.field("subject", "ChatFormSubject", "off", false),
+    this.fields = el("div", {class: "fields"});
+    this.registration = new RegistrationForm(this.form = el("form", {class: "register", novalidate: true,
+                                                                     onsubmit: (e) => this.onRegister(e)},
+      this.fields,
       this.error,
-      el("button", {class: "primary", type: "submit", text: t("ChatFormSubmit")}));
+      el("button", {class: "primary", type: "submit", text: t("ChatFormSubmit")})), {t, bus: this.bus});
+    this.registration.render(this.config.form, this.fields);
+    this.chatButton.renderTemplate();
     this.log = el("div", {class: "log", role: "log", "aria-live": "polite", "aria-label": t("ChatTitle"), hidden: true});
     this.typingLine = el("div", {class: "typing", "aria-live": "polite"});
     this.input = el("textarea", {rows: 1, placeholder: t("ChatInputPlaceholder"), "aria-label": t("ChatInputPlaceholder"),
                                  onkeydown: (e) => this.onKey(e), oninput: () => this.onTyping()});
     this.fileInput = el("input", {type: "file", hidden: true, onchange: () => this.onFile()});
-    this.attach = el("button", {type: "button", hidden: !window._genesys?.widgets?.webchat?.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
+    this.attach = el("button", {type: "button", hidden: !this.config.uploadsEnabled, class: "attach", "aria-label": t("ActionsSendFile"),
                                 title: t("ActionsSendFile"), onclick: () => this.fileInput.click()}, clip());
     const typed = enhanceComposer(this.input, composerOptions(this.webchatConfig), (k, p) => this.t(k, p));
     this.updateCount = typed.update;
@@ -216,20 +252,20 @@ export class WebChatWidget extends HTMLElement {
         el("div", {class: "buttons"},
           this.keepButton = el("button", {type: "button", text: t("ChatEndCancel"), onclick: () => this.keepChatting()}),
           el("button", {class: "primary", type: "button", text: t("ChatEndConfirm"), onclick: () => this.confirmEnd()}))));
+    this.closeDialog = el("div", {class: "close-question", hidden: true, role: "dialog", "aria-modal": "true"},
+      el("div", {}, el("p", {text: t("ConfirmCloseWindow")}),
+        el("div", {class: "buttons"},
+          el("button", {type: "button", text: t("ConfirmCloseCancel"), onclick: () => this.answerClose(false)}),
+          el("button", {class: "primary", type: "button", text: t("ConfirmCloseConfirm"), onclick: () => this.answerClose(true)}))));
+    this.overlay = el("div", {class: "overlay", hidden: true});
     this.panel = el("section", {class: "panel", role: "dialog", "aria-label": t("AriaWindowLabel"), hidden: true,
                                 dir: direction(this.lang), lang: this.lang, onkeydown: (e) => this.onPanelKey(e)},
       el("header", {}, el("h2", {text: t("ChatTitle")}),
-        el("button", {type: "button", "aria-label": t("AriaMinimize"), text: "–", onclick: () => this.setOpen(false)}),
+        el("button", {type: "button", "aria-label": t("AriaMinimize"), text: "–", onclick: () => this.minimize()}),
         this.endButton),
-      this.form, this.log, this.typingLine, this.composer, this.dialog);
+      this.form, this.log, this.typingLine, this.composer, this.overlay, this.dialog, this.closeDialog);
     this.launcher.dir = direction(this.lang);
     this.root.append(this.launcher, this.panel);
-  }
-
-  // key "ChatFormFirstName": its label; "ChatFormPlaceholderFirstName": its placeholder.
-  field(name, key, autocomplete, required, type = "text") {
-    return el("label", {}, this.t(key),
-      el("input", {name, type, autocomplete, required, placeholder: this.t(key.replace("ChatForm", "ChatFormPlaceholder"))}));
   }
 
   // A chat the service restored or started before this element subscribed (the strings fetch
@@ -246,6 +282,7 @@ export class WebChatWidget extends HTMLElement {
   subscribe() {
     const on = (name, fn) => this.bus.subscribe(`WebChatService.${name}`, (e) => fn(e.data));
     on("messageReceived", (d) => { for (const m of d.messages) this.render(m); });
+    on("messageReceived", (d) => this.restoreOnNewMessage(d));
     on("started", (d) => this.newChat(d.sessionID));
     on("restored", (d) => this.newChat(d.sessionData.sessionID));
     on("ended", () => { this.idle.cancel(); this.typingLine.textContent = ""; this.composer.hidden = true; this.ended = true;
@@ -255,6 +292,14 @@ export class WebChatWidget extends HTMLElement {
     on("agentTypingStopped", (d) => { this.agentsTyping.delete(d.message.from.nickname); this.showTyping(); });
     on("chatServerWentOffline", () => this.system(this.t("Errors.ChatServerWentOffline")));
     on("chatServerBackOnline", () => this.system(this.t("Errors.Reconnected")));
+  }
+
+  // The chat could not be restored (the customer was away too long): say so on the form, or
+  // invite to a new chat (inviteOnRestoreTimeout) once the widget is up.
+  onRestoreTimeout() {
+    this.formNotice("RestoreTimeoutBody");
+    this.timedOut = true;
+    if (this.started) this.bus.command("WebChat.reInvite").catch(() => {});
   }
 
   formNotice(key) {
@@ -269,8 +314,8 @@ export class WebChatWidget extends HTMLElement {
   // Another tab changed the shared state: mirror it here without writing it back.
   onSharedState(event) {
     if (event.key === STATE.open) {
-      const open = event.newValue === "true";
-      if (open !== this.open) this.setOpen(open, false);
+      const mode = storedMode(event.newValue);
+      if (mode !== this.mode) this.setMode(mode, false);
     } else if (event.key === STATE.question) {
       this.dialog.hidden = event.newValue !== "true";
     } else if (event.key === STATE.read) {
@@ -284,20 +329,151 @@ export class WebChatWidget extends HTMLElement {
   onPanelKey(event) {
     if (event.key !== "Escape") return;
     if (!this.dialog.hidden) this.keepChatting();
-    else this.setOpen(false);
+    else if (!this.closeDialog.hidden) this.answerClose(false);
+    else this.minimize();
   }
 
-  setOpen(open, share = true) {
+  // The first state on this page: as the customer left it (any tab), a chat that goes on is
+  // at least minimized, and on a phone a restored chat may start minimized
+  // (minimizeOnMobileRestore); with nothing open, the chat button after its delay.
+  startMode() {
+    let mode = storedMode(localStorage.getItem(STATE.open));
+    if (this.timedOut && this.config.inviteOnRestoreTimeout) mode = "closed";  // WebChat.reInvite asks
+    if (mode === "closed" && this.chatActive()) mode = "minimized";
+    if (mode === "closed") this.chatButton.show().catch(() => {});
+    else this.setMode(mode, false);
+    this.minimizeOnRestore();
+  }
+
+  minimizeOnRestore() {
+    const mobile = this.classList.contains("cx-mobile");  // themes.js: main.mobileMode
+    if (this.restored && this.mode === "open" && this.config.minimizeOnMobileRestore && mobile) this.setMode("minimized");
+  }
+
+  // Moves the widget to `mode` and tells the page (WebChat.opened, minimized, unminimized,
+  // closed) and the site's other tabs.
+  setMode(mode, share = true) {
+    const before = this.mode;
+    if (mode === before) return;
     const focused = this.root.activeElement !== null;  // keyboard focus inside the widget
-    this.open = open;
-    this.panel.hidden = !open;
-    this.launcher.hidden = open;
-    if (open) (this.composer.hidden ? this.form.querySelector("input") : this.input)?.focus();
+    this.mode = mode;
+    this.panel.hidden = mode !== "open";
+    if (mode !== "closed") {
+      this.invitation.dismiss();
+      if (this.chatButton.visible || this.chatButton.timer) this.chatButton.hide({duration: 0}).catch(() => {});
+    }
+    this.showLauncher();
+    if (mode === "open") { if (this.composer.hidden) this.registration.focus(); else this.input.focus(); }
     else if (focused) this.launcher.focus();  // not lost in a hidden panel
-    if (share) localStorage.setItem(STATE.open, String(open));
+    if (share) localStorage.setItem(STATE.open, {open: "true", minimized: "minimized"}[mode] ?? "false");
     this.markRead();
     this.showUnread();
-    this.dispatchEvent(new CustomEvent(open ? "webchat-open" : "webchat-minimize"));
+    if (before === "closed") this.publish("opened", this.openUserData);
+    if (mode === "minimized") this.publish("minimized");
+    else if (mode === "open" && before === "minimized") this.publish("unminimized");
+    else if (mode === "closed") {
+      this.publish("closed");
+      this.chatButton.show().catch(() => {});
+    }
+    this.dispatchEvent(new CustomEvent(mode === "open" ? "webchat-open" : "webchat-minimize"));
+  }
+
+  // The launcher is the chat button while WebChat is closed, and the way back while minimized.
+  showLauncher() {
+    this.launcher.hidden = !(this.mode === "minimized" || (this.mode === "closed" && this.chatButton.visible));
+  }
+
+  publish(event, data) { this.plugin?.publish(event, data); }
+
+  chatActive() { return this.chatId !== null && !this.ended; }
+
+  onLauncher() {
+    if (this.mode === "minimized") this.bus.command("WebChat.minimize", {minimized: false}).catch(() => {});
+    else this.bus.command("WebChat.open").catch(() => {});
+  }
+
+  minimize() { this.bus.command("WebChat.minimize", {minimized: true}).catch(() => {}); }
+
+  // WebChat.open: userData for the chat it starts, a form (formJSON) for this time, the
+  // form's fields filled in (form) and sent at once (form.autoSubmit).
+  openChat(o) {
+    this.openUserData = o.userData && typeof o.userData === "object" ? {...o.userData} : {};
+    if (!this.chatActive()) {
+      const definition = o.formJSON && typeof o.formJSON === "object" ? o.formJSON : this.config.form;
+      this.registration.render(definition, this.fields);
+      if (o.form && typeof o.form === "object") this.registration.fill(o.form);
+    }
+    this.setMode(o.minimized === true ? "minimized" : "open");
+    if (o.form?.autoSubmit === true && !this.chatActive()) this.form.requestSubmit();
+  }
+
+  // WebChat.close: asks first where the form has been filled in (confirmFormCloseEnabled).
+  closeChat() {
+    if (!this.config.confirmFormCloseEnabled || this.chatActive() || this.form.hidden || !this.registration.hasInput()) {
+      this.finishClose();
+      return Promise.resolve();
+    }
+    if (this.mode !== "open") this.setMode("open");
+    this.closeDialog.hidden = false;
+    this.closeDialog.querySelector("button")?.focus();
+    return new Promise((resolve, reject) => { this.closing = {resolve, reject}; });
+  }
+
+  answerClose(confirmed) {
+    this.closeDialog.hidden = true;
+    const closing = this.closing;
+    this.closing = null;
+    if (confirmed) { this.finishClose(); closing?.resolve(); }
+    else { this.registration.focus(); closing?.reject(rejection("cancelled")); }
+  }
+
+  finishClose() {
+    if (!this.form.hidden) this.publish("cancelled");  // closed before a chat started
+    if (!this.chatActive()) this.chatting(false);
+    this.hideOverlay();
+    this.setMode("closed");
+  }
+
+  configure(options) {
+    const changed = applyOptions(this.config, options);
+    if (changed.has("chatButton")) {
+      this.chatButton.renderTemplate();
+      if (!this.config.chatButton.enabled) this.chatButton.hide({duration: 0}).catch(() => {});
+      else if (this.mode === "closed") this.chatButton.show().catch(() => {});
+    }
+    if (changed.has("autoInvite")) { this.invitation.offered = false; this.invitation.startAuto(); }
+    if (changed.has("form") && !this.chatActive()) this.registration.render(this.config.form, this.fields);
+    if (changed.has("uploadsEnabled")) {
+      this.attach.hidden = !this.config.uploadsEnabled || !composerOptions(this.webchatConfig).actionsMenu;
+      if (this.chatActive()) this.newFileLimits();
+    }
+  }
+
+  // WebChat.injectMessage: a message of the page's own in the transcript, as text or as
+  // (sanitized) markup.
+  inject({type = "text", name = "", text, custom = false, bubble} = {}) {
+    const kind = String(type).toLowerCase();
+    if (typeof text !== "string" || (kind !== "text" && kind !== "html")) return null;
+    const body = kind === "html" ? sanitize(text) : linkify(text.slice(0, MAX_INJECTED));
+    const node = el("div", {class: `msg injected${custom ? " cx-custom" : ""}`},
+      name ? el("span", {class: "who", text: String(name).slice(0, 100)}) : "", body);
+    bubbleStyle(node, bubble);
+    this.log.append(node);
+    this.log.scrollTop = this.log.scrollHeight;
+    this.publish("messageAdded", {data: {type: "injected", name: String(name), text, timestamp: Date.now()}, html: node});
+    return node;
+  }
+
+  showOverlay(html, hideFooter) {
+    this.overlay.replaceChildren(sanitize(html));
+    this.overlay.hidden = false;
+    if (hideFooter) this.composer.hidden = true;
+  }
+
+  hideOverlay() {
+    this.overlay.hidden = true;
+    this.overlay.replaceChildren();
+    this.composer.hidden = !this.chatActive() || this.log.hidden;
   }
 
   markRead() {
@@ -326,7 +502,12 @@ export class WebChatWidget extends HTMLElement {
     const read = this.storedRead();
     this.readIndex = read.chat === chatId ? read.index : 0;
     this.chatting(true);
-    // Asked once per chat: the picker, the size check and the error texts all use them.
+    this.newFileLimits();
+  }
+
+  // Asked once per chat (and when uploads are turned on): the picker, the size check and the
+  // error texts all use them.
+  newFileLimits() {
     this.fileLimits = this.attach.hidden ? Promise.resolve({})
       : this.bus.command("WebChatService.getFileLimits").catch(() => ({}));
     this.offerFileTypes();
@@ -390,6 +571,19 @@ export class WebChatWidget extends HTMLElement {
     }
     this.log.append(node);
     this.log.scrollTop = this.log.scrollHeight;
+    this.publish("messageAdded", {data: {index: m.index, name: from.name ?? from.nickname, text: m.text,
+                                         type: from.type ?? m.type, timestamp: m.timestamp ?? m.utcTime,
+                                         originalMessage: m}, html: node});
+  }
+
+  // async.newMessageRestoreState: in an asynchronous chat, a new message from the other side
+  // brings a closed or minimized widget back, minimized or maximized.
+  restoreOnNewMessage(d) {
+    const async = this.config.async;
+    if (d.restoring || !async.enabled || this.mode === "open") return;
+    if (!d.messages.some((m) => m.type === "Message" && m.from?.type !== "Client")) return;
+    const target = async.newMessageRestoreState === "maximized" ? "open" : "minimized";
+    if (target !== this.mode) this.setMode(target);
   }
 
   // Markdown (the `markdown` option) or plain text with links; built as nodes either way.
@@ -428,17 +622,14 @@ export class WebChatWidget extends HTMLElement {
 
   async onRegister(event) {
     event.preventDefault();
-    const data = Object.fromEntries(new FormData(this.form));
-    if (!data.firstname.trim() || !data.lastname.trim()) {
-      this.error.textContent = this.t(!data.firstname.trim() ? "Errors.102" : "Errors.103");
-      return;
-    }
-    this.error.textContent = "";
-    // The customer's language travels as GMS userData, so the server writes system messages in it.
-    const options = {firstname: data.firstname.trim(), lastname: data.lastname.trim(),
-                     userData: {GCTI_LanguageCode: this.lang}};
-    if (data.email.trim()) options.email = data.email.trim();
-    if (data.subject.trim()) options.subject = data.subject.trim();
+    const wrong = this.registration.invalid(event);
+    this.error.textContent = wrong?.def.error ? this.t(wrong.def.error) : "";
+    if (wrong) { wrong.input.focus(); return; }
+    // The form's own fields beyond the chat's go as userData, with WebChat.open's; the
+    // customer's language too, so the server writes system messages in it.
+    const {options, userData} = this.registration.values();
+    options.userData = {...this.openUserData, ...userData, GCTI_LanguageCode: this.lang};
+    this.publish("submitted", structuredClone(options));
     try {
       await this.bus.command("WebChatService.startChat", options);
       this.input.focus();
@@ -504,7 +695,7 @@ export class WebChatWidget extends HTMLElement {
       localStorage.setItem(STATE.question, "true");
       this.keepButton.focus();  // the harmless answer first, for keyboard users
     }
-    else { this.chatting(false); this.setOpen(false); }
+    else this.bus.command("WebChat.close").catch(() => {});
   }
 
   hideDialog() { this.dialog.hidden = true; localStorage.setItem(STATE.question, "false"); }

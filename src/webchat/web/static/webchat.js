@@ -13,6 +13,12 @@ const bus = window.CXBus ?? new Bus();
 window.CXBus = bus;
 widgets.bus = bus;
 presentation(bus);  // main's page-wide options (debug first, so the bus logs all that follows)
+// Page scripts written for the original come as extensions: each is called once, before the
+// widgets start, with ($, CXBus, Common), and registers, subscribes and commands from there.
+for (const [name, extension] of Object.entries(widgets.extensions ?? {})) {
+  if (typeof extension !== "function") continue;
+  try { extension(window.jQuery, bus, {}); } catch (e) { console.error(`extension ${name} failed`, e); }
+}
 
 export const service = new WebChatService(bus);
 // Defined once the bus exists and before the service starts: the widgets already in the page
