@@ -6,19 +6,23 @@ million at 10,000 chats. With CPython's default thresholds (700, 10, 10) a stead
 messages/s promotes enough short-lived-but-not-instant objects (a held ``/meta/connect``'s
 future and timer live until the chat's next message) for a full collection every few
 seconds, each walking the whole heap: measured with ``benchmarks/cluster_chat.py`` at 10,000
-chats, pauses of 0.4 to 1.5 s several times a minute, which *are* the delivery p99, and
-about 40% of the process's CPU per message (0.46 ms a message before, 0.28 ms after).
+chats, pauses of 0.4 to 1.5 s several times a minute, which *are* the delivery p99, and a
+large share of the process's CPU.
 
 The policy, applied once when ``webchat serve`` starts (:func:`tune`):
 
 - :func:`gc.freeze` after start-up: what the imports and the app built is permanent, so no
   collection walks it again.
-- Larger thresholds, ``DEFAULT_THRESHOLDS``: the youngest generation is collected every 10,000
-  net allocations rather than 700 (a pause of a few milliseconds), the oldest considered
-  100 times more rarely. Reference counting still frees everything that is not in a cycle at
-  once; only cyclic garbage waits longer (the benchmark's RSS per chat did not grow: 36 KB
-  against 39 KB with Python's thresholds). Settable with ``--gc-thresholds`` (``default``
-  keeps Python's).
+- A rarer full collection, ``DEFAULT_THRESHOLDS`` (700, 10, 1000): the young generations as
+  Python has them, the oldest considered 100 times more rarely. Larger young thresholds do not
+  help here: a commit replaces a chat's cached copy (copy-on-write), so the young objects that
+  survive grow while the allocation count (allocations minus deallocations, old ones
+  included) stands still; with a threshold of 10,000 a young collection found 117,000
+  objects and paused the loop for 50-130 ms. Reference counting still frees everything
+  that is not in a cycle at once; only cyclic garbage waits longer, and the server's own
+  cycles are broken where they were made (a timer's handle and callback,
+  :class:`~webchat.server.chat.clock.AsyncioScheduler`).
+  Settable with ``--gc-thresholds`` (``default`` keeps Python's).
 - Transcript events are untracked (``Message`` is a ``gc=False`` struct: it holds strings, a
   participant and a string map, so it can never be part of a cycle), which keeps the heap the
   collector walks independent of how long the transcripts are.
@@ -35,17 +39,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-DEFAULT_THRESHOLDS = (10_000, 50, 100)
+DEFAULT_THRESHOLDS = (700, 10, 1000)
 PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 def parse_thresholds(value: str) -> tuple[int, int, int] | None:
-    """``"10000,50,100"`` -> the three thresholds; ``"default"`` -> None (Python's own)."""
+    """``"700,10,1000"`` -> the three thresholds; ``"default"`` -> None (Python's own)."""
     if value.strip().lower() == "default":
         return None
     parts = [p.strip() for p in value.split(",")]
     if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[0]) < 1:
-        raise ValueError(f"expected three non-negative integers such as 10000,50,100 "
+        raise ValueError(f"expected three non-negative integers such as 700,10,1000 "
                          f"(the first at least 1) or 'default', not {value!r}")
     first, second, third = (int(p) for p in parts)
     return first, second, third
