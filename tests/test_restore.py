@@ -14,7 +14,7 @@ from tests.conftest import accepted_chat, saved_chat
 from tests.test_end_to_end import transport_options
 from webchat.bus import CommandError
 from webchat.service.core import now_ms
-from webchat.service.storage import FileStorage, MemoryStorage
+from webchat.service.storage import COOKIES, FileStorage, MemoryStorage
 
 WEBCHAT = str(Path(sys.executable).parent / "webchat")
 
@@ -156,13 +156,17 @@ async def test_a_chat_the_server_refuses_fails_to_restore_and_is_forgotten(
                          "option:async.newMessageRestoreState")
 async def test_async_chat_kept_by_the_site_resumes_the_next_day(
         server, customer_factory, agent_factory):
-    kept: dict[str, object] = {}
+    # The reference's own example, the names the right way round: the service calls
+    # getSessionData(sessionData, Cookie, CookieOptions) to hand the site the data, and
+    # setSessionData(Open, Cookie, CookieOptions) to get it back (here as the JSON text).
+    handed: list[object] = []
 
-    def set_session_data(data):
-        kept["data"] = data
+    def get_session_data(session_data, cookie, cookie_options):
+        handed.append(session_data)
+        cookie.set("customer-defined-session-cookie", json.dumps(session_data), cookie_options)
 
-    def get_session_data():
-        return kept.get("data")
+    def set_session_data(open_, cookie, cookie_options):
+        return cookie.get("customer-defined-session-cookie")
 
     async_options = {"enabled": True, "getSessionData": get_session_data,
                      "setSessionData": set_session_data,
@@ -170,8 +174,10 @@ async def test_async_chat_kept_by_the_site_resumes_the_next_day(
     first = await customer_factory(server.data_url, **{"async": async_options})
     agent, chat_id = await accepted_chat(server, first, agent_factory)
     await first.close()  # the customer closes the page
-    assert isinstance(kept["data"], dict) and kept["data"]["async"] is True
-    kept["data"] = {**kept["data"], "savedAt": now_ms() - 26 * 3600 * 1000}  # a day later
+    kept = handed[-1]
+    assert isinstance(kept, dict) and kept["sessionID"] == chat_id and kept["async"] is True
+    a_day_later = {**kept, "savedAt": now_ms() - 26 * 3600 * 1000}
+    COOKIES.set("customer-defined-session-cookie", json.dumps(a_day_later))
     await agent.client.send(chat_id, "your refund is on its way")
 
     second = await customer_factory(server.data_url, **{"async": async_options})

@@ -263,7 +263,8 @@ class ChatCommands(ServiceCore):
                       for k in current.async_.__dataclass_fields__},
             **current.extra, **options}
         try:
-            config = WebChatConfig.from_dict(merged, {"header": current.headers})
+            config = WebChatConfig.from_dict(merged, {"header": current.headers,
+                                                     "cookieOptions": current.cookieOptions})
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         connection = (config.chat_url, config.apikey, config.cometD, config.headers,

@@ -36,8 +36,10 @@ class AsyncConfig:
     newMessageRestoreState: str = "minimized"
     """How the widget shows itself when it restores for a message that arrived while the
     customer was away (``minimized`` or ``maximized``); reported in ``restored``."""
-    getSessionData: Callable[[], Any] | None = None
-    setSessionData: Callable[[Any], Any] | None = None
+    getSessionData: Callable[..., Any] | None = None
+    """Called ``(sessionData, Cookie, CookieOptions)`` to hand the site the data to keep."""
+    setSessionData: Callable[..., Any] | None = None
+    """Called ``(Open, Cookie, CookieOptions)``; returns what the site kept (object or JSON)."""
     userDataKey: str = "GCTI_Chat_AsyncMode"
     """Ours: the userData key sent ("true") with ``startChat`` so the server keeps the chat
     open while the customer is away. The key GMS uses is unverified ([U]), so it is an option;
@@ -69,6 +71,9 @@ class WebChatConfig:
     """``webchat.async`` (``async`` is a Python keyword)."""
     headers: dict[str, str] = field(default_factory=dict)
     """The ``_genesys.widgets.main.header`` object, sent when ``enableCustomHeader`` is on."""
+    cookieOptions: dict[str, Any] = field(default_factory=dict)
+    """``_genesys.widgets.main.cookieOptions``, handed to the async callbacks as
+    ``CookieOptions`` (``{path, domain, secure, sameSite, expires}``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -108,7 +113,11 @@ class WebChatConfig:
             if key in known and known[key] < (1 if key != "pollExceptionLimit" else 0):
                 raise ConfigError(f"{key} must be positive")
         headers = dict((main or {}).get("header") or {})
-        config = cls(**known, headers=_string_map("main.header", headers), extra=extra)
+        cookie_options = (main or {}).get("cookieOptions") or {}
+        if not isinstance(cookie_options, Mapping):
+            raise ConfigError("main.cookieOptions must be an object")
+        config = cls(**known, headers=_string_map("main.header", headers),
+                     cookieOptions=dict(cookie_options), extra=extra)
         if not config.dataURL and not (config.cometD.enabled and config.cometD.cometURL):
             raise ConfigError("dataURL is required (or cometD.enabled with cometURL)")
         if config.cometD.enabled and not (config.cometD.cometURL and config.cometD.channel):

@@ -200,7 +200,7 @@ class ServiceCore:
     def _default_storage(config: WebChatConfig) -> SessionStorage:
         get, set_ = config.async_.getSessionData, config.async_.setSessionData
         if get is not None and set_ is not None:
-            return CallbackStorage(get, set_)
+            return CallbackStorage(get, set_, cookie_options=config.cookieOptions)
         return MemoryStorage()
 
     def _bind_transport(self) -> None:

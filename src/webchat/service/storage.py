@@ -6,7 +6,10 @@ The browser keeps this in cookies/localStorage like the original; a Python clien
 :class:`MemoryStorage` (one process), :class:`FileStorage` (survives a restart), or the
 integrator's own ``async.getSessionData`` / ``async.setSessionData`` functions
 (:class:`CallbackStorage`), which is how the original lets a site keep an asynchronous chat in
-its own store.
+its own store. The names read backwards but are the original's: the service *calls*
+``getSessionData(sessionData, Cookie, CookieOptions)`` to hand the data over (the site stores
+it) and ``setSessionData(Open, Cookie, CookieOptions)`` to get it back (the site returns it, as
+the object or its JSON text).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,19 +95,70 @@ class FileStorage:
             self.path.unlink()
 
 
-class CallbackStorage:
-    """The original's ``async.getSessionData`` / ``async.setSessionData``: the integrator stores
-    the session data; clearing saves ``None``."""
+MAX_COOKIE = 4096
+"""Bytes a browser keeps of one cookie (name and value); the jar refuses more, as they do."""
 
-    def __init__(self, get: Callable[[], Any], set_: Callable[[SessionData | None], Any]) -> None:
-        self._get = get
-        self._set = set_
+MAX_RETURNED = 16_384
+"""Characters of JSON text accepted back from ``setSessionData`` (the data is a few hundred)."""
+
+
+class Cookies:
+    """The ``Cookie`` helper handed to the async callbacks (``get``, ``set``, ``remove``, as
+    the original's), for a process that has no browser: one jar per process, as a browser has
+    one per profile, so a second service in the process reads what the first set. The options
+    (``main.cookieOptions``) are accepted and not interpreted."""
+
+    def __init__(self) -> None:
+        self._jar: dict[str, str] = {}
+
+    def get(self, name: str) -> str | None:
+        return self._jar.get(name)
+
+    def set(self, name: str, value: object, options: Mapping[str, Any] | None = None) -> None:
+        text = value if isinstance(value, str) else json.dumps(value)
+        if len(name.encode()) + len(text.encode()) > MAX_COOKIE:
+            raise ValueError(f"cookie {name!r} over {MAX_COOKIE} bytes")
+        self._jar[name] = text
+
+    def remove(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+        self._jar.pop(name, None)
+
+
+COOKIES = Cookies()
+
+HandOver = Callable[[SessionData | None, Cookies, Mapping[str, Any]], Any]
+"""``async.getSessionData(sessionData, Cookie, CookieOptions)``: store this (None: forget)."""
+GetBack = Callable[[bool, Cookies, Mapping[str, Any]], Any]
+"""``async.setSessionData(Open, Cookie, CookieOptions)``: return what was stored."""
+
+
+class CallbackStorage:
+    """The original's ``async.getSessionData`` (the site is handed the session data to keep;
+    ``None`` when the chat is over) and ``async.setSessionData`` (the site returns it). ``Open``
+    is not described by the reference ([U]); we pass True: the service asks in order to open
+    the chat again."""
+
+    def __init__(self, hand_over: HandOver, get_back: GetBack, *,
+                 cookies: Cookies = COOKIES,
+                 cookie_options: Mapping[str, Any] | None = None) -> None:
+        self._hand_over = hand_over
+        self._get_back = get_back
+        self.cookies = cookies
+        self.cookie_options = dict(cookie_options or {})
 
     def load(self) -> SessionData | None:
-        return valid(self._get())
+        data = self._get_back(True, self.cookies, dict(self.cookie_options))
+        if isinstance(data, str):
+            if len(data) > MAX_RETURNED:
+                return None
+            try:
+                data = json.loads(data)
+            except ValueError:
+                return None
+        return valid(data)
 
     def save(self, data: SessionData) -> None:
-        self._set(dict(data))
+        self._hand_over(dict(data), self.cookies, dict(self.cookie_options))
 
     def clear(self) -> None:
-        self._set(None)
+        self._hand_over(None, self.cookies, dict(self.cookie_options))
