@@ -8,7 +8,7 @@ import json
 from urllib.parse import unquote
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests import test_browser
 from tests.test_browser import (
@@ -16,6 +16,7 @@ from tests.test_browser import (
     embedding_site,
     grace,
     open_page,
+    service_ready,
     start_chat,
     widget,
 )
@@ -25,6 +26,7 @@ browser = test_browser.browser
 pytestmark = test_browser.pytestmark
 
 KEY = "_genesys.widgets.webchat.state.keys"
+GOOGLE_FONT = "https://fonts.googleapis.com/css?family=Roboto:400,300,100"
 
 
 async def saved_cookie(page: Page, name: str) -> dict | None:
@@ -100,3 +102,35 @@ async def test_the_site_keeps_the_chat_through_the_async_callbacks_and_cookie_he
         await expect(widget(page).locator(".msg.Agent")).to_have_text(["Gracefirst answer"])
     assert page.errors == []  # type: ignore[attr-defined]
 
+
+async def font_requests(server, browser, main: dict) -> tuple[list[str], str]:
+    """The Google Fonts requests a page with this `main` makes (answered here: no internet),
+    and the widget's font-family."""
+    asked: list[str] = []
+
+    async def fonts(route: Route) -> None:
+        asked.append(route.request.url)
+        await route.fulfill(status=200, content_type="text/css", body="")
+
+    async with embedding_site(server, {"dataURL": server.data_url}, main=main) as site:
+        context = await browser.new_context()
+        await context.route("https://fonts.googleapis.com/**", fonts)
+        page = await context.new_page()
+        await page.goto(site)
+        await service_ready(page)
+        await expect(widget(page).locator("button.launcher")).to_be_visible()
+        family = await widget(page).evaluate("w => getComputedStyle(w).fontFamily")
+        linked = await page.evaluate(
+            "() => [...document.head.querySelectorAll('link[rel=stylesheet]')].map(l => l.href)")
+        await context.close()
+    return asked + [f"head:{href}" for href in linked], family
+
+
+@pytest.mark.conformance("main.option:downloadGoogleFont")
+async def test_roboto_is_fetched_from_google_only_when_the_site_asks(server, browser):
+    asked, family = await font_requests(server, browser, {"downloadGoogleFont": True})
+    assert asked == [GOOGLE_FONT, f"head:{GOOGLE_FONT}"]
+    assert family.startswith("Roboto")
+    for main in ({}, {"downloadGoogleFont": False}):  # ours: no third party unless asked
+        asked, family = await font_requests(server, browser, main)
+        assert asked == [] and "Roboto" not in family

@@ -11,12 +11,18 @@
 // on the element can still set the custom properties the widget's styles read
 // (`webchat-widget.acme-theme { --webchat-accent: #7a1fa2; }`), and customStylesheetID brings
 // whole rules in.
+//
+// `downloadGoogleFont`: the original loads Roboto from Google Fonts unless it is false. Ours
+// contacts no third party by default (a deliberate difference, for the customers' privacy):
+// only `true` adds the stylesheet link to the document head and puts Roboto first in the
+// widget's font stack.
 
 import {mainConfig} from "./strings.js";
 
 const BUILT_IN = {dark: "cx-theme-dark", light: "cx-theme-light"};
 const DEFAULT_THEME = "dark";
 const DEFAULT_BREAKPOINT = 600;
+export const GOOGLE_FONT = "https://fonts.googleapis.com/css?family=Roboto:400,300,100";
 
 class Presentation {
   constructor(bus, main) {
@@ -32,6 +38,7 @@ class Presentation {
     this.customStylesheetID = typeof main.customStylesheetID === "string"
       ? main.customStylesheetID.replace(/^#/, "") : "";
     if (typeof main.debug === "boolean") bus?.configure?.({debug: main.debug});
+    this.fontSheet = main.downloadGoogleFont === true ? googleFont() : null;
     this.register(bus);
   }
 
@@ -78,6 +85,7 @@ class Presentation {
     this.hosts.add(host);
     this.applyTheme(host);
     this.applyMobile(host);
+    if (this.fontSheet) root.adoptedStyleSheets = [...root.adoptedStyleSheets, this.fontSheet];
     if (this.mobileMode !== true && this.mobileMode !== false) {
       this.mobileQuery().addEventListener("change", () => this.applyMobile(host));
     }
@@ -103,6 +111,19 @@ class Presentation {
     })();
     return this.custom;
   }
+}
+
+// The Roboto stylesheet in the document head (once), and the widget rule that uses it.
+function googleFont() {
+  if (!document.querySelector(`link[href="${GOOGLE_FONT}"]`)) {
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = GOOGLE_FONT;
+    document.head.append(link);
+  }
+  const sheet = new CSSStyleSheet();
+  sheet.replaceSync(":host { font-family: Roboto, system-ui, sans-serif; }");
+  return sheet;
 }
 
 let shared = null;
