@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import accepted_chat, saved_chat
 from tests.test_end_to_end import transport_options
-from webchat.bus import CommandError
+from webchat.bus import Bus, CommandError
+from webchat.service import WebChatConfig, WebChatService
 from webchat.service.core import now_ms
 from webchat.service.storage import COOKIES, FileStorage, MemoryStorage
 
@@ -189,6 +190,27 @@ async def test_async_chat_kept_by_the_site_resumes_the_next_day(
     # restoreChat (the name) refuses while the chat is already restored.
     with pytest.raises(CommandError, match="already an active chat session"):
         await second.command("restoreChat")
+
+
+
+async def test_the_sites_callbacks_are_handed_main_cookie_options(server):
+    # main.cookieOptions reach the site's callbacks as CookieOptions, as in the browser.
+    handed: list[object] = []
+    options = {"domain": ".example.org", "path": "/", "secure": True}
+    config = WebChatConfig.from_dict(
+        {"dataURL": server.data_url, "async": {
+            "enabled": True,
+            "getSessionData": lambda data, cookie, cookie_options: handed.append(cookie_options),
+            "setSessionData": lambda open_, cookie, cookie_options: None}},
+        main={"cookieOptions": options})
+    bus = Bus()
+    service = WebChatService(bus, config)
+    await service.start()
+    try:
+        await bus.command("WebChatService.startChat", {"nickname": "Ada"})
+        assert handed and all(o == options for o in handed)
+    finally:
+        await service.close()
 
 
 def _unseen(customer) -> list[dict]:
