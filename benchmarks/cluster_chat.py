@@ -870,8 +870,10 @@ def parse() -> argparse.Namespace:
                    help="seconds after the window for its last messages to arrive")
     p.add_argument("--ramp-rate", type=float, default=500.0, help="chats started per second")
     p.add_argument("--setup-concurrency", type=int, default=200)
-    p.add_argument("--agent-connections", type=int, default=32,
-                   help="keep-alive connections of each agent's REST calls")
+    p.add_argument("--agent-connections", type=int, default=256,
+                   help="keep-alive connections of each agent's REST calls (pipelined: with "
+                        "32, one slow answer held up the sends queued behind it, which real "
+                        "agents, each on a connection of their own, never see)")
     p.add_argument("--quick", action="store_true",
                    help="500 chats, 20 s measured: does it work?")
     args = p.parse_args()
