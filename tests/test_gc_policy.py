@@ -15,9 +15,11 @@ from click.testing import CliRunner
 
 from tests.test_ops import scrape
 from webchat.cli.main import cli
-from webchat.protocol.gms.models import Message, Participant
+from webchat.protocol.gms.models import EventType, Message, Participant
+from webchat.server.chat.change import Change, draft
 from webchat.server.chat.clock import AsyncioScheduler
 from webchat.server.gc_policy import parse_thresholds
+from webchat.store.records import ChatRecord, ChatStatus, ParticipantRecord
 
 
 async def test_a_full_collection_shows_as_a_pause_at_metrics(server, http: aiohttp.ClientSession):
@@ -94,3 +96,20 @@ def test_timers_fired_or_cancelled_leave_no_cycles_for_the_collector(loop_factor
     finally:
         gc.enable()
         loop.close()
+
+
+def test_a_change_copies_a_participant_only_when_it_touches_it() -> None:
+    """A message changes no participant: copying every participant of the chat on each one
+    made young objects for the collector to walk. A touched participant is still a copy, so
+    the cached chat never shows an edit that may not be committed."""
+    chat = ChatRecord("C", "s", "k", "u", "1", ChatStatus.ACTIVE, 0, 0, {}, {}, participants={
+        1: ParticipantRecord(1, "Client", "Ada"),
+        2: ParticipantRecord(2, "Agent", "Grace", "a1")})
+    change = Change(draft(chat), now_ms=1)
+    change.add(1, EventType.MESSAGE, "hello")
+    assert all(change.chat.participants[p] is chat.participants[p] for p in (1, 2))
+    change.touch(change.chat.participants[2]).connected = False
+    assert chat.participants[2].connected is True
+    assert change.chat.participants[2].connected is False
+    assert change.participants == {2: change.chat.participants[2]}
+    assert change.touch(change.chat.participants[2]) is change.chat.participants[2]

@@ -95,16 +95,20 @@ class Change:
         return msg
 
     def touch(self, participant: ParticipantRecord) -> ParticipantRecord:
-        self.participants[participant.participant_id] = participant
-        return participant
+        """The copy of ``participant`` this change may edit (and will save): edit what this
+        returns, never the record passed in, which the cached chat may still hold."""
+        pid = participant.participant_id
+        mine = self.participants.get(pid)
+        if mine is None:
+            mine = self.participants[pid] = self.chat.participants[pid] = replace(participant)
+        return mine
 
     def join(self, type_: ParticipantType, nickname: str, agent_id: str | None = None
              ) -> ParticipantRecord:
         pid = self.chat.next_participant
         self.chat.next_participant += 1
         p = ParticipantRecord(pid, type_.value, nickname, agent_id, connected=True)
-        self.chat.participants[pid] = p
-        self.touch(p)
+        self.chat.participants[pid] = self.participants[pid] = p
         return p
 
 
@@ -113,9 +117,12 @@ def draft(chat: ChatRecord) -> ChatRecord:
     wait for a chat's lock, and a change awaits its save: had it edited the cached copy, a
     reader in between would see what may never be committed, and half of it (an ended chat
     without the event that ended it: its events are appended after the save). What a change
-    can edit is copied; the transcript is shared, since it only grows, after the save."""
+    can edit is copied; the transcript is shared, since it only grows, after the save.
+    Participants are copied when the change touches one (:meth:`Change.touch`), not here:
+    copying every one on every message made the young objects the garbage collector walks
+    (most commits are messages, which change no participant)."""
     return replace(chat, customer=dict(chat.customer), user_data=dict(chat.user_data),
-                   participants={pid: replace(p) for pid, p in chat.participants.items()},
+                   participants=dict(chat.participants),
                    files={fid: replace(f) for fid, f in chat.files.items()})
 
 

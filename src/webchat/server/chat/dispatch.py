@@ -198,11 +198,10 @@ class Dispatcher:
         """End the chat: its staff leave, it gives up its queue place, offer or agent, and it
         is evicted from the cache later."""
         chat = change.chat
-        for p in chat.participants.values():
+        for p in list(chat.participants.values()):
             if p.connected and p.type in (ParticipantType.AGENT, ParticipantType.SUPERVISOR):
-                change.touch(p)
                 change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
-                p.connected = False
+                change.touch(p).connected = False
         chat.status = ChatStatus.ENDED
         chat.ended_ms = change.now_ms
         chat.agent_id = None
@@ -215,10 +214,9 @@ class Dispatcher:
                 notice: str) -> None:
         """The agent leaves and the chat waits in the queue again (for ``to_agent`` if set)."""
         chat = change.chat
-        change.touch(p)
         change.add(SYSTEM_ID, EventType.NOTICE, notice)
         change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
-        p.connected = False
+        change.touch(p).connected = False
         chat.status = ChatStatus.QUEUED
         chat.agent_id = None
         chat.target_agent = to_agent

@@ -62,7 +62,6 @@ class Supervision:
             if p.type != ParticipantType.SUPERVISOR:
                 raise AgentError(Refusal.CONFLICT, "not_supervisor",
                                  "agents end or transfer chats instead")
-            change.touch(p)
             change.add(p.participant_id, EventType.PARTICIPANT_LEFT)
-            p.connected = False
+            change.touch(p).connected = False
         return change.chat
