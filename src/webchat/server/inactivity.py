@@ -26,6 +26,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from webchat.protocol.gms.models import EventType, Message, ParticipantType
 from webchat.store.records import ChatRecord, ChatStatus
 
@@ -66,9 +68,10 @@ class Action(enum.Enum):
     AGENT_REQUEUE = "agent_requeue"
 
 
-@dataclass(frozen=True, slots=True)
-class Quiet:
-    """What the inactivity rules need to know of a transcript (times in ms)."""
+class Quiet(msgspec.Struct, frozen=True, gc=False):
+    """What the inactivity rules need to know of a transcript (times in ms). A new one per
+    commit of every chat, kept until the chat's next: an untracked struct (numbers only, no
+    cycle possible), so the garbage collector never walks them."""
 
     customer_since: int = 0
     """The customer's latest event or the latest agent joining (0: neither yet)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import msgspec
 
 from webchat.protocol.gms.models import Message
@@ -15,13 +13,13 @@ def event_bytes(msg: Message) -> int:
     return len(msgspec.json.encode(msg))
 
 
-@dataclass(frozen=True)
-class Tally:
-    """A transcript folded as its events are committed."""
+class Tally(msgspec.Struct, frozen=True, gc=False):
+    """A transcript folded as its events are committed: a new one per commit, so, like
+    :class:`~webchat.server.inactivity.Quiet`, an untracked struct (no cycle possible)."""
 
     seen: int = 0
     """How many of the chat's events are folded in."""
-    quiet: inactivity.Quiet = field(default_factory=inactivity.Quiet)
+    quiet: inactivity.Quiet = msgspec.field(default_factory=inactivity.Quiet)
     bytes: int = 0
 
     def fold(self, events: list[Message]) -> Tally:
