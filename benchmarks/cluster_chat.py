@@ -251,9 +251,8 @@ class Customer:
                       "message": text(now_ns)}}])
 
     async def _connect(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        await put(ws, [{"channel": "/meta/connect",
-                                             "clientId": self.client_id,
-                                             "connectionType": "websocket"}])
+        await put(ws, [{"channel": "/meta/connect", "clientId": self.client_id,
+                        "connectionType": "websocket"}])
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         stats = self.stats

@@ -53,10 +53,10 @@ class Sweeper:
         registry.put_listeners.append(self._plan)
 
     def start(self, chats: list[ChatRecord]) -> None:
+        """``chats``: those the registry loaded at start (already planned as it put them)."""
         for chat in chats:
             if inactivity.customer_typing(chat) is not None:
                 self._typing.add(chat.chat_id)
-            self._plan(chat)
         self._schedule()
 
     def stop(self) -> None:
