@@ -552,9 +552,7 @@ export class WebChatWidget extends HTMLElement {
                     "aria-label": mine ? this.t("AriaYouSaid") : `${from.nickname} ${this.t("AriaSaid")}`}),
         this.messageText(String(m.text ?? "")));
       this.stamp(node, m);
-      if (!mine) {
-        this.agentsTyping.delete(from.nickname);
-        this.showTyping();
+      if (!mine) {  // a message ends its writer's typing: the service says so (agentTypingStopped)
         if (m.index) this.received.push(m.index);
         this.markRead();
         this.showUnread();
