@@ -440,3 +440,44 @@ def test_migrate_command(store_url: str, tmp_path: Path) -> None:
         cli, ["migrate", "--store", "postgresql://nobody@127.0.0.1:1/none"])
     assert unreachable.exit_code == 1
     assert "could not migrate the postgresql store" in unreachable.output
+
+
+async def test_saves_queued_together_commit_together_and_one_failing_fails_alone(
+        tmp_path: Path) -> None:
+    """SQLite's writer commits the saves queued behind a busy moment as one batch (one
+    statement per table); a save that breaks a constraint there fails alone, and every other
+    save of the batch is durable."""
+    store = SqliteStore(tmp_path / "webchat.sqlite3")
+    await store.open()
+    try:
+        chats = [await saved(store, new_chat(f"c{n}", f"k{n}"), [message(new_chat(), 1, 2, "a")])
+                 for n in range(20)]
+        batches: list[int] = []
+        run_batch = SqliteStore._run_batch
+
+        def counting(conn: Any, batch: list[Any]) -> None:
+            batches.append(len(batch))
+            run_batch(conn, batch)
+
+        SqliteStore._run_batch = staticmethod(counting)  # type: ignore[method-assign]
+        try:
+            busy = store._run(lambda conn: __import__("time").sleep(0.3))
+            await asyncio.sleep(0.05)  # the writer is in the busy job: the saves queue up
+            results = await asyncio.gather(*(
+                store.save_chat(replace(chat, revision=chat.revision + 1),
+                                list(chat.participants.values()),
+                                [message(chat, 1 if n == 7 else 2, 1, f"second {n}")])
+                for n, chat in enumerate(chats)), return_exceptions=True)
+            await busy
+        finally:
+            SqliteStore._run_batch = staticmethod(run_batch)  # type: ignore[method-assign]
+        assert batches[-1] == 20  # one batch behind the busy job
+        failed = [n for n, r in enumerate(results) if isinstance(r, Exception)]
+        assert failed == [7]  # index 1 of c7 was stored already
+        for n in range(20):
+            loaded = await store.load_chat(f"c{n}")
+            assert loaded is not None
+            assert [e.text for e in loaded.events] == (["a"] if n == 7 else ["a", f"second {n}"])
+            assert loaded.revision == (1 if n == 7 else 2)
+    finally:
+        await store.close()

@@ -33,6 +33,7 @@ from webchat.server.engine import ChatEngine
 from webchat.server.errors import AgentError, ChatError, Refusal
 from webchat.server.statuses import agent_status, chat_status
 from webchat.server.uploads import file_response, read_upload
+from webchat.server.wsframes import WRITE_BUFFER_HIGH, text_frame
 from webchat.store.records import AgentRecord
 
 log = logging.getLogger(__name__)
@@ -374,7 +375,7 @@ class AgentApi:
                  "chats": [self.engine.summary(c) for c in self.engine.staff.agent_chats(agent_id)]}
         outbox.put_nowait(msgspec.json.encode(hello))
         unsubscribe = self.engine.notifier.listen(agent_id, push)
-        writer = asyncio.create_task(self._pump(ws, outbox))
+        writer = asyncio.create_task(self._pump(ws, request.transport, outbox))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and msg.data == "ping":
@@ -407,11 +408,22 @@ class AgentApi:
                 await asyncio.wait_for(stream.moved.wait(), left_s)
 
     @staticmethod
-    async def _pump(ws: web.WebSocketResponse, outbox: asyncio.Queue[bytes]) -> None:
+    async def _pump(ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None,
+                    outbox: asyncio.Queue[bytes]) -> None:
+        """Write the stream's events in order: all that queued meanwhile in one write while
+        the console keeps up, else one at a time as it reads (``server/wsframes.py``)."""
+        direct = transport if isinstance(transport, asyncio.WriteTransport) else None
         with contextlib.suppress(ConnectionError, RuntimeError):
             while not ws.closed:
-                payload = await outbox.get()
-                await ws.send_str(payload.decode())
+                batch = [await outbox.get()]
+                while not outbox.empty():
+                    batch.append(outbox.get_nowait())
+                if direct is not None and not direct.is_closing() \
+                        and direct.get_write_buffer_size() <= WRITE_BUFFER_HIGH:
+                    direct.write(b"".join(map(text_frame, batch)))
+                    continue
+                for payload in batch:
+                    await ws.send_frame(payload, WSMsgType.TEXT)
 
 
 def _bearer(request: web.Request) -> str:

@@ -67,6 +67,7 @@ from webchat.protocol.gms.forms import FormError, parse_form
 from webchat.server import addresses
 from webchat.server.addresses import ClientAddress
 from webchat.server.ratelimit import RateLimiter
+from webchat.server.wsframes import WRITE_BUFFER_HIGH, text_frame
 
 if TYPE_CHECKING:
     from webchat.server.cometd_forward import Forwarder
@@ -105,7 +106,9 @@ class CometdEndpoint:
         self.forwarder = forwarder
         """In a cluster: passes long-polling requests for another process's sessions on to
         it (``server/cometd_forward.py``); None for a process alone."""
-        self._waiters: dict[str, asyncio.Future[bool]] = {}
+        self._waiters: dict[str, asyncio.Future[bool] | _SocketHold] = {}
+        """Each held connect by clientId: a long-poll request's future, or a WebSocket's
+        :class:`_SocketHold`."""
         self._serving: dict[str, _Socket] = {}
         """The WebSocket serving each attached session, by clientId."""
         self._sweeper: asyncio.Task[None] | None = None
@@ -146,8 +149,8 @@ class CometdEndpoint:
                 await self._sweeper
         for sock in list(self._connections):
             await self._go_away(sock)
-        for fut in self._waiters.values():
-            _settle_true(fut)
+        for waiter in list(self._waiters.values()):
+            self._settle(waiter, True)
 
     def begin_drain(self) -> None:
         """The server is about to stop: from now on no connect is held, and every answer to
@@ -227,12 +230,19 @@ class CometdEndpoint:
             return False
         messages = self.bayeux.take(session)
         if messages:
-            sock.push(messages)
-            self._sent("websocket", messages)
-            if sock.buffered() > self.options.max_outbound_bytes \
-                    or len(sock.outbox) > self.options.max_outbound_messages:
-                self._drop_slow(sock)
+            self._send(sock, messages)
         return True
+
+    def _send(self, sock: _Socket, messages: list[BayeuxMessage]) -> None:
+        """Replies and deliveries alike, in order on the socket; a peer that lets them pile
+        up past the bounds is dropped."""
+        if not messages:
+            return
+        sock.push(messages)
+        self._sent("websocket", messages)
+        if sock.buffered() > self.options.max_outbound_bytes \
+                or len(sock.outbox) > self.options.max_outbound_messages:
+            self._drop_slow(sock)
 
     def _drop_slow(self, sock: _Socket) -> None:
         """A peer that does not read what it is sent. Its socket is aborted (a close frame
@@ -247,9 +257,23 @@ class CometdEndpoint:
         sock.abort()
 
     def _wake(self, session: ServerSession) -> None:
-        fut = self._waiters.get(session.client_id)
-        if fut is not None and not fut.done():
-            fut.set_result(True)
+        waiter = self._waiters.get(session.client_id)
+        if waiter is not None:
+            self._settle(waiter, True)
+
+    def _settle(self, waiter: asyncio.Future[bool] | _SocketHold, answer: bool) -> None:
+        """End a held connect: answered (True), or dropped for a newer one (False).
+
+        A WebSocket's is answered on the loop's next turn, as a long-poll's future wakes its
+        request: whatever else this turn queues for the session (more deliveries, the
+        drain's advice) leaves in the same answer."""
+        if isinstance(waiter, _SocketHold):
+            if answer:
+                asyncio.get_running_loop().call_soon(self._answer_hold, waiter)
+            else:
+                self._answer_hold(waiter, superseded=True)
+        elif not waiter.done():
+            waiter.set_result(answer)
 
     def _ended(self, session: ServerSession) -> None:
         """A session is gone (disconnect, expiry, overflow, or ended here): nothing may keep
@@ -292,39 +316,40 @@ class CometdEndpoint:
         runs the application before anything after it; its verdict goes back to the core,
         which returns the finished reply in the publish's place."""
         for event in events:
-            match event:
-                case Reply(message):
-                    exchange.messages.append(message)
-                case Deliver(messages):
-                    exchange.messages.extend(messages)
-                case Publish():
-                    reply = self.bayeux.complete(event, await self._verdict(event))
-                    exchange.messages.append(reply.message)
-                case Hold():
-                    exchange.hold = event
-                case Handshaken(session):
-                    session.attachments[addresses.CLIENT] = exchange.remote
-                case Attach(session):
-                    if exchange.sock is not None:
-                        self._attach(exchange.sock, session)
-                case SetCookie(browser_id):
-                    exchange.cookie = browser_id
-                case Close():
-                    exchange.close = event
-                case GoAway(session):
-                    exchange.go_away = True
-                    self._owed.discard(session)
-                    self._drain_progress.set()
-                case _:
-                    self._affect(event)
+            if isinstance(event, Publish):
+                reply = self.bayeux.complete(event, await self._verdict(event))
+                exchange.messages.append(reply.message)
+            else:
+                self._gather(event, exchange)
+
+    def _gather(self, event: Event, exchange: _Exchange) -> None:
+        """Perform one event that needs no await into ``exchange`` (all but a publish)."""
+        match event:
+            case Reply(message):
+                exchange.messages.append(message)
+            case Deliver(messages):
+                exchange.messages.extend(messages)
+            case Hold():
+                exchange.hold = event
+            case Handshaken(session):
+                session.attachments[addresses.CLIENT] = exchange.remote
+            case Attach(session):
+                if exchange.sock is not None:
+                    self._attach(exchange.sock, session)
+            case SetCookie(browser_id):
+                exchange.cookie = browser_id
+            case Close():
+                exchange.close = event
+            case GoAway(session):
+                exchange.go_away = True
+                self._owed.discard(session)
+                self._drain_progress.set()
+            case _:
+                self._affect(event)
 
     def _sent(self, transport: str, messages: list[BayeuxMessage]) -> None:
         for listener in self.sent:
             listener(transport, messages)
-
-    async def _send(self, sock: _Socket, messages: list[BayeuxMessage]) -> None:
-        await sock.send(messages)
-        self._sent("websocket", messages)
 
     async def _verdict(self, event: Publish) -> str | None:
         """The application's answer to a service publish: None, or the reply's error."""
@@ -368,9 +393,61 @@ class CometdEndpoint:
         return self.bayeux.release(session, _now())
 
     def _supersede(self, session: ServerSession) -> None:
-        fut = self._waiters.pop(session.client_id, None)
-        if fut is not None and not fut.done():
-            fut.set_result(False)
+        waiter = self._waiters.pop(session.client_id, None)
+        if waiter is not None:
+            self._settle(waiter, False)
+
+    def _hold_on_socket(self, sock: _Socket, event: Hold, remote: str) -> None:
+        """Hold a connect that came on a WebSocket: a timer and the socket, no task. The
+        socket goes on reading while the connect is held, and whatever ends the hold (a
+        wake, the timeout, a newer connect, the drain) answers it right there, through the
+        socket's ordered writes. A task per hold (its coroutines, a future, an exchange,
+        some fifteen objects) lived the 30 s of each hold: at 10,000 chats and 1,000
+        messages/s they were the largest share of what the garbage collector found young and
+        walked twice (``benchmarks/cluster_chat.py``)."""
+        session = event.session
+        hold = _SocketHold(sock, session, remote)
+        self._waiters[session.client_id] = hold
+        sock.hold = hold
+        if session.queue or session.closed:  # delivered while the frame was being handled
+            self._answer_hold(hold)
+            return
+        hold.timer = asyncio.get_running_loop().call_later(
+            event.timeout_ms / 1000, self._answer_hold, hold)
+
+    def _answer_hold(self, hold: _SocketHold, superseded: bool = False) -> None:
+        """Answer a WebSocket's held connect (or, superseded, just forget it: its client
+        has moved on). Idempotent: whichever comes first ends the hold."""
+        sock, session = hold.sock, hold.session
+        if sock.hold is not hold:
+            return
+        sock.hold = None
+        if hold.timer is not None:
+            hold.timer.cancel()
+            hold.timer = None
+        if self._waiters.get(session.client_id) is hold:
+            del self._waiters[session.client_id]
+        if superseded and not session.closed:
+            return
+        exchange = _Exchange(hold.remote, sock)
+        for event in self.bayeux.release(session, _now()):
+            self._gather(event, exchange)
+        self._send(sock, exchange.messages)
+        if exchange.go_away:
+            self._retire(sock)
+
+    def _drop_hold(self, sock: _Socket) -> None:
+        """The socket of a held connect closed: nobody is left to answer; the session's
+        expiry clock starts (the client may resume it on another connection)."""
+        hold = sock.hold
+        if hold is None:
+            return
+        sock.hold = None
+        if hold.timer is not None:
+            hold.timer.cancel()
+        if self._waiters.get(hold.session.client_id) is hold:
+            del self._waiters[hold.session.client_id]
+        self.bayeux.abandon(hold.session, _now())
 
     # ---- HTTP ------------------------------------------------------------------------------
 
@@ -464,14 +541,6 @@ class CometdEndpoint:
         self._connections.add(sock)
         remote = self.client_address(request)
 
-        async def hold(event: Hold) -> None:
-            with contextlib.suppress(_Superseded, ConnectionError):
-                exchange = _Exchange(remote, sock)
-                await self._perform(await self._hold(event.session, event.timeout_ms), exchange)
-                await self._send(sock, exchange.messages)
-                if exchange.go_away:
-                    self._retire(sock)
-
         try:
             async for frame in ws:
                 sock.last_frame = _now()
@@ -489,7 +558,7 @@ class CometdEndpoint:
                     break
                 refusal = self._flood_refusal(messages, remote, {"reconnect": "none"})
                 if refusal is not None:
-                    await self._send(sock, refusal)
+                    self._send(sock, refusal)
                     continue
                 exchange = _Exchange(remote, sock)
                 await self._perform(self.bayeux.receive(
@@ -499,16 +568,17 @@ class CometdEndpoint:
                     await self._violation(sock, exchange.close.code,
                                           exchange.close.reason.encode())
                     break
-                await self._send(sock, exchange.messages)
+                self._send(sock, exchange.messages)
                 if exchange.go_away:
                     await self._go_away(sock)
                     break
                 if exchange.hold is not None:
-                    sock.held = asyncio.create_task(hold(exchange.hold))
+                    self._hold_on_socket(sock, exchange.hold, remote)
         except ConnectionError:
             pass  # the peer went away mid-write; the finally below forgets it
         finally:
             self._connections.discard(sock)
+            self._drop_hold(sock)
             session = sock.session
             if session is not None:
                 self.bayeux.detach(session)
@@ -538,6 +608,18 @@ class CometdEndpoint:
         await sock.ws.close(code=code, message=reason)
 
 
+class _SocketHold:
+    """A connect held on a WebSocket (:meth:`CometdEndpoint._hold_on_socket`)."""
+
+    __slots__ = ("remote", "session", "sock", "timer")
+
+    def __init__(self, sock: _Socket, session: ServerSession, remote: str) -> None:
+        self.sock = sock
+        self.session = session
+        self.remote = remote
+        self.timer: asyncio.TimerHandle | None = None
+
+
 @dataclass
 class _Exchange:
     """What one request body or WebSocket frame produced for its own connection, gathered
@@ -553,7 +635,6 @@ class _Exchange:
     go_away: bool = False
 
 
-_WRITE_BUFFER_HIGH = 64 * 1024
 _CLOSE_TIMEOUT_S = 2.0
 """How long a closing WebSocket waits for the peer's close frame before dropping it."""
 
@@ -562,10 +643,11 @@ class _Socket:
     """One CometD WebSocket: the session it serves, its held connect, and what waits to be
     written to it.
 
-    Deliveries to a session without acks are written straight to the transport (the hot
-    path: one synchronous write, no task, lock or await). Only when the socket is backed up,
-    or a reply is being written, do they wait in ``outbox`` as encoded arrays, written in order
-    by one task that honours the socket's flow control; the endpoint bounds what waits.
+    Replies, and deliveries to a session without acks, are written straight to the transport
+    (the hot path: one synchronous write, no task, lock or await; aiohttp's awaited writer
+    for each reply was 7 % of the server's time at 10,000 chats, profiled). Only when the
+    socket is backed up do they wait in ``outbox`` as encoded arrays, written in order by one
+    task that honours the socket's flow control; the endpoint bounds what waits.
     """
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
@@ -573,7 +655,8 @@ class _Socket:
         self.ws = ws
         self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
         self.session: ServerSession | None = None
-        self.held: asyncio.Task[None] | None = None
+        self.hold: _SocketHold | None = None
+        """The connect held on this socket, if one is."""
         self.last_frame = _now()
         self.outbox: deque[bytes] = deque()
         self.outbox_bytes = 0
@@ -588,17 +671,11 @@ class _Socket:
         pending = transport.get_write_buffer_size() if transport is not None else 0
         return pending + self.outbox_bytes
 
-    async def send(self, messages: list[BayeuxMessage]) -> None:
-        if messages and not self.ws.closed:
-            async with self._lock:
-                # Already UTF-8 JSON: a text frame without a decode/encode trip.
-                await self.ws.send_frame(encode_messages(messages), WSMsgType.TEXT)
-
     def push(self, messages: list[BayeuxMessage]) -> None:
         transport = self.transport
         payload = encode_messages(messages)
         if (transport is None or self._lock.locked() or self.outbox
-                or transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH):
+                or transport.get_write_buffer_size() > WRITE_BUFFER_HIGH):
             self.outbox.append(payload)
             self.outbox_bytes += len(payload)
             if self._flusher is None or self._flusher.done():
@@ -634,27 +711,12 @@ class _Socket:
         """The socket is closed: cancel what still runs for it and let go of its buffers."""
         self.outbox.clear()
         self.outbox_bytes = 0
-        for task in (self.held, self._flusher):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self.held = self._flusher = None
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, final WebSocket text frame (RFC 6455 §5.2), as a server sends it.
-
-    aiohttp's writer does the same with an await and bookkeeping per frame; on the delivery
-    hot path that overhead was a quarter of the server's CPU (profiled), so pushes build
-    frames here and write them to the transport in one call, which keeps them atomic.
-    """
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+        task = self._flusher
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._flusher = None
 
 
 class _Superseded(Exception):
