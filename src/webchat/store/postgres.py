@@ -22,7 +22,9 @@ Why it is shaped as it is:
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
@@ -48,6 +50,12 @@ if TYPE_CHECKING:  # asyncpg's classes are generic in its stubs only
 #: ``pg_advisory_xact_lock`` key serializing migrations (per database: other databases on the
 #: same server migrate independently).
 MIGRATION_LOCK = 0x7765626368617400  # "webchat\0"
+CLOSE_TIMEOUT_S = 5.0
+"""How long :meth:`PostgresStore.close` waits for connections still in use to come back
+before it drops them: a stop must end even when a connection is stuck (a holder the server
+cut off whose release never completes)."""
+
+log = logging.getLogger(__name__)
 
 _message_decoder = msgspec.json.Decoder(Message)
 _map_decoder = msgspec.json.Decoder(dict[str, str])
@@ -267,7 +275,12 @@ class PostgresStore:
         pools = [p for p in (self._pool, self._blobs) if p is not None]
         self._pool = self._blobs = None
         for pool in pools:
-            await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("PostgreSQL connections still in use after %.0f s: dropped",
+                            CLOSE_TIMEOUT_S)
+                pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
