@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 
 import aiohttp
@@ -370,3 +371,36 @@ async def test_the_request_chat_reply_is_a_snapshot_so_no_index_comes_twice(
     indexes = [msg["index"] for d in deliveries for msg in d.get("messages", [])]
     assert indexes == sorted(set(indexes)), indexes
     assert set(indexes) == set(range(1, server.engine.chats[chat_id].next_index))
+
+
+async def test_connects_held_on_websockets_cost_no_task_and_end_at_their_timeout(
+        server, http, cometd_url):
+    """A connect held on a WebSocket is a timer on its socket: holding one on each of 20
+    sockets adds no task to the server (a task per hold was some fifteen objects living the
+    hold's 30 s, at 10,000 chats), and each is answered when its timeout passes."""
+    url = cometd_url.replace("http", "ws")
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(http.ws_connect(url)) for _ in range(20)]
+        ids = []
+        for ws in sockets:
+            await ws.send_str(msgspec.json.encode([{"id": "1", **HANDSHAKE}]).decode())
+            [hs] = msgspec.json.decode((await ws.receive()).data)
+            ids.append(hs["clientId"])
+            await ws.send_str(msgspec.json.encode([{
+                "id": "2", "channel": "/meta/connect", "clientId": hs["clientId"],
+                "connectionType": "websocket", "advice": {"timeout": 0}}]).decode())
+            msgspec.json.decode((await ws.receive()).data)
+        await asyncio.sleep(0.1)
+        before = len(asyncio.all_tasks())
+        for ws, cid in zip(sockets, ids, strict=True):
+            await ws.send_str(msgspec.json.encode([{
+                "id": "3", "channel": "/meta/connect", "clientId": cid,
+                "connectionType": "websocket", "advice": {"timeout": 500}}]).decode())
+        await asyncio.sleep(0.2)
+        assert server.app[COMETD].bayeux.sessions[ids[0]].holding
+        assert len(asyncio.all_tasks()) <= before
+        for ws in sockets:
+            async with asyncio.timeout(5):
+                [reply] = msgspec.json.decode((await ws.receive()).data)
+            assert (reply["channel"], reply["id"], reply["successful"]) == (
+                "/meta/connect", "3", True)

@@ -26,6 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import SERVICE, accepted_chat, start_server
+from tests.polling import eventually
 from tests.test_files import files_options
 from webchat.cli.main import cli
 from webchat.protocol.gms.models import Message, Participant
@@ -485,3 +486,23 @@ async def test_saves_queued_together_commit_together_and_one_failing_fails_alone
             assert loaded.revision == (1 if n == 7 else 2)
     finally:
         await store.close()
+
+
+async def test_sqlite_saves_are_checkpointed_off_the_writer(tmp_path: Path) -> None:
+    """The write-ahead log is copied back into the database file by the checkpoint thread
+    within about a second (not inside some later commit, once the log passes SQLite's 1,000
+    pages), and is empty after a clean close."""
+    path = tmp_path / "webchat.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        before = path.stat().st_size
+        chats = [new_chat(f"c{n}", f"k{n}") for n in range(50)]
+        for chat in chats:  # some 50 pages: far below the automatic checkpoint's threshold
+            await saved(store, chat, [message(chat, i, 2, "x" * 200) for i in range(1, 11)])
+        await eventually(lambda: path.stat().st_size > before,
+                         "the saves reached the database file", timeout_s=10.0)
+    finally:
+        await store.close()
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
