@@ -403,3 +403,26 @@ async def test_the_queue_is_paged(busy_config, http):
             assert (status, body["error"]["code"]) == (400, "bad_request"), bad
     finally:
         await running.runner.cleanup()
+
+
+async def test_an_account_stored_by_another_process_logs_in_before_its_news_arrives(
+        server, http):
+    """In a cluster an account is created on one process; a login on another may come before
+    the broker's news of it. The store is the source of truth: the login there succeeds."""
+    from pathlib import Path
+
+    from webchat.server.accounts import hash_password
+    from webchat.store.records import AgentRecord
+    from webchat.store.sqlite import SqliteStore
+
+    assert server.engine.agent("late") is None
+    other = SqliteStore(Path(server.config.data_dir) / "webchat.sqlite3")  # "another process"
+    await other.open()
+    try:
+        await other.put_agent(AgentRecord("late", "Late", hash_password("pw")))
+    finally:
+        await other.close()
+    status, body = await login(http, server, "late")
+    assert status == 200, body
+    status, _ = await login(http, server, "nobody")
+    assert status == 401

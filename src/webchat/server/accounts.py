@@ -145,7 +145,7 @@ class Accounts:
             self._per_name.refund(name_key)
             raise AgentError(Refusal.THROTTLED, "too_many_attempts",
                              "too many failed logins from this address: try again later")
-        agent = self.engine.agent(agent_id)
+        agent = await self.engine.find_agent(agent_id)
         stored = agent.password_hash if agent is not None else _NO_PASSWORD
         if not await self._off_loop(check_password, password, stored) or agent is None:
             raise AgentError(Refusal.UNAUTHORIZED, "bad_credentials",

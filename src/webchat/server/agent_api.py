@@ -418,6 +418,8 @@ class AgentApi:
                 batch = [await outbox.get()]
                 while not outbox.empty():
                     batch.append(outbox.get_nowait())
+                if ws.closed:
+                    return
                 if direct is not None and not direct.is_closing() \
                         and direct.get_write_buffer_size() <= WRITE_BUFFER_HIGH:
                     direct.write(b"".join(map(text_frame, batch)))

@@ -117,6 +117,9 @@ class ChatEngine:
     def agent(self, agent_id: str) -> AgentRecord | None:
         return self.staff.agent(agent_id)
 
+    async def find_agent(self, agent_id: str) -> AgentRecord | None:
+        return await self.staff.find(agent_id)
+
     def has_agents(self) -> bool:
         return bool(self.staff.agents)
 

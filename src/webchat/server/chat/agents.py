@@ -57,6 +57,17 @@ class AgentOps:
     def agent(self, agent_id: str) -> AgentRecord | None:
         return self.agents.get(agent_id)
 
+    async def find(self, agent_id: str) -> AgentRecord | None:
+        """The account from the directory or, when this process has not heard of it yet,
+        from the store: an account created on another process a moment ago (its news still
+        on the way over the broker) may log in here at once."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            stored = await self._store.get_agent(agent_id)
+            if stored is not None:
+                agent = self.agents.setdefault(agent_id, stored)
+        return agent
+
     async def save_agent(self, record: AgentRecord) -> None:
         """Create or replace an account (stored first, then known here)."""
         await self._store.put_agent(record)
