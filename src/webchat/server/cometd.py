@@ -419,14 +419,8 @@ class CometdEndpoint:
         """Answer a WebSocket's held connect (or, superseded, just forget it: its client
         has moved on). Idempotent: whichever comes first ends the hold."""
         sock, session = hold.sock, hold.session
-        if sock.hold is not hold:
+        if not self._end_hold(hold):
             return
-        sock.hold = None
-        if hold.timer is not None:
-            hold.timer.cancel()
-            hold.timer = None
-        if self._waiters.get(session.client_id) is hold:
-            del self._waiters[session.client_id]
         if superseded and not session.closed:
             return
         exchange = _Exchange(hold.remote, sock)
@@ -440,14 +434,21 @@ class CometdEndpoint:
         """The socket of a held connect closed: nobody is left to answer; the session's
         expiry clock starts (the client may resume it on another connection)."""
         hold = sock.hold
-        if hold is None:
-            return
-        sock.hold = None
+        if hold is not None and self._end_hold(hold):
+            self.bayeux.abandon(hold.session, _now())
+
+    def _end_hold(self, hold: _SocketHold) -> bool:
+        """Forget a WebSocket's held connect (its socket's mark, its timer, its waiter);
+        False if it had ended already, whichever way."""
+        if hold.sock.hold is not hold:
+            return False
+        hold.sock.hold = None
         if hold.timer is not None:
             hold.timer.cancel()
+            hold.timer = None
         if self._waiters.get(hold.session.client_id) is hold:
             del self._waiters[hold.session.client_id]
-        self.bayeux.abandon(hold.session, _now())
+        return True
 
     # ---- HTTP ------------------------------------------------------------------------------
 
