@@ -488,6 +488,35 @@ async def test_saves_queued_together_commit_together_and_one_failing_fails_alone
         await store.close()
 
 
+async def test_a_batch_of_saves_is_a_handful_of_sqlite_steps_not_one_per_row(
+        tmp_path: Path) -> None:
+    """The writer thread hands the interpreter lock over at every statement step and waits
+    for a busy event loop's switch interval to get it back, so a batch written row by row
+    (``executemany``) took most of a second under load. 200 saves of three rows each are a
+    few multi-row statements per table, and all of them are stored."""
+    store = SqliteStore(tmp_path / "webchat.sqlite3")
+    await store.open()
+    try:
+        chats = [new_chat(f"c{n}", f"k{n}") for n in range(200)]
+        traced: list[str] = []
+        busy = store._run(lambda conn: (conn.set_trace_callback(traced.append),
+                                        __import__("time").sleep(0.3)))
+        await asyncio.sleep(0.05)  # the writer is in the busy job: the saves queue up
+        await asyncio.gather(*(saved(store, chat, [message(chat, 1, 2, f"to {chat.chat_id}")])
+                               for chat in chats))
+        await busy
+        await store._run(lambda conn: conn.set_trace_callback(None))
+        writes = [sql for sql in traced if sql.startswith("INSERT")]
+        assert 3 <= len(writes) <= 3 * 8  # chats, participants, events: 200 = 128 + 64 + 8
+        for chat in (chats[0], chats[137], chats[199]):
+            loaded = await store.load_chat(chat.chat_id)
+            assert loaded is not None
+            assert [e.text for e in loaded.events] == [f"to {chat.chat_id}"]
+            assert set(loaded.participants) == set(chat.participants)
+    finally:
+        await store.close()
+
+
 async def test_sqlite_saves_are_checkpointed_off_the_writer(tmp_path: Path) -> None:
     """The write-ahead log is copied back into the database file by the checkpoint thread
     within about a second (not inside some later commit, once the log passes SQLite's 1,000

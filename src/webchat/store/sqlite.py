@@ -7,12 +7,13 @@ so that one failing job cannot take the others down. A job's future resolves onl
 commit that contains it, which is what lets the server promise durability before it replies.
 
 Chat saves, nearly every job under load, are data rather than code (:class:`_Save`): a batch of
-only saves is written with one ``executemany`` per table and no savepoints, falling back to
-one savepoint per job only if that fails. The thread needs the interpreter lock between SQLite
-calls; each statement hands it over, and a thread waiting for it waits for the event loop's
-switch interval. With a savepoint and four statements per save, a batch of saves queued
-behind the busy loop for tens of milliseconds, and the delivery latency with it
-(``benchmarks/cluster_chat.py``); per batch it is now five statements, whatever its size.
+only saves is written with one multi-row statement per table (:class:`_Rows`) and no
+savepoints, falling back to one savepoint per job only if that fails. The thread needs the
+interpreter lock between SQLite calls; each statement step hands it over, and a thread waiting
+for it waits for the event loop's switch interval. With a savepoint and four statements per
+save, a batch of saves queued behind the busy loop for tens of milliseconds, and the delivery
+latency with it (``benchmarks/cluster_chat.py``); ``executemany`` still stepped once per row.
+Per batch it is now a handful of steps, whatever its size.
 
 Checkpoints (copying the write-ahead log back into the database file, with its fsyncs) are
 not the writer's: SQLite's automatic checkpoint runs inside whichever commit crosses its
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import queue
 import sqlite3
 import threading
@@ -48,11 +50,57 @@ _MAX_BATCH = 256
 CHECKPOINT_INTERVAL_S = 1.0
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the write-ahead log file is truncated to once checkpointed (``journal_size_limit``)."""
-_UPSERT_CHAT = (
+_MAX_ROWS = 256
+"""The most rows one statement writes (fewer if SQLite's variable limit says so)."""
+
+
+class _Rows:
+    """One table's write, as one statement for many rows: ``INSERT ... VALUES (...), (...)``.
+
+    ``executemany`` steps its statement once per row, and the sqlite3 module hands the
+    interpreter lock over around every step; a thread taking it back from a busy event loop
+    waits for the loop's switch interval (5 ms). A batch of 256 saves then took most of a
+    second to write while the loop was busy (a quarter of a second idle: 0.8 ms), the saves
+    queued behind it, and the loop's latency with them. One statement for many rows is one
+    step, and SQLite does all of the rows' work with the lock released. Statements are made
+    for power-of-two row counts only, so a handful per table covers any batch and SQLite's
+    statement cache keeps them prepared.
+    """
+
+    __slots__ = ("_head", "_sql", "_tail", "width")
+
+    def __init__(self, head: str, width: int, tail: str = "") -> None:
+        self._head = head
+        self._tail = tail
+        self.width = width
+        self._sql: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        """The statement for ``rows`` rows."""
+        sql = self._sql.get(rows)
+        if sql is None:
+            values = ",".join(["(" + ",".join("?" * self.width) + ")"] * rows)
+            sql = self._sql[rows] = f"{self._head} VALUES {values}{self._tail}"
+        return sql
+
+    def write(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]],
+              most: int = _MAX_ROWS) -> None:
+        """Write ``rows`` in as few statements as power-of-two chunks of at most ``most``
+        rows allow."""
+        start, left = 0, len(rows)
+        while left:
+            size = min(most, 1 << (left.bit_length() - 1))
+            conn.execute(self.sql(size),
+                         list(itertools.chain.from_iterable(rows[start:start + size])))
+            start += size
+            left -= size
+
+
+_CHATS = _Rows(
     "INSERT INTO chats (chat_id, service, secure_key, user_id, alias, status, "
     "created_ms, queued_ms, ended_ms, agent_id, target_agent, next_participant, "
-    "customer_json, user_data_json, revision, offered_to, offered_ms) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (chat_id) DO "
+    "customer_json, user_data_json, revision, offered_to, offered_ms)", 17,
+    " ON CONFLICT (chat_id) DO "
     "UPDATE SET status=excluded.status, queued_ms=excluded.queued_ms, "
     "ended_ms=excluded.ended_ms, agent_id=excluded.agent_id, "
     "target_agent=excluded.target_agent, "
@@ -60,12 +108,12 @@ _UPSERT_CHAT = (
     "customer_json=excluded.customer_json, user_data_json=excluded.user_data_json, "
     "revision=excluded.revision, offered_to=excluded.offered_to, "
     "offered_ms=excluded.offered_ms")
-_UPSERT_PARTICIPANT = (
-    "INSERT INTO participants VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+_PARTICIPANTS = _Rows(
+    "INSERT INTO participants", 6, " ON CONFLICT DO UPDATE SET "
     "nickname=excluded.nickname, connected=excluded.connected, agent_id=excluded.agent_id")
-_INSERT_EVENT = "INSERT INTO events VALUES (?,?,?)"
-_UPSERT_FILE = (
-    "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (file_id) DO "
+_EVENTS = _Rows("INSERT INTO events", 3)
+_FILES = _Rows(
+    "INSERT INTO files", 10, " ON CONFLICT (file_id) DO "
     "UPDATE SET deleted=excluded.deleted, downloads=excluded.downloads")
 _message_decoder = msgspec.json.Decoder(Message)
 _map_decoder = msgspec.json.Decoder(dict[str, str])
@@ -119,14 +167,15 @@ class _Save:
 
 
 def _save_all(conn: sqlite3.Connection, saves: Sequence[_Save]) -> None:
-    """Every table's rows of ``saves`` in one statement each, in an order the foreign keys
-    accept (chats first)."""
-    conn.executemany(_UPSERT_CHAT, [save.row for save in saves])
-    for sql, rows in ((_UPSERT_PARTICIPANT, [r for save in saves for r in save.participants]),
-                      (_INSERT_EVENT, [r for save in saves for r in save.events]),
-                      (_UPSERT_FILE, [r for save in saves for r in save.files])):
+    """Every table's rows of ``saves`` in as few statements as :class:`_Rows` needs, in an
+    order the foreign keys accept (chats first)."""
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    for table, rows in ((_CHATS, [save.row for save in saves]),
+                        (_PARTICIPANTS, [r for save in saves for r in save.participants]),
+                        (_EVENTS, [r for save in saves for r in save.events]),
+                        (_FILES, [r for save in saves for r in save.files])):
         if rows:
-            conn.executemany(sql, rows)
+            table.write(conn, rows, min(_MAX_ROWS, 1 << ((limit // table.width).bit_length() - 1)))
 
 
 class _Lock:
