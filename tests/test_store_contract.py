@@ -488,16 +488,17 @@ async def test_saves_queued_together_commit_together_and_one_failing_fails_alone
         await store.close()
 
 
-async def test_a_batch_of_saves_is_a_handful_of_sqlite_steps_not_one_per_row(
+async def test_a_batch_of_saves_is_one_sqlite_statement_not_one_per_row(
         tmp_path: Path) -> None:
     """The writer thread hands the interpreter lock over at every statement step and waits
     for a busy event loop's switch interval to get it back, so a batch written row by row
-    (``executemany``) took most of a second under load. 200 saves of three rows each are a
-    few multi-row statements per table, and all of them are stored."""
+    (``executemany``: 160 steps here) or table by table took tens to hundreds of
+    milliseconds under load. 40 saves of four rows each (the chat, two participants, an
+    event) are one statement, its own transaction, and all of them are stored."""
     store = SqliteStore(tmp_path / "webchat.sqlite3")
     await store.open()
     try:
-        chats = [new_chat(f"c{n}", f"k{n}") for n in range(200)]
+        chats = [new_chat(f"c{n}", f"k{n}") for n in range(40)]
         traced: list[str] = []
         busy = store._run(lambda conn: (conn.set_trace_callback(traced.append),
                                         __import__("time").sleep(0.3)))
@@ -506,13 +507,44 @@ async def test_a_batch_of_saves_is_a_handful_of_sqlite_steps_not_one_per_row(
                                for chat in chats))
         await busy
         await store._run(lambda conn: conn.set_trace_callback(None))
-        writes = [sql for sql in traced if sql.startswith("INSERT")]
-        assert 3 <= len(writes) <= 3 * 8  # chats, participants, events: 200 = 128 + 64 + 8
-        for chat in (chats[0], chats[137], chats[199]):
+        # The busy job's end, the batch, the job that stops tracing (a savepoint each).
+        assert traced[:2] == ["RELEASE job", "COMMIT"]
+        assert traced[-2:] == ["BEGIN IMMEDIATE", "SAVEPOINT job"]
+        # SQLite traces a statement again for each trigger program it runs: count texts.
+        statements = {sql.split(" VALUES ")[0] for sql in traced[2:-2]}
+        assert statements == {"INSERT INTO saved_rows"}  # not BEGIN, the tables, COMMIT
+        for chat in (chats[0], chats[17], chats[39]):
             loaded = await store.load_chat(chat.chat_id)
             assert loaded is not None
             assert [e.text for e in loaded.events] == [f"to {chat.chat_id}"]
-            assert set(loaded.participants) == set(chat.participants)
+            assert loaded.participants == chat.participants
+            assert loaded.revision == 1
+    finally:
+        await store.close()
+
+
+async def test_saves_too_many_for_one_statement_are_one_transaction(tmp_path: Path) -> None:
+    """A batch with more rows than one statement binds is written in several, inside one
+    transaction: a save failing in the last one fails alone, as in a batch of one."""
+    store = SqliteStore(tmp_path / "webchat.sqlite3")
+    await store.open()
+    try:
+        chats = [await saved(store, new_chat(f"c{n}", f"k{n}"), [message(new_chat(), 1, 2, "a")])
+                 for n in range(30)]
+        busy = store._run(lambda conn: __import__("time").sleep(0.3))
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(*(
+            store.save_chat(replace(chat, revision=chat.revision + 1),
+                            list(chat.participants.values()),
+                            [message(chat, 1 if n == 29 else i, 2, f"{n}.{i}")
+                             for i in range(2, 42)])  # 30 x 43 rows: over 1,024
+            for n, chat in enumerate(chats)), return_exceptions=True)
+        await busy
+        assert [n for n, r in enumerate(results) if isinstance(r, Exception)] == [29]
+        for n in (0, 28, 29):
+            loaded = await store.load_chat(f"c{n}")
+            assert loaded is not None
+            assert len(loaded.events) == (1 if n == 29 else 41)
     finally:
         await store.close()
 

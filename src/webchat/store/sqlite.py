@@ -7,13 +7,9 @@ so that one failing job cannot take the others down. A job's future resolves onl
 commit that contains it, which is what lets the server promise durability before it replies.
 
 Chat saves, nearly every job under load, are data rather than code (:class:`_Save`): a batch of
-only saves is written with one multi-row statement per table (:class:`_Rows`) and no
-savepoints, falling back to one savepoint per job only if that fails. The thread needs the
-interpreter lock between SQLite calls; each statement step hands it over, and a thread waiting
-for it waits for the event loop's switch interval. With a savepoint and four statements per
-save, a batch of saves queued behind the busy loop for tens of milliseconds, and the delivery
-latency with it (``benchmarks/cluster_chat.py``); ``executemany`` still stepped once per row.
-Per batch it is now a handful of steps, whatever its size.
+only saves is written as one statement that is its own transaction (:data:`_SAVED_ROWS` says
+why: every statement step hands the interpreter lock to the busy event loop and waits to get
+it back), falling back to one savepoint per job only if that fails.
 
 Checkpoints (copying the write-ahead log back into the database file, with its fsyncs) are
 not the writer's: SQLite's automatic checkpoint runs inside whichever commit crosses its
@@ -50,71 +46,65 @@ _MAX_BATCH = 256
 CHECKPOINT_INTERVAL_S = 1.0
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the write-ahead log file is truncated to once checkpointed (``journal_size_limit``)."""
-_MAX_ROWS = 256
+_CHAT_COLUMNS = ("chat_id, service, secure_key, user_id, alias, status, created_ms, queued_ms, "
+                 "ended_ms, agent_id, target_agent, next_participant, customer_json, "
+                 "user_data_json, revision, offered_to, offered_ms")
+_WIDTH = 17
+"""Values in the widest row a save writes (a chat's)."""
+_CHAT, _PARTICIPANT, _EVENT, _FILE = 1, 2, 3, 4
+"""What a row of :data:`_SAVED_ROWS` is; 0 pads a statement to its size and writes nothing."""
+_MAX_ROWS = 1024
 """The most rows one statement writes (fewer if SQLite's variable limit says so)."""
+_SAVED_ROWS = (
+    "CREATE TEMP VIEW saved_rows (kind, " + ", ".join(f"v{i}" for i in range(1, _WIDTH + 1))
+    + ") AS SELECT " + ", ".join(["NULL"] * (_WIDTH + 1)) + " WHERE 0",
+    f"""CREATE TEMP TRIGGER saved_rows_write INSTEAD OF INSERT ON saved_rows BEGIN
+    INSERT INTO chats ({_CHAT_COLUMNS})
+        SELECT {", ".join(f"NEW.v{i}" for i in range(1, 18))} WHERE NEW.kind = {_CHAT}
+        ON CONFLICT (chat_id) DO UPDATE SET status=excluded.status,
+            queued_ms=excluded.queued_ms, ended_ms=excluded.ended_ms,
+            agent_id=excluded.agent_id, target_agent=excluded.target_agent,
+            next_participant=excluded.next_participant, customer_json=excluded.customer_json,
+            user_data_json=excluded.user_data_json, revision=excluded.revision,
+            offered_to=excluded.offered_to, offered_ms=excluded.offered_ms;
+    INSERT INTO participants (chat_id, participant_id, type, nickname, agent_id, connected)
+        SELECT NEW.v1, NEW.v2, NEW.v3, NEW.v4, NEW.v5, NEW.v6 WHERE NEW.kind = {_PARTICIPANT}
+        ON CONFLICT DO UPDATE SET nickname=excluded.nickname, connected=excluded.connected,
+            agent_id=excluded.agent_id;
+    INSERT INTO events (chat_id, idx, message_json)
+        SELECT NEW.v1, NEW.v2, NEW.v3 WHERE NEW.kind = {_EVENT};
+    INSERT INTO files (file_id, chat_id, name, size, content_type, participant_id,
+                       created_ms, description, deleted, downloads)
+        SELECT {", ".join(f"NEW.v{i}" for i in range(1, 11))} WHERE NEW.kind = {_FILE}
+        ON CONFLICT (file_id) DO UPDATE SET deleted=excluded.deleted,
+            downloads=excluded.downloads;
+END""")
+"""The writer connection's own view (``TEMP``: no schema of the database's) that takes every
+row a save writes, whichever its table, so that a batch of saves is one statement.
+
+``executemany`` steps its statement once per row, and the sqlite3 module hands the
+interpreter lock over around every step; the writer thread taking it back from a busy event
+loop waits for the loop's switch interval (5 ms). A batch of 256 saves written row by row took
+most of a second beside a busy thread (idle: 0.8 ms), and a statement per table with a
+``BEGIN`` and a ``COMMIT`` still six steps or more, 37 ms for 20 saves; the saves queued
+behind it, and every delivery's latency with them (``benchmarks/cluster_chat.py``). One
+``INSERT INTO saved_rows VALUES (...), (...)`` outside a transaction is its own transaction:
+one step, 7 ms, with the rows' work and the commit done while the lock is free for the loop.
+Statements are made for power-of-two row counts only, padded with rows of kind 0, so SQLite's
+statement cache keeps the dozen it needs prepared."""
+
+_statements: dict[int, str] = {}
 
 
-class _Rows:
-    """One table's write, as one statement for many rows: ``INSERT ... VALUES (...), (...)``.
-
-    ``executemany`` steps its statement once per row, and the sqlite3 module hands the
-    interpreter lock over around every step; a thread taking it back from a busy event loop
-    waits for the loop's switch interval (5 ms). A batch of 256 saves then took most of a
-    second to write while the loop was busy (a quarter of a second idle: 0.8 ms), the saves
-    queued behind it, and the loop's latency with them. One statement for many rows is one
-    step, and SQLite does all of the rows' work with the lock released. Statements are made
-    for power-of-two row counts only, so a handful per table covers any batch and SQLite's
-    statement cache keeps them prepared.
-    """
-
-    __slots__ = ("_head", "_sql", "_tail", "width")
-
-    def __init__(self, head: str, width: int, tail: str = "") -> None:
-        self._head = head
-        self._tail = tail
-        self.width = width
-        self._sql: dict[int, str] = {}
-
-    def sql(self, rows: int) -> str:
-        """The statement for ``rows`` rows."""
-        sql = self._sql.get(rows)
-        if sql is None:
-            values = ",".join(["(" + ",".join("?" * self.width) + ")"] * rows)
-            sql = self._sql[rows] = f"{self._head} VALUES {values}{self._tail}"
-        return sql
-
-    def write(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]],
-              most: int = _MAX_ROWS) -> None:
-        """Write ``rows`` in as few statements as power-of-two chunks of at most ``most``
-        rows allow."""
-        start, left = 0, len(rows)
-        while left:
-            size = min(most, 1 << (left.bit_length() - 1))
-            conn.execute(self.sql(size),
-                         list(itertools.chain.from_iterable(rows[start:start + size])))
-            start += size
-            left -= size
+def _statement(rows: int) -> str:
+    """The ``INSERT INTO saved_rows`` of ``rows`` rows."""
+    sql = _statements.get(rows)
+    if sql is None:
+        values = ",".join(["(" + ",".join("?" * (_WIDTH + 1)) + ")"] * rows)
+        sql = _statements[rows] = f"INSERT INTO saved_rows VALUES {values}"
+    return sql
 
 
-_CHATS = _Rows(
-    "INSERT INTO chats (chat_id, service, secure_key, user_id, alias, status, "
-    "created_ms, queued_ms, ended_ms, agent_id, target_agent, next_participant, "
-    "customer_json, user_data_json, revision, offered_to, offered_ms)", 17,
-    " ON CONFLICT (chat_id) DO "
-    "UPDATE SET status=excluded.status, queued_ms=excluded.queued_ms, "
-    "ended_ms=excluded.ended_ms, agent_id=excluded.agent_id, "
-    "target_agent=excluded.target_agent, "
-    "next_participant=excluded.next_participant, "
-    "customer_json=excluded.customer_json, user_data_json=excluded.user_data_json, "
-    "revision=excluded.revision, offered_to=excluded.offered_to, "
-    "offered_ms=excluded.offered_ms")
-_PARTICIPANTS = _Rows(
-    "INSERT INTO participants", 6, " ON CONFLICT DO UPDATE SET "
-    "nickname=excluded.nickname, connected=excluded.connected, agent_id=excluded.agent_id")
-_EVENTS = _Rows("INSERT INTO events", 3)
-_FILES = _Rows(
-    "INSERT INTO files", 10, " ON CONFLICT (file_id) DO "
-    "UPDATE SET deleted=excluded.deleted, downloads=excluded.downloads")
 _message_decoder = msgspec.json.Decoder(Message)
 _map_decoder = msgspec.json.Decoder(dict[str, str])
 
@@ -166,16 +156,44 @@ class _Save:
         _save_all(conn, [self])
 
 
+def _rows_of(saves: Sequence[_Save]) -> list[tuple[Any, ...]]:
+    """The rows of ``saves`` as :data:`_SAVED_ROWS` takes them, each kind and padded to the
+    widest, in an order the foreign keys accept (chats first)."""
+    rows: list[tuple[Any, ...]] = []
+    for kind, part in ((_CHAT, [save.row for save in saves]),
+                       (_PARTICIPANT, [r for save in saves for r in save.participants]),
+                       (_EVENT, [r for save in saves for r in save.events]),
+                       (_FILE, [r for save in saves for r in save.files])):
+        rows.extend((kind, *row) + (None,) * (_WIDTH - len(row)) for row in part)
+    return rows
+
+
+def _most_rows(conn: sqlite3.Connection) -> int:
+    """The most rows, a power of two, that one statement of :func:`_statement` may bind."""
+    fit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // (_WIDTH + 1)
+    return min(_MAX_ROWS, 1 << (fit.bit_length() - 1))
+
+
 def _save_all(conn: sqlite3.Connection, saves: Sequence[_Save]) -> None:
-    """Every table's rows of ``saves`` in as few statements as :class:`_Rows` needs, in an
-    order the foreign keys accept (chats first)."""
-    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    for table, rows in ((_CHATS, [save.row for save in saves]),
-                        (_PARTICIPANTS, [r for save in saves for r in save.participants]),
-                        (_EVENTS, [r for save in saves for r in save.events]),
-                        (_FILES, [r for save in saves for r in save.files])):
-        if rows:
-            table.write(conn, rows, min(_MAX_ROWS, 1 << ((limit // table.width).bit_length() - 1)))
+    """Write every row of ``saves``: one statement, and so one step, when they fit in one
+    (outside a transaction it is its own), else several inside one transaction."""
+    rows = _rows_of(saves)
+    most = _most_rows(conn)
+    opened = len(rows) > most and not conn.in_transaction
+    if opened:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        for start in range(0, len(rows), most):
+            chunk = rows[start:start + most]
+            size = 1 << (len(chunk) - 1).bit_length()
+            chunk.extend([(0,) + (None,) * _WIDTH] * (size - len(chunk)))
+            conn.execute(_statement(size), list(itertools.chain.from_iterable(chunk)))
+    except BaseException:
+        if opened and conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if opened:
+        conn.execute("COMMIT")
 
 
 class _Lock:
@@ -209,6 +227,7 @@ class SqliteStore:
         self._thread.start()
         await ready
         self.schema_version = await self._run(migrate)
+        await self._run(lambda conn: [conn.execute(sql) for sql in _SAVED_ROWS])
         self._stopping.clear()
         self._checkpointer = threading.Thread(target=self._checkpoints, daemon=True,
                                               name="webchat-sqlite-checkpoint")
@@ -300,19 +319,15 @@ class SqliteStore:
     @staticmethod
     def _saves_at_once(conn: sqlite3.Connection, batch: list[Job]
                        ) -> list[tuple[bool, Any]] | None:
-        """A batch of only chat saves in one transaction of one statement per table; None
+        """A batch of only chat saves as one statement (:func:`_save_all`); None
         if it is not one, or if it failed (rolled back: the caller runs it job by job, so
         that only the failing save fails)."""
         saves = [fn for fn, _, _ in batch if isinstance(fn, _Save)]
         if len(saves) < 2 or len(saves) != len(batch):
             return None
         try:
-            conn.execute("BEGIN IMMEDIATE")
             _save_all(conn, saves)
-            conn.execute("COMMIT")
         except Exception:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             return None
         return [(True, None)] * len(batch)
 
