@@ -33,7 +33,7 @@ from webchat.server.engine import ChatEngine
 from webchat.server.errors import AgentError, ChatError, Refusal
 from webchat.server.statuses import agent_status, chat_status
 from webchat.server.uploads import file_response, read_upload
-from webchat.server.wsframes import WRITE_BUFFER_HIGH, text_frame
+from webchat.server.wsframes import direct, text_frame, writable_now
 from webchat.store.records import AgentRecord
 
 log = logging.getLogger(__name__)
@@ -412,7 +412,7 @@ class AgentApi:
                     outbox: asyncio.Queue[bytes]) -> None:
         """Write the stream's events in order: all that queued meanwhile in one write while
         the console keeps up, else one at a time as it reads (``server/wsframes.py``)."""
-        direct = transport if isinstance(transport, asyncio.WriteTransport) else None
+        writer = direct(transport)
         with contextlib.suppress(ConnectionError, RuntimeError):
             while not ws.closed:
                 batch = [await outbox.get()]
@@ -420,9 +420,8 @@ class AgentApi:
                     batch.append(outbox.get_nowait())
                 if ws.closed:
                     return
-                if direct is not None and not direct.is_closing() \
-                        and direct.get_write_buffer_size() <= WRITE_BUFFER_HIGH:
-                    direct.write(b"".join(map(text_frame, batch)))
+                if writer is not None and writable_now(writer):
+                    writer.write(b"".join(map(text_frame, batch)))
                     continue
                 for payload in batch:
                     await ws.send_frame(payload, WSMsgType.TEXT)

@@ -67,7 +67,7 @@ from webchat.protocol.gms.forms import FormError, parse_form
 from webchat.server import addresses
 from webchat.server.addresses import ClientAddress
 from webchat.server.ratelimit import RateLimiter
-from webchat.server.wsframes import WRITE_BUFFER_HIGH, text_frame
+from webchat.server.wsframes import direct, text_frame, writable_now
 
 if TYPE_CHECKING:
     from webchat.server.cometd_forward import Forwarder
@@ -654,7 +654,7 @@ class _Socket:
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
                  ) -> None:
         self.ws = ws
-        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self.transport = direct(transport)
         self.session: ServerSession | None = None
         self.hold: _SocketHold | None = None
         """The connect held on this socket, if one is."""
@@ -675,14 +675,17 @@ class _Socket:
     def push(self, messages: list[BayeuxMessage]) -> None:
         transport = self.transport
         payload = encode_messages(messages)
-        if (transport is None or self._lock.locked() or self.outbox
-                or transport.get_write_buffer_size() > WRITE_BUFFER_HIGH):
-            self.outbox.append(payload)
-            self.outbox_bytes += len(payload)
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush())
-        elif not self.ws.closed and not transport.is_closing():
-            transport.write(text_frame(payload))
+        if transport is not None and not (self._lock.locked() or self.outbox) \
+                and writable_now(transport):
+            if not self.ws.closed:
+                transport.write(text_frame(payload))
+            return
+        if transport is not None and transport.is_closing():
+            return
+        self.outbox.append(payload)
+        self.outbox_bytes += len(payload)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
