@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from webchat.protocol.bayeux.messages import (
     BayeuxMessage,
@@ -543,38 +543,14 @@ class CometdEndpoint:
         remote = self.client_address(request)
 
         try:
-            async for frame in ws:
-                sock.last_frame = _now()
-                if frame.type != WSMsgType.TEXT:
-                    if frame.type == WSMsgType.BINARY:
-                        await self._violation(sock, 1003, b"text frames only")
+            # ``ws.receive()`` rather than ``async for``: one coroutine less waiting on each
+            # socket. Each wait lasts until the peer's next frame (seconds), so what is made
+            # for it is no short-lived garbage but the collector's work twice over.
+            while (frame := await ws.receive()).type not in _CLOSED:
+                more = await self._on_frame(sock, frame, remote, browser)
+                del frame  # with what it made (its exchange, messages), not at the next one
+                if not more:
                     break
-                try:
-                    messages = self._decode(frame.data)
-                except TooLarge:
-                    await self._violation(sock, 1009, b"message too big or too deep")
-                    break
-                except DecodeError:
-                    await self._violation(sock, 1011, b"malformed Bayeux message")
-                    break
-                refusal = self._flood_refusal(messages, remote, {"reconnect": "none"})
-                if refusal is not None:
-                    self._send(sock, refusal)
-                    continue
-                exchange = _Exchange(remote, sock)
-                await self._perform(self.bayeux.receive(
-                    messages, _now(), browser_id=browser, bound=sock.session,
-                    transport="websocket"), exchange)
-                if exchange.close is not None:
-                    await self._violation(sock, exchange.close.code,
-                                          exchange.close.reason.encode())
-                    break
-                self._send(sock, exchange.messages)
-                if exchange.go_away:
-                    await self._go_away(sock)
-                    break
-                if exchange.hold is not None:
-                    self._hold_on_socket(sock, exchange.hold, remote)
         except ConnectionError:
             pass  # the peer went away mid-write; the finally below forgets it
         finally:
@@ -595,6 +571,41 @@ class CometdEndpoint:
             # data has been handled.
             asyncio.get_running_loop().call_soon(_disarm_heartbeat, ws)
         return ws
+
+    async def _on_frame(self, sock: _Socket, frame: WSMessage, remote: str, browser: str
+                        ) -> bool:
+        """Perform one frame of ``sock``'s peer; False once the socket is to close."""
+        sock.last_frame = _now()
+        if frame.type != WSMsgType.TEXT:
+            if frame.type == WSMsgType.BINARY:
+                await self._violation(sock, 1003, b"text frames only")
+            return False
+        try:
+            messages = self._decode(frame.data)
+        except TooLarge:
+            await self._violation(sock, 1009, b"message too big or too deep")
+            return False
+        except DecodeError:
+            await self._violation(sock, 1011, b"malformed Bayeux message")
+            return False
+        refusal = self._flood_refusal(messages, remote, {"reconnect": "none"})
+        if refusal is not None:
+            self._send(sock, refusal)
+            return True
+        exchange = _Exchange(remote, sock)
+        await self._perform(self.bayeux.receive(
+            messages, _now(), browser_id=browser, bound=sock.session,
+            transport="websocket"), exchange)
+        if exchange.close is not None:
+            await self._violation(sock, exchange.close.code, exchange.close.reason.encode())
+            return False
+        self._send(sock, exchange.messages)
+        if exchange.go_away:
+            await self._go_away(sock)
+            return False
+        if exchange.hold is not None:
+            self._hold_on_socket(sock, exchange.hold, remote)
+        return True
 
     def _attach(self, sock: _Socket, session: ServerSession) -> None:
         sock.session = session
@@ -637,6 +648,8 @@ class _Exchange:
 
 
 _CLOSE_TIMEOUT_S = 2.0
+_CLOSED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
+"""What ``ws.receive()`` returns once the socket is closing (where ``async for`` stops)."""
 """How long a closing WebSocket waits for the peer's close frame before dropping it."""
 
 
