@@ -19,7 +19,7 @@ from webchat.protocol.gms.models import EventType, Message, Participant
 from webchat.server.chat.change import Change, draft
 from webchat.server.chat.clock import AsyncioScheduler
 from webchat.server.gc_policy import parse_thresholds
-from webchat.store.records import ChatRecord, ChatStatus, ParticipantRecord
+from webchat.store.records import ChatRecord, ChatStatus, FileRecord, ParticipantRecord
 
 
 async def test_a_full_collection_shows_as_a_pause_at_metrics(server, http: aiohttp.ClientSession):
@@ -113,3 +113,21 @@ def test_a_change_copies_a_participant_only_when_it_touches_it() -> None:
     assert change.chat.participants[2].connected is False
     assert change.participants == {2: change.chat.participants[2]}
     assert change.touch(change.chat.participants[2]) is change.chat.participants[2]
+
+
+def test_a_chats_cached_copies_are_never_walked_by_the_collector() -> None:
+    """Every commit replaces its chat's cached copy, which lives until the chat's next commit
+    seconds later: at 10,000 chats a thousand of them, with their participant and file maps,
+    were in every young collection. The copy a change drafts is untracked too."""
+    chat = ChatRecord("C", "s", "k", "u", "1", ChatStatus.ACTIVE, 0, 0, {"nickname": "Ada"},
+                      {"topic": "bill"}, participants={
+                          1: ParticipantRecord(1, "Client", "Ada"),
+                          2: ParticipantRecord(2, "Agent", "Grace", "a1")},
+                      files={"f1": FileRecord("f1", "C", "a.png", 3, "image/png", 1, 0)})
+    change = Change(draft(chat), now_ms=1)
+    change.add(1, EventType.MESSAGE, "hello")
+    change.touch(change.chat.participants[2]).connected = False
+    for record in (chat, change.chat):
+        assert [gc.is_tracked(part) for part in (
+            record, record.participants, record.files, record.customer, record.user_data,
+            *record.participants.values(), *record.files.values())] == [False] * 8

@@ -28,7 +28,7 @@ from webchat.server.inactivity import (
 )
 from webchat.service.core import now_ms
 from webchat.service.storage import MemoryStorage
-from webchat.store.records import ChatRecord, ChatStatus
+from webchat.store.records import ChatRecord, ChatStatus, copy
 
 QUICK = InactivityConfig(customer_alert_s=0.3, customer_close_s=0.8, agent_alert_s=None,
                          sweep_s=0.05)
@@ -67,7 +67,7 @@ def test_what_silence_calls_for(events, now_s, asynchronous, expected):
                                   userData={"idle": "customer"})
     assert due(chat, quiet_of(chat), now_s * 1000, CONFIG,
                asynchronous=asynchronous) is expected
-    queued = replace(chat, status=ChatStatus.QUEUED)
+    queued = copy(chat, status=ChatStatus.QUEUED)
     assert due(queued, quiet_of(queued), now_s * 1000, replace(
         CONFIG, queued_alert_s=None, queued_close_s=None), asynchronous=asynchronous) is None
 
@@ -89,7 +89,7 @@ WAITING = [(1, "Client", "ParticipantJoined", 0), (2, "External", "Notice", 0)]
 ])
 def test_a_silent_customer_in_the_queue_is_closed_on_its_own_limits(events, queued_s, now_s,
                                                                    asynchronous, expected):
-    chat = replace(chat_with(events), status=ChatStatus.QUEUED, queued_ms=queued_s * 1000)
+    chat = copy(chat_with(events), status=ChatStatus.QUEUED, queued_ms=queued_s * 1000)
     # No reminder or requeue of an agent for a queued chat, however long unanswered.
     assert due(chat, quiet_of(chat), now_s * 1000, QUEUED_CONFIG,
                asynchronous=asynchronous) is expected

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from webchat.store.records import (
     ChatStatus,
     FileRecord,
     ParticipantRecord,
+    copy,
 )
 from webchat.store.sqlite import SqliteStore
 
@@ -131,13 +132,13 @@ async def test_a_chat_comes_back_with_every_field(store: Store) -> None:
     chat.status, chat.agent_id, chat.offered_to, chat.offered_ms = (ChatStatus.ACTIVE, "grace",
                                                                     None, None)
     chat.participants[3] = agent = ParticipantRecord(3, "Agent", "Grace", "grace")
-    chat.participants[1] = customer = replace(chat.participants[1], connected=False)
+    chat.participants[1] = customer = copy(chat.participants[1], connected=False)
     chat.next_participant = 4
     upload = FileRecord("ab" * 16, "c1", "reçu.png", 1234, "image/png", 1, 1_700_000_002_000,
                         "ma facture")
     await saved(store, chat, [message(chat, 3, 3, "hi")], [agent, customer], [upload])
     # And one that counts a download and deletes nothing else.
-    chat.files[upload.file_id] = counted = replace(upload, downloads=1, deleted=True)
+    chat.files[upload.file_id] = counted = copy(upload, downloads=1, deleted=True)
     await saved(store, chat, [], [], [counted])
 
     assert await store.load_chat("c1") == chat
@@ -167,7 +168,8 @@ async def test_agents_and_tokens(store: Store) -> None:
     await store.put_agent(grace)
     await store.put_agent(AgentRecord("ada", "Ada", "h", supervisor=True))
     assert await store.get_agent("grace") == grace
-    updated = replace(grace, nickname="Grace H.", ready=False, capacity=5, supervisor=True)
+    updated = dataclasses.replace(grace, nickname="Grace H.", ready=False, capacity=5,
+                                  supervisor=True)
     await store.put_agent(updated)
     assert await store.list_agents() == [AgentRecord("ada", "Ada", "h", supervisor=True),
                                          updated]
@@ -204,7 +206,7 @@ async def test_a_failed_change_writes_nothing(store: Store) -> None:
 
 async def test_a_stale_copy_is_handed_the_stored_chat(shared: PostgresStore) -> None:
     chat = await saved(shared, new_chat(), [])
-    behind = replace(chat, events=list(chat.events))
+    behind = copy(chat, events=list(chat.events))
     await saved(shared, chat, [message(chat, 1, 2, "from another process")])
 
     async with shared.lock_chat("c1", behind.revision) as held:
@@ -218,7 +220,7 @@ async def test_an_error_after_the_save_rolls_it_back(shared: PostgresStore) -> N
     before = await shared.load_chat("c1")
     with pytest.raises(RuntimeError):
         async with shared.lock_chat("c1", chat.revision) as held:
-            await held.save(replace(chat, revision=chat.revision + 1,
+            await held.save(copy(chat, revision=chat.revision + 1,
                                     status=ChatStatus.ENDED), [],
                             [message(chat, 2, 2, "lost")])
             raise RuntimeError("after the save, before the commit")
@@ -229,7 +231,7 @@ async def test_an_index_is_never_given_twice(shared: PostgresStore) -> None:
     chat = await saved(shared, new_chat(), [message(new_chat(), 1, 2, "first")])
     with pytest.raises(asyncpg.UniqueViolationError):
         async with shared.lock_chat("c1", 0) as held:  # ignores that it is behind
-            await held.save(replace(chat, revision=5), [], [message(chat, 1, 1, "again")])
+            await held.save(copy(chat, revision=5), [], [message(chat, 1, 1, "again")])
     loaded = await shared.load_chat("c1")
     assert loaded is not None and loaded.revision == 1
     assert [(e.index, e.text) for e in loaded.events] == [(1, "first")]
@@ -250,13 +252,13 @@ async def test_a_frozen_holder_loses_the_chat_and_cannot_write(postgres_dsn: str
         # A bound only so that a failure shows as one instead of a hung run.
         async with asyncio.timeout(30), other.lock_chat("c1", chat.revision) as mine:
             assert mine.fresh is None
-            await mine.save(replace(chat, revision=2), [], [message(chat, 2, 1, "second")])
+            await mine.save(copy(chat, revision=2), [], [message(chat, 2, 1, "second")])
         # However the cut-off reaches the frozen connection first (the server's error, the
         # closed socket, or asyncpg still busy with the server's goodbye), the save fails.
         refused = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
                    OSError)
         with pytest.raises(refused):
-            await late.save(replace(chat, revision=2), [], [message(chat, 2, 2, "late")])
+            await late.save(copy(chat, revision=2), [], [message(chat, 2, 2, "late")])
         with contextlib.suppress(*refused):
             await held.__aexit__(None, None, None)
         loaded = await other.load_chat("c1")
@@ -469,7 +471,7 @@ async def test_saves_queued_together_commit_together_and_one_failing_fails_alone
             busy = store._run(lambda conn: __import__("time").sleep(0.3))
             await asyncio.sleep(0.05)  # the writer is in the busy job: the saves queue up
             results = await asyncio.gather(*(
-                store.save_chat(replace(chat, revision=chat.revision + 1),
+                store.save_chat(copy(chat, revision=chat.revision + 1),
                                 list(chat.participants.values()),
                                 [message(chat, 1 if n == 7 else 2, 1, f"second {n}")])
                 for n, chat in enumerate(chats)), return_exceptions=True)
@@ -534,7 +536,7 @@ async def test_saves_too_many_for_one_statement_are_one_transaction(tmp_path: Pa
         busy = store._run(lambda conn: __import__("time").sleep(0.3))
         await asyncio.sleep(0.05)
         results = await asyncio.gather(*(
-            store.save_chat(replace(chat, revision=chat.revision + 1),
+            store.save_chat(copy(chat, revision=chat.revision + 1),
                             list(chat.participants.values()),
                             [message(chat, 1 if n == 29 else i, 2, f"{n}.{i}")
                              for i in range(2, 42)])  # 30 x 43 rows: over 1,024

@@ -2,15 +2,32 @@
 
 The transcript is kept as wire :class:`~webchat.protocol.gms.models.Message` objects, so the
 exact bytes a customer saw can be rebuilt after a restart.
+
+Chats, their participants and files are structs the cyclic garbage collector never walks
+(``gc=False``, as transcript events are): a commit replaces its chat's cached copy, which then
+lives until the chat's next commit, seconds later, so at 10,000 chats every young collection
+found some thousand of them, with their participant and file maps. They hold strings, numbers
+and each other, never anything that refers back, so they cannot be part of a cycle.
+Copies: :func:`copy` (``msgspec.structs.replace``).
 """
 
 from __future__ import annotations
 
 import enum
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
 
 from webchat.protocol.gms.models import Message
+
+_R = TypeVar("_R", bound=msgspec.Struct)
+
+
+def copy(record: _R, **changes: Any) -> _R:
+    """A copy of ``record`` with ``changes`` (what ``dataclasses.replace`` did)."""
+    return msgspec.structs.replace(record, **changes)
 
 
 class ChatStatus(enum.StrEnum):
@@ -19,8 +36,7 @@ class ChatStatus(enum.StrEnum):
     ENDED = "ended"
 
 
-@dataclass(slots=True)
-class ParticipantRecord:
+class ParticipantRecord(msgspec.Struct, gc=False):
     participant_id: int
     type: str
     nickname: str
@@ -34,8 +50,7 @@ def new_file_id() -> str:
     return secrets.token_hex(16)
 
 
-@dataclass(slots=True)
-class FileRecord:
+class FileRecord(msgspec.Struct, gc=False):
     """A file shared in a chat. The bytes live in the file vault under ``file_id``."""
 
     file_id: str
@@ -50,8 +65,7 @@ class FileRecord:
     downloads: int = 0
 
 
-@dataclass(slots=True)
-class ChatRecord:
+class ChatRecord(msgspec.Struct, gc=False):
     chat_id: str
     service: str
     secure_key: str
@@ -73,9 +87,9 @@ class ChatRecord:
     """The agent a waiting chat is offered to, and since when (``offered_ms``): kept with the
     chat, so an offer holds for every process and outlives the one that made it."""
     offered_ms: int | None = None
-    participants: dict[int, ParticipantRecord] = field(default_factory=dict)
-    events: list[Message] = field(default_factory=list)
-    files: dict[str, FileRecord] = field(default_factory=dict)
+    participants: dict[int, ParticipantRecord] = msgspec.field(default_factory=dict)
+    events: list[Message] = msgspec.field(default_factory=list)
+    files: dict[str, FileRecord] = msgspec.field(default_factory=dict)
 
     @property
     def next_index(self) -> int:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
@@ -20,7 +20,7 @@ from webchat.server.chat.registry import ChatRegistry
 from webchat.server.config import Limits
 from webchat.server.errors import ChatError
 from webchat.store.base import Store
-from webchat.store.records import ChatRecord, FileRecord, ParticipantRecord
+from webchat.store.records import ChatRecord, FileRecord, ParticipantRecord, copy
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Change:
         pid = participant.participant_id
         mine = self.participants.get(pid)
         if mine is None:
-            mine = self.participants[pid] = self.chat.participants[pid] = replace(participant)
+            mine = self.participants[pid] = self.chat.participants[pid] = copy(participant)
         return mine
 
     def join(self, type_: ParticipantType, nickname: str, agent_id: str | None = None
@@ -121,9 +121,9 @@ def draft(chat: ChatRecord) -> ChatRecord:
     Participants are copied when the change touches one (:meth:`Change.touch`), not here:
     copying every one on every message made the young objects the garbage collector walks
     (most commits are messages, which change no participant)."""
-    return replace(chat, customer=dict(chat.customer), user_data=dict(chat.user_data),
-                   participants=dict(chat.participants),
-                   files={fid: replace(f) for fid, f in chat.files.items()})
+    return copy(chat, customer=dict(chat.customer), user_data=dict(chat.user_data),
+                participants=dict(chat.participants),
+                files={fid: copy(f) for fid, f in chat.files.items()})
 
 
 class Changes:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import msgspec
 
@@ -30,7 +29,7 @@ from webchat.protocol.gms.models import Message
 from webchat.server.chat.change import Changes
 from webchat.server.chat.registry import ChatRegistry
 from webchat.store.base import Store
-from webchat.store.records import ChatRecord
+from webchat.store.records import ChatRecord, copy
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class Replica:
 
     def _publish(self, chat: ChatRecord, events: list[Message]) -> None:
         self._cluster.publish(COMMITS, _encoder.encode(
-            Commit(self.node, replace(chat, events=events))))
+            Commit(self.node, copy(chat, events=events))))
 
     # ---- in --------------------------------------------------------------------------------
 
