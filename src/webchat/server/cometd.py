@@ -648,9 +648,9 @@ class _Exchange:
 
 
 _CLOSE_TIMEOUT_S = 2.0
+"""How long a closing WebSocket waits for the peer's close frame before dropping it."""
 _CLOSED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 """What ``ws.receive()`` returns once the socket is closing (where ``async for`` stops)."""
-"""How long a closing WebSocket waits for the peer's close frame before dropping it."""
 
 
 class _Socket:

@@ -49,18 +49,25 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _CHAT_COLUMNS = ("chat_id, service, secure_key, user_id, alias, status, created_ms, queued_ms, "
                  "ended_ms, agent_id, target_agent, next_participant, customer_json, "
                  "user_data_json, revision, offered_to, offered_ms")
-_WIDTH = 17
+_WIDTH = len(_CHAT_COLUMNS.split(","))
 """Values in the widest row a save writes (a chat's)."""
 _CHAT, _PARTICIPANT, _EVENT, _FILE = 1, 2, 3, 4
 """What a row of :data:`_SAVED_ROWS` is; 0 pads a statement to its size and writes nothing."""
 _MAX_ROWS = 1024
 """The most rows one statement writes (fewer if SQLite's variable limit says so)."""
+
+
+def _new(values: int) -> str:
+    """The first ``values`` columns of the row a trigger of :data:`_SAVED_ROWS` handles."""
+    return ", ".join(f"NEW.v{i}" for i in range(1, values + 1))
+
+
 _SAVED_ROWS = (
     "CREATE TEMP VIEW saved_rows (kind, " + ", ".join(f"v{i}" for i in range(1, _WIDTH + 1))
     + ") AS SELECT " + ", ".join(["NULL"] * (_WIDTH + 1)) + " WHERE 0",
     f"""CREATE TEMP TRIGGER saved_rows_write INSTEAD OF INSERT ON saved_rows BEGIN
     INSERT INTO chats ({_CHAT_COLUMNS})
-        SELECT {", ".join(f"NEW.v{i}" for i in range(1, 18))} WHERE NEW.kind = {_CHAT}
+        SELECT {_new(_WIDTH)} WHERE NEW.kind = {_CHAT}
         ON CONFLICT (chat_id) DO UPDATE SET status=excluded.status,
             queued_ms=excluded.queued_ms, ended_ms=excluded.ended_ms,
             agent_id=excluded.agent_id, target_agent=excluded.target_agent,
@@ -68,14 +75,14 @@ _SAVED_ROWS = (
             user_data_json=excluded.user_data_json, revision=excluded.revision,
             offered_to=excluded.offered_to, offered_ms=excluded.offered_ms;
     INSERT INTO participants (chat_id, participant_id, type, nickname, agent_id, connected)
-        SELECT NEW.v1, NEW.v2, NEW.v3, NEW.v4, NEW.v5, NEW.v6 WHERE NEW.kind = {_PARTICIPANT}
+        SELECT {_new(6)} WHERE NEW.kind = {_PARTICIPANT}
         ON CONFLICT DO UPDATE SET nickname=excluded.nickname, connected=excluded.connected,
             agent_id=excluded.agent_id;
     INSERT INTO events (chat_id, idx, message_json)
-        SELECT NEW.v1, NEW.v2, NEW.v3 WHERE NEW.kind = {_EVENT};
+        SELECT {_new(3)} WHERE NEW.kind = {_EVENT};
     INSERT INTO files (file_id, chat_id, name, size, content_type, participant_id,
                        created_ms, description, deleted, downloads)
-        SELECT {", ".join(f"NEW.v{i}" for i in range(1, 11))} WHERE NEW.kind = {_FILE}
+        SELECT {_new(10)} WHERE NEW.kind = {_FILE}
         ON CONFLICT (file_id) DO UPDATE SET deleted=excluded.deleted,
             downloads=excluded.downloads;
 END""")
