@@ -374,6 +374,18 @@ async def test_the_request_chat_reply_is_a_snapshot_so_no_index_comes_twice(
     assert set(indexes) == set(range(1, server.engine.chats[chat_id].next_index))
 
 
+async def websocket_session(ws: aiohttp.ClientWebSocketResponse) -> str:
+    """Handshake on ``ws`` and have a first connect answered at once: the session's id."""
+    await ws.send_str(msgspec.json.encode([{"id": "1", **HANDSHAKE}]).decode())
+    [hs] = msgspec.json.decode((await ws.receive()).data)
+    await ws.send_str(msgspec.json.encode([{
+        "id": "2", "channel": "/meta/connect", "clientId": hs["clientId"],
+        "connectionType": "websocket", "advice": {"timeout": 0}}]).decode())
+    [connect] = msgspec.json.decode((await ws.receive()).data)
+    assert (connect["channel"], connect["successful"]) == ("/meta/connect", True)
+    return str(hs["clientId"])
+
+
 async def test_a_websocket_waiting_for_its_next_frame_keeps_nothing_of_the_last(
         server, http, cometd_url):
     """Each socket waits seconds for its customer's next frame: what the last frame made (the
@@ -384,13 +396,7 @@ async def test_a_websocket_waiting_for_its_next_frame_keeps_nothing_of_the_last(
         sockets = [await stack.enter_async_context(http.ws_connect(url)) for _ in range(5)]
         ids = set()
         for ws in sockets:
-            await ws.send_str(msgspec.json.encode([{"id": "1", **HANDSHAKE}]).decode())
-            [hs] = msgspec.json.decode((await ws.receive()).data)
-            ids.add(hs["clientId"])
-            await ws.send_str(msgspec.json.encode([{
-                "id": "2", "channel": "/meta/connect", "clientId": hs["clientId"],
-                "connectionType": "websocket", "advice": {"timeout": 0}}]).decode())
-            msgspec.json.decode((await ws.receive()).data)
+            ids.add(await websocket_session(ws))
         await asyncio.sleep(0.05)
         gc.collect()  # what earlier tests left in cycles
         mine = server.app[COMETD]._connections
@@ -417,13 +423,7 @@ async def test_connects_held_on_websockets_cost_no_task_and_end_at_their_timeout
         sockets = [await stack.enter_async_context(http.ws_connect(url)) for _ in range(20)]
         ids = []
         for ws in sockets:
-            await ws.send_str(msgspec.json.encode([{"id": "1", **HANDSHAKE}]).decode())
-            [hs] = msgspec.json.decode((await ws.receive()).data)
-            ids.append(hs["clientId"])
-            await ws.send_str(msgspec.json.encode([{
-                "id": "2", "channel": "/meta/connect", "clientId": hs["clientId"],
-                "connectionType": "websocket", "advice": {"timeout": 0}}]).decode())
-            msgspec.json.decode((await ws.receive()).data)
+            ids.append(await websocket_session(ws))
         await asyncio.sleep(0.1)
         before = len(asyncio.all_tasks())
         for ws, cid in zip(sockets, ids, strict=True):

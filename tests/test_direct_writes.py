@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import msgspec
 import pytest
 import uvloop
 
 from tests.conftest import start_server
+from tests.test_cometd_server import websocket_session
 from webchat.server.app import COMETD
 from webchat.server.config import ServerConfig
 from webchat.server.wsframes import direct
@@ -27,8 +27,6 @@ from webchat.server.wsframes import direct
 LOOPS = pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop,
                                                  uvloop.new_event_loop],
                                 ids=["asyncio", "uvloop"])
-HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "minimumVersion": "1.0",
-             "supportedConnectionTypes": ["websocket"]}
 
 
 def _run(loop_factory: Callable[[], asyncio.AbstractEventLoop], coro: object) -> None:
@@ -70,13 +68,7 @@ def test_cometd_websocket_replies_are_written_without_a_task(loop_factory, tmp_p
         try:
             async with aiohttp.ClientSession() as http, \
                     http.ws_connect(running.url.replace("http", "ws") + "/genesys/cometd") as ws:
-                await ws.send_str(msgspec.json.encode([{"id": "1", **HANDSHAKE}]).decode())
-                [hs] = msgspec.json.decode((await ws.receive()).data)
-                await ws.send_str(msgspec.json.encode([{
-                    "id": "2", "channel": "/meta/connect", "clientId": hs["clientId"],
-                    "connectionType": "websocket", "advice": {"timeout": 0}}]).decode())
-                [connect] = msgspec.json.decode((await ws.receive()).data)
-                assert connect["successful"] is True
+                await websocket_session(ws)
                 [sock] = running.app[COMETD]._connections
                 assert sock.transport is not None
                 assert sock._flusher is None  # both replies went straight to the transport
