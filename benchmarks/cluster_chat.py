@@ -720,6 +720,10 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             await asyncio.sleep(args.grace)  # the window's last messages land
             if talk.done():
                 talk.result()  # the sender failed: say why
+        except BaseException:
+            print(f"the run failed (errors seen: {stats.errors}); the server's output "
+                  f"ends:\n{server.log_tail(60)}", file=sys.stderr)
+            raise
         finally:
             gc.enable()
             gc.unfreeze()  # this run's objects may go now

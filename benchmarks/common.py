@@ -47,6 +47,15 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     url: str
     data_dir: tempfile.TemporaryDirectory[str]
+    log: Path
+    """The server's output (outside its data directory, so it outlives the run)."""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's output: why a run failed is usually there."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no server log: {exc})"
 
     @property
     def ps(self) -> psutil.Process:
@@ -80,14 +89,17 @@ class ServerProcess:
                 proc.kill()
         self.proc.wait()
         self.data_dir.cleanup()
+        self.log.unlink(missing_ok=True)
 
 
 async def start_server(*args: str) -> ServerProcess:
     port = free_port()
     data = tempfile.TemporaryDirectory(prefix="webchat-bench-")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - one launch before measuring
-        [sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
-         data.name, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = Path(tempfile.gettempdir()) / f"webchat-bench-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - one launch before measuring
+            [sys.executable, "-m", "webchat", "serve", "--port", str(port), "--data-dir",
+             data.name, *args], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         deadline = time.monotonic() + 20
@@ -95,11 +107,12 @@ async def start_server(*args: str) -> ServerProcess:
             try:
                 async with http.get(f"{url}/healthz") as resp:
                     if resp.status == 200:
-                        return ServerProcess(proc, url, data)
+                        return ServerProcess(proc, url, data, log)
             except aiohttp.ClientError:
                 await asyncio.sleep(0.1)
     proc.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"server did not start; its output ({log}) ends:\n"
+                       f"{log.read_text(errors='replace')[-3000:]}")
 
 
 def start_bot(url: str, user: str, password: str, capacity: int) -> subprocess.Popen[bytes]:

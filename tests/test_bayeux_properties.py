@@ -194,6 +194,26 @@ def test_sessions_expire_after_max_interval_unless_connected():
     assert not server.sessions
 
 
+def test_a_session_answering_a_slow_publish_expires_only_after_the_answer_left():
+    """A connect and a service publish in one batch: the connect's reply leaves with the
+    publish's, once the application answered. Its expiry was counted from when the reply
+    was made, so a publish slower than ``maxInterval`` (a chat start on an overloaded
+    server) expired the session under the client, which then found its next connect
+    refused (402) through no fault of its own."""
+    server = BayeuxServer(ServerOptions(max_interval_ms=1000))
+    client = Client(server)
+    events = server.receive([
+        BayeuxMessage(channel="/meta/connect", clientId=client.session.client_id,
+                      connectionType="long-polling", advice={"timeout": 0}),
+        BayeuxMessage(channel="/service/chat", clientId=client.session.client_id,
+                      data={"operation": "requestChat"})], 10, browser_id="b")
+    [publish] = [e for e in events if isinstance(e, Publish)]
+    assert server.expire(5_000) == []  # the application is still at it: the server owes
+    server.complete(publish, None, 5_000)  # answered now: the client's clock starts
+    assert server.expire(5_900) == []
+    assert server.expire(6_001) == [Ended(client.session)]
+
+
 # ---- arbitrary traffic -------------------------------------------------------------------
 # Valid and broken messages from long-polling requests and WebSockets, interleaved with
 # deliveries, releases, dropped connections and expiry: whatever happens, the core never
@@ -263,7 +283,8 @@ class Traffic:
         answered = 0
         for event in events:
             if isinstance(event, Publish):
-                reply = self.server.complete(event, None if event.message.data else "400::no")
+                reply = self.server.complete(event, None if event.message.data else "400::no",
+                                             self.now)
                 assert reply.message.channel == event.message.channel
                 assert reply.message.id == event.message.id
                 assert reply.message.data is UNSET  # an ack, never a delivery

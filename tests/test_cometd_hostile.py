@@ -236,6 +236,37 @@ async def test_idle_websockets_without_a_session_are_closed(tuned, http):
     assert not endpoint(server).sockets
 
 
+async def test_a_publish_slower_than_max_interval_does_not_expire_its_session(tuned, http):
+    """The benchmark's chat starts took up to 10 s on an overloaded server; the connect
+    answered in the same frame left with them, but its session had expired meanwhile
+    (expiry counted from when the reply was made) and the socket, now without a session,
+    was reaped: the client saw its WebSocket dropped (1006) for the server's slowness."""
+    server = await tuned(max_interval_ms=200)
+    cometd = endpoint(server)
+    service = cometd.on_service
+    assert service is not None
+
+    async def slow(session: Any, message: Any) -> str | None:
+        await asyncio.sleep(2.5)  # the sweep (each second) runs twice meanwhile
+        return await service(session, message)
+
+    cometd.on_service = slow
+    async with http.ws_connect(ws_url(server)) as ws:
+        client_id = await ws_handshake(ws, NO_ACK)
+        await ws.send_str(encode(
+            {"channel": "/meta/connect", "clientId": client_id, "connectionType": "websocket",
+             "advice": {"timeout": 0}},
+            {"channel": CHANNEL, "clientId": client_id, "id": "2",
+             "data": {"operation": "requestChat", "nickname": "Slow"}}))
+        seen = await replies_until(ws, CHANNEL)
+        assert any(m["channel"] == "/meta/connect" and m["successful"] for m in seen), seen
+        await ws.send_str(encode({"channel": "/meta/connect", "clientId": client_id,
+                                  "connectionType": "websocket", "advice": {"timeout": 0}}))
+        [connect] = [m for m in await replies_until(ws, "/meta/connect")
+                     if m["channel"] == "/meta/connect"]
+        assert connect["successful"], connect
+
+
 # ---- a subscriber that never reads ---------------------------------------------------------
 
 class RawWebSocket:

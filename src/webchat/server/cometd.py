@@ -317,7 +317,11 @@ class CometdEndpoint:
         which returns the finished reply in the publish's place."""
         for event in events:
             if isinstance(event, Publish):
-                reply = self.bayeux.complete(event, await self._verdict(event))
+                verdict: str | None = "500::internal_error"  # if cancelled: never written
+                try:
+                    verdict = await self._verdict(event)
+                finally:
+                    reply = self.bayeux.complete(event, verdict, _now())
                 exchange.messages.append(reply.message)
             else:
                 self._gather(event, exchange)

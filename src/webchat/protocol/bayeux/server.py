@@ -143,6 +143,12 @@ class ServerSession:
     """Sent batches not acknowledged yet: (batch number, messages, their encoded size)."""
     attachments: dict[str, Any] = field(default_factory=dict)
     """Application state tied to the session (e.g. the chats it follows)."""
+    publishing: int = 0
+    """Service publishes whose application verdict is awaited. While the server owes the
+    client an answer the session does not expire: a connect answered in the same batch as
+    a slow publish (a chat start under load) leaves only with it, and the client's
+    ``maxInterval`` counts from then (:meth:`BayeuxServer.complete`), not from when the
+    reply was made."""
 
     @property
     def closed(self) -> bool:
@@ -329,8 +335,16 @@ class BayeuxServer:
                 bound = found  # the rest of the frame is for this session only
         return out
 
-    def complete(self, publish: Publish, error: str | None) -> Reply:
-        """Finish a publish's reply with the application's verdict (None: it worked)."""
+    def complete(self, publish: Publish, error: str | None, now_ms: int) -> Reply:
+        """Finish a publish's reply with the application's verdict (None: it worked). Call
+        it exactly once per :class:`Publish`, also when the application failed or the
+        exchange was cancelled: until then the session cannot expire (see
+        :attr:`ServerSession.publishing`)."""
+        session = publish.session
+        session.publishing -= 1
+        if not session.closed and not session.holding:
+            session.expires_at = max(session.expires_at, now_ms + self.options.interval_ms
+                                     + self.options.max_interval_ms)
         reply = publish.reply
         if error is None:
             reply.successful = True
@@ -592,6 +606,7 @@ class BayeuxServer:
             out.append(Reply(reply))
             return
         if channels.is_service(channel):
+            session.publishing += 1
             out.append(Publish(session, msg, reply))  # its reply waits for the application
             return
         if not self.options.broadcast:
@@ -648,7 +663,7 @@ class BayeuxServer:
     def expire(self, now_ms: int) -> list[Event]:
         """Remove sessions whose client stopped connecting (§3.7 maxInterval)."""
         gone = [s for s in self.sessions.values()
-                if s.state is not State.HELD and s.expires_at < now_ms]
+                if s.state is not State.HELD and not s.publishing and s.expires_at < now_ms]
         out: list[Event] = []
         for session in gone:
             self._close(session, out)
