@@ -445,7 +445,10 @@ async def test_chaos_kill_a_process_mid_run(cluster: tuple[list[Node], str], pos
             run.chat_id = started["chatId"]
             await run.customer.wait_event("agentConnected", within=60)
 
-        await asyncio.gather(*(start(r) for r in runs))
+        starts = await asyncio.gather(*(start(r) for r in runs), return_exceptions=True)
+        stalled = [(r, e) for r, e in zip(runs, starts, strict=True) if e is not None]
+        if stalled:
+            pytest.fail(await why_stalled(stalled, agents, postgres_dsn))
         accepted_s = time.monotonic() - began
 
         async def talk(run: ChatRun) -> None:
@@ -517,6 +520,25 @@ async def test_chaos_kill_a_process_mid_run(cluster: tuple[list[Node], str], pos
         assert sum(a.hellos - 1 for a in agents) > 0
         for node in nodes:  # and no server met an error it did not expect
             assert "Traceback" not in node.log.read_text(errors="replace"), tail(node.log)
+
+
+async def why_stalled(stalled: list[tuple[ChatRun, BaseException]], agents: list[Agent],
+                      dsn: str) -> str:
+    """What the store, the agents and the customer knew of each chat that did not get its
+    agent during set-up (before anything was killed): enough to tell a lost offer from a
+    lost event."""
+    stored = await stored_chats(dsn)
+    lines = [f"{len(stalled)} of {CHATS} chats got no agent during set-up:"]
+    for run, exc in stalled[:10]:
+        chat = stored.get(run.chat_id)
+        offers = {a.name: a.offers for a in agents if a.offers}
+        lines.append(
+            f"chat {run.number} ({run.transport}, {run.chat_id or 'no chat id'}): "
+            f"{type(exc).__name__} {exc}; stored {chat.status if chat else 'nothing'} "
+            f"{_keys(chat.events) if chat else ''}; the customer's events "
+            f"{run.customer.names()}; CometD handshakes {run.handshakes}; agents' failures "
+            f"{dict(sum((a.failures for a in agents), Counter[str]()))}; offers {offers}")
+    return "\n".join(lines)
 
 
 async def settle(runs: list[ChatRun], agents: list[Agent], dsn: str, *, ended: bool
