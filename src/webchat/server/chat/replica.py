@@ -11,9 +11,10 @@ The store stays the truth; the broker only makes it fast. A commit is applied on
 the revision it follows. Anything else — a gap (a message lost while the broker connection
 was down, or two processes' commits arriving out of order), a chat this process does not know
 — is caught up from the store; a commit this process already has (it reloaded the chat under
-the store lock meanwhile) is dropped. While a change of the chat is under way here, its
-holder catches up under the store's lock anyway (:meth:`Changes.open`), so the note can be
-dropped. After the broker reconnects every chat is caught up from the store.
+the store lock meanwhile) is dropped. A commit heard while a change of the chat is under way
+here is caught up from the store once that change is done: the change may already be past
+the store's lock, where it would have seen it (:meth:`Changes.open`). After the broker
+reconnects every chat is caught up from the store.
 """
 
 from __future__ import annotations
@@ -107,7 +108,14 @@ class Replica:
             else:
                 self.catch_up(chat_id)
             return
-        if incoming.revision <= cached.revision or self._registry.lock(chat_id).locked():
+        if incoming.revision <= cached.revision:
+            return
+        if self._registry.lock(chat_id).locked():
+            # A change of the chat is under way here. If it has not taken the store's lock
+            # yet it will see this commit there, but it may be past it (committing, or
+            # reading the chat again): read the chat once the change is done (the catch-up
+            # waits for the lock; it adopts nothing if the change already brought it).
+            self.catch_up(chat_id)
             return
         events = incoming.events
         if incoming.revision != cached.revision + 1 or (
