@@ -9,8 +9,9 @@ send a message every ``--interval`` seconds (10 s: 2,000 messages/s stored and d
 10,000 chats). Printed per deployment: messages delivered to the other side per second,
 delivery latency p50/p99 (send -> the other side received it, both directions), server CPU
 per 1,000 messages and in cores, server RSS in all and per chat, the CPU of the PostgreSQL
-backends serving the benchmark's database and of redis-server, and the load generator's own
-CPU; then whether the issue's targets are met.
+backends serving the benchmark's database and of redis-server, the load generator's own
+CPU, and ``machine_speed_ms`` (a fixed piece of work timed after the run: this machine's speed
+varies from day to day, so compare runs by it); then whether the issue's targets are met.
 
 Scaling is capacity: a second process (a second host) is added with its load, so 2
 processes carry twice the chats of 1 and are compared by messages delivered per server core,
@@ -654,6 +655,20 @@ async def backing(deployment: Deployment) -> AsyncIterator[tuple[list[str], str 
             await client.aclose()
 
 
+def machine_speed_ms(rounds: int = 5) -> float:
+    """How long this machine takes for a fixed piece of pure-Python work (JSON in and out,
+    dict churn), the best of ``rounds``: the same commit measured 30% apart on different days
+    here, so a run's figures are read beside its own calibration (lower is faster)."""
+    best = math.inf
+    for _ in range(rounds):
+        started = time.process_time()
+        kept: dict[int, Any] = {}
+        for i in range(20_000):
+            kept[i % 500] = json.loads(json.dumps({"i": i, "pair": [i, i + 1], "s": "x" * 20}))
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
+
+
 def quiet_collector() -> None:
     """Keep this process's garbage collector out of the latencies: with 10,000 WebSockets a
     full collection here scans over a million objects, a pause every delivery waiting in it
@@ -813,6 +828,7 @@ def result(deployment: Deployment, args: argparse.Namespace, chats: int, stats: 
         "generator_cores": round(cores("generator"), 3),
         "machine_busy_cores": round(cores("machine"), 2),
         "others_cores": round(cores("machine") - ours, 2),
+        "machine_speed_ms": machine_speed_ms(),
         "errors": dict(stats.errors),
     }
 
