@@ -153,3 +153,39 @@ async def test_a_commit_heard_while_this_node_holds_the_chat_is_not_lost(
                          == "meanwhile", "the message at b without a later commit")
     finally:
         unsubscribe()
+
+
+async def test_a_commit_heard_while_this_node_reads_the_chat_again_is_not_lost(
+        cluster: Deployment) -> None:
+    """The same while this node's own catch-up of the chat holds the lock, having read the
+    chat before the commit: asking for a catch-up then was a no-op (one already ran), so
+    that commit waited for the chat's next one."""
+    a, b, _ = (node.engine for node in cluster.nodes)
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
+    assert b.replica is not None
+    store = b.replica._store
+    original = store.load_chat
+    read, go_on = asyncio.Event(), asyncio.Event()
+
+    async def stale_read(chat_id: str) -> ChatRecord | None:
+        stored = await original(chat_id)
+        read.set()
+        await go_on.wait()
+        return stored
+
+    heard: list[bytes] = []
+    unsubscribe = b.replica._cluster.subscribe("commits", lambda _t, p: heard.append(p))
+    try:
+        store.load_chat = stale_read  # type: ignore[method-assign]
+        b.replica.catch_up(chat.chat_id)
+        await read.wait()  # b's catch-up holds the chat, with what was stored before
+        store.load_chat = original  # type: ignore[method-assign]
+        await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "meanwhile")
+        await eventually(lambda: bool(heard), "the commit heard at b")
+        go_on.set()
+        await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-1]
+                         == "meanwhile", "the message at b without a later commit")
+    finally:
+        unsubscribe()
+        go_on.set()

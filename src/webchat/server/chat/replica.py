@@ -57,6 +57,9 @@ class Replica:
         self._store = store
         self._unsubscribe: Unsubscribe | None = None
         self._catching_up: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        """Chats asked to catch up while their catch-up ran: it may have read them before
+        the commit that asked, so it runs once more."""
         self.resyncs: list[Callable[[], Awaitable[None]]] = []
         """Also run after a broker reconnect (the agent directory reloads itself)."""
         self.applied = self.caught_up = 0
@@ -77,6 +80,7 @@ class Replica:
 
     async def stop(self) -> None:
         self.stop_listening()
+        self._again.clear()  # nothing runs once more after a cancelled catch-up
         tasks = list(self._catching_up.values())
         for task in tasks:
             task.cancel()
@@ -128,10 +132,12 @@ class Replica:
         self.applied += 1
 
     def catch_up(self, chat_id: str) -> None:
-        """Read the chat from the store (once however often asked while it runs)."""
-        if chat_id not in self._catching_up:
-            task = asyncio.get_running_loop().create_task(self._catch_up(chat_id))
-            self._catching_up[chat_id] = task
+        """Read the chat from the store; asked again while that runs, once more after it."""
+        if chat_id in self._catching_up:
+            self._again.add(chat_id)
+            return
+        task = asyncio.get_running_loop().create_task(self._catch_up(chat_id))
+        self._catching_up[chat_id] = task
 
     async def refresh(self, chat_id: str) -> ChatRecord | None:
         """Read the chat from the store now and adopt it if it is ahead of this copy."""
@@ -149,6 +155,9 @@ class Replica:
             log.exception("could not catch up chat %s", chat_id)
         finally:
             self._catching_up.pop(chat_id, None)
+            if chat_id in self._again:
+                self._again.discard(chat_id)
+                self.catch_up(chat_id)
 
     def resync_soon(self) -> None:
         asyncio.get_running_loop().create_task(self.resync())
