@@ -843,6 +843,13 @@ def at_target(r: dict[str, Any]) -> float:
                  + r["server_marginal_ms_per_1k_msgs"] / 1e6 * TARGET_RATE)
 
 
+def saturation(r: dict[str, Any], cores: int) -> str:
+    """What a verdict on ``r`` must add when the machine was near every core busy."""
+    if r["machine_busy_cores"] > 0.9 * cores:
+        return " (the machine was saturated: latencies are the machine's)"
+    return ""
+
+
 def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
     """The issue's targets, checked against what was measured (or extrapolated, when the run
     was not at the target load), in plain words."""
@@ -850,7 +857,6 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
     cores = psutil.cpu_count() or 1
     for name, r in results.items():
         measured = r["chats"] == TARGET_CHATS and r["offered_msgs_per_s"] == TARGET_RATE
-        saturated = r["machine_busy_cores"] > 0.9 * cores
         if DEPLOYMENTS[name].workers != 1:
             continue
         load = f"{at_target(r):.2f} server cores" + ("" if measured else (
@@ -863,15 +869,13 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
                      f"{load} (< 1), RSS {r['server_rss_mb']:.0f} MB (< 1,024), lost "
                      f"{r['lost']}: " + ("MET" if met else "not met" if measured else
                                          "not run at the target load")
-                     + (" (the machine was saturated: latencies are the machine's)"
-                        if saturated else ""))
+                     + saturation(r, cores))
     if "pg" in results and "pg2" in results:
         one, two = results["pg"], results["pg2"]
         per_core = [r["delivered_per_s"] / r["server_cores"] for r in (one, two)]
         ratio = 2 * per_core[1] / per_core[0]
         load = ("the same total load, half of it each" if one["chats"] == two["chats"] else
                 f"{two['chats'] / one['chats']:g}x the chats, as many per process")
-        saturated = two["machine_busy_cores"] > 0.9 * cores
         lines.append(
             f"scaling: 1 process delivered {per_core[0]:,.0f} messages/s per server core "
             f"({one['delivered_per_s']:,.0f}/s on {one['server_cores']:.2f} cores), "
@@ -881,8 +885,7 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
             f"p99 {two['p99_ms']:.1f} ms vs {one['p99_ms']:.1f} ms: "
             + ("MET" if ratio >= TARGET_SCALING and two["p99_ms"] <= one["p99_ms"] * 1.1
                else "not met")
-            + (" (the machine was saturated: latencies are the machine's)" if saturated
-               else ""))
+            + saturation(two, cores))
     return lines
 
 

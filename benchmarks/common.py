@@ -52,10 +52,7 @@ class ServerProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the server's output: why a run failed is usually there."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as exc:
-            return f"(no server log: {exc})"
+        return tail_of(self.log, lines)
 
     @property
     def ps(self) -> psutil.Process:
@@ -92,6 +89,14 @@ class ServerProcess:
         self.log.unlink(missing_ok=True)
 
 
+def tail_of(log: Path, lines: int) -> str:
+    """The last ``lines`` lines of a server's output."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no server log: {exc})"
+
+
 async def start_server(*args: str) -> ServerProcess:
     port = free_port()
     data = tempfile.TemporaryDirectory(prefix="webchat-bench-")
@@ -112,7 +117,7 @@ async def start_server(*args: str) -> ServerProcess:
                 await asyncio.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"server did not start; its output ({log}) ends:\n"
-                       f"{log.read_text(errors='replace')[-3000:]}")
+                       f"{tail_of(log, 40)}")
 
 
 def start_bot(url: str, user: str, password: str, capacity: int) -> subprocess.Popen[bytes]:

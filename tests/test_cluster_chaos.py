@@ -528,16 +528,16 @@ async def why_stalled(stalled: list[tuple[ChatRun, BaseException]], agents: list
     agent during set-up (before anything was killed): enough to tell a lost offer from a
     lost event."""
     stored = await stored_chats(dsn)
-    lines = [f"{len(stalled)} of {CHATS} chats got no agent during set-up:"]
+    failures = sum((a.failures for a in agents), Counter[str]())
+    lines = [f"{len(stalled)} of {CHATS} chats got no agent during set-up; agents' failures "
+             f"{dict(failures)}, offers {({a.name: a.offers for a in agents if a.offers})}:"]
     for run, exc in stalled[:10]:
         chat = stored.get(run.chat_id)
-        offers = {a.name: a.offers for a in agents if a.offers}
         lines.append(
             f"chat {run.number} ({run.transport}, {run.chat_id or 'no chat id'}): "
             f"{type(exc).__name__} {exc}; stored {chat.status if chat else 'nothing'} "
             f"{_keys(chat.events) if chat else ''}; the customer's events "
-            f"{run.customer.names()}; CometD handshakes {run.handshakes}; agents' failures "
-            f"{dict(sum((a.failures for a in agents), Counter[str]()))}; offers {offers}")
+            f"{run.customer.names()}; CometD handshakes {run.handshakes}")
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ node whose broker connection dropped catches up once it is back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -127,6 +128,19 @@ async def test_a_node_whose_broker_dropped_catches_up_when_it_is_back(
         await admin.aclose()
 
 
+@contextmanager
+def commits_heard(engine: ChatEngine) -> Iterator[list[bytes]]:
+    """The commits ``engine``'s cluster broker delivers from now on. Subscribed after its
+    replica, so told after it: a commit here has reached the replica too."""
+    assert engine.replica is not None
+    heard: list[bytes] = []
+    unsubscribe = engine.replica._cluster.subscribe("commits", lambda _t, p: heard.append(p))
+    try:
+        yield heard
+    finally:
+        unsubscribe()
+
+
 async def test_a_commit_heard_while_this_node_holds_the_chat_is_not_lost(
         cluster: Deployment) -> None:
     """A note arriving while this node holds the chat's lock was dropped, on the ground that
@@ -138,10 +152,7 @@ async def test_a_commit_heard_while_this_node_holds_the_chat_is_not_lost(
     chat = await new_chat(a)
     await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
     assert b.replica is not None
-    heard: list[bytes] = []
-    # Heard after b's replica (subscribed first, told first): once here, b had it too.
-    unsubscribe = b.replica._cluster.subscribe("commits", lambda _t, p: heard.append(p))
-    try:
+    with commits_heard(b) as heard:
         lock = b.registry.lock(chat.chat_id)
         await lock.acquire()  # b is somewhere in a change, past its store lock
         try:
@@ -151,8 +162,6 @@ async def test_a_commit_heard_while_this_node_holds_the_chat_is_not_lost(
             lock.release()
         await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-1]
                          == "meanwhile", "the message at b without a later commit")
-    finally:
-        unsubscribe()
 
 
 async def test_a_commit_heard_while_this_node_reads_the_chat_again_is_not_lost(
@@ -174,18 +183,15 @@ async def test_a_commit_heard_while_this_node_reads_the_chat_again_is_not_lost(
         await go_on.wait()
         return stored
 
-    heard: list[bytes] = []
-    unsubscribe = b.replica._cluster.subscribe("commits", lambda _t, p: heard.append(p))
-    try:
-        store.load_chat = stale_read  # type: ignore[method-assign]
-        b.replica.catch_up(chat.chat_id)
-        await read.wait()  # b's catch-up holds the chat, with what was stored before
-        store.load_chat = original  # type: ignore[method-assign]
-        await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "meanwhile")
-        await eventually(lambda: bool(heard), "the commit heard at b")
-        go_on.set()
+    with commits_heard(b) as heard:
+        try:
+            store.load_chat = stale_read  # type: ignore[method-assign]
+            b.replica.catch_up(chat.chat_id)
+            await read.wait()  # b's catch-up holds the chat, with what was stored before
+            store.load_chat = original  # type: ignore[method-assign]
+            await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "meanwhile")
+            await eventually(lambda: bool(heard), "the commit heard at b")
+        finally:
+            go_on.set()
         await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-1]
                          == "meanwhile", "the message at b without a later commit")
-    finally:
-        unsubscribe()
-        go_on.set()
