@@ -712,7 +712,7 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
         server = await start_server(
             *options, *(a for name in accounts for a in ("--agent", f"{name}:{password}")),
             "--offer-timeout", "600", "--chat-start-rate", many,
-            "--cometd-handshake-rate", many)
+            "--cometd-handshake-rate", many, *args.serve_option)
         stats = Stats()
         agents: list[Agent] = []
         postgres = await asyncpg.connect(POSTGRES_ADMIN) if database else None
@@ -925,6 +925,9 @@ def parse() -> argparse.Namespace:
                    help="every deployment carries --chats in all (by default each process "
                         "carries --chats: two processes twice the load of one, as a cluster "
                         "grows by adding hosts with their load)")
+    p.add_argument("--serve-option", action="append", default=[], metavar="OPTION",
+                   help="passed to webchat serve as it is (repeatable): e.g. "
+                        "--serve-option=--gc-thresholds=5000,2,1000")
     p.add_argument("--quick", action="store_true",
                    help="500 chats, 20 s measured: does it work?")
     args = p.parse_args()

@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from tests.test_ops import scrape
 from webchat.cli.main import cli
 from webchat.protocol.gms.models import EventType, Message, Participant
+from webchat.server import gc_policy
 from webchat.server.chat.change import Change, draft
 from webchat.server.chat.clock import AsyncioScheduler
-from webchat.server.gc_policy import parse_thresholds
+from webchat.server.gc_policy import Pacer, parse_thresholds
 from webchat.store.records import ChatRecord, ChatStatus, FileRecord, ParticipantRecord
 
 
@@ -40,6 +41,125 @@ def test_tune_freezes_start_up_and_sets_the_thresholds() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["(12345,", "6,", "7)", "True"]
+
+
+def test_a_paced_server_keeps_only_a_backstop_for_the_young_threshold() -> None:
+    script = ("import gc; from webchat.server.gc_policy import tune; tune((700, 2, 1000), 0.1); "
+              "print(gc.get_threshold())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == f"({gc_policy.PACED_BACKSTOP}, 2, 1000)"
+
+
+class _Collections:
+    """Counts the collections of each generation while it is installed."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.freed = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            self.counts[info["generation"]] += 1
+            self.freed += info["collected"]
+
+
+def _paced(seconds: float, work, thresholds=(10**6, 2, 1000), pace_s: float = 0.05
+           ) -> _Collections:
+    """Run ``work()`` in a loop for ``seconds`` with a Pacer beating every ``pace_s`` and
+    the allocation threshold at ``thresholds[0]``; the collections that happened."""
+    seen = _Collections()
+    old = gc.get_threshold()
+
+    async def run() -> None:
+        pacer = Pacer(pace_s)
+        pacer.start()
+        try:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + seconds
+            while loop.time() < end:
+                work()
+                await asyncio.sleep(0.001)
+        finally:
+            pacer.stop()
+
+    gc.set_threshold(*thresholds)
+    gc.callbacks.append(seen)
+    try:
+        asyncio.run(run())
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*old)
+    return seen
+
+
+def test_paced_collections_follow_the_clock_not_the_allocations() -> None:
+    """At 0.05 s a beat, one second makes about twenty collections, every other one also of
+    the middle generation, however much is allocated in between (at 700 allocations this
+    work would make thousands)."""
+    kept: list[list[int]] = []
+
+    def churn() -> None:
+        kept[:] = [[i] for i in range(3000)]  # 3,000 tracked lists replaced each turn
+
+    seen = _paced(1.0, churn)
+    young, middle, full = seen.counts
+    assert 12 <= young + middle <= 22
+    assert abs(young - middle) <= 1
+    assert full == 0
+
+
+def test_cyclic_garbage_is_freed_at_the_next_beat() -> None:
+    """The collector still frees cycles, within a beat, with the allocation threshold far
+    away."""
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    def cycles() -> None:
+        for _ in range(100):
+            Node()
+
+    seen = _paced(0.5, cycles)
+    assert seen.freed > 1000
+
+
+def test_a_burst_between_two_beats_still_meets_the_backstop() -> None:
+    """A burst of allocations (a restart loading every chat) is collected as it happens,
+    by Python's own rules, when it passes the young threshold left as a backstop."""
+    kept: list[list[int]] = []
+
+    def burst() -> None:
+        kept.extend([i] for i in range(5000))
+
+    seen = _paced(0.3, burst, thresholds=(2000, 2, 1000), pace_s=60)
+    assert sum(seen.counts) >= 10
+
+
+def test_a_paced_full_collection_waits_for_the_oldest_generation_to_grow_by_a_quarter() -> None:
+    """Python collects the whole heap only when a quarter more objects were promoted since the
+    last time; the pacer keeps that rule (a full collection of a 10,000-chat heap is a pause
+    of a quarter of a second and more)."""
+    old = [[i] for i in range(200_000)]  # the long-lived heap
+    gc.collect()
+    grown: list[list[int]] = []
+
+    def grow() -> None:
+        grown.extend([i] for i in range(2000))
+
+    seen = _paced(1.0, lambda: None, thresholds=(10**6, 2, 0))
+    assert seen.counts[2] <= 1  # nothing promoted: at most the first, which counts the heap
+    seen = _paced(1.0, grow, thresholds=(10**6, 2, 0))
+    assert seen.counts[2] >= 1  # tens of thousands promoted: a quarter of the heap and more
+    assert len(old) == 200_000  # kept alive to the end: the long-lived heap
+
+
+def test_serve_takes_a_pace_and_refuses_a_negative_one(tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--data-dir", str(tmp_path), "--gc-pace", "-1"])
+    assert result.exit_code == 2
+    assert "--gc-pace" in result.output
+    with pytest.raises(ValueError):
+        Pacer(0)
 
 
 def test_default_keeps_pythons_own_thresholds() -> None:

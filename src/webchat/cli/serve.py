@@ -174,6 +174,12 @@ def _advertise_url(_ctx: click.Context, _param: click.Parameter, value: str | No
                    "process, after freezing what start-up built; 'default' keeps Python's "
                    "700,10,10, whose full collections pause a busy server for a second. See "
                    "docs/configuration.md.")
+@click.option("--gc-pace", default=gc_policy.DEFAULT_PACE_S, show_default=True,
+              type=click.FloatRange(min=0),
+              metavar="SECONDS",
+              help="Collect the garbage collector's young generation this often, on a "
+                   "clock, rather than every G0 allocations (which then only bound a burst); "
+                   "0 collects by the thresholds alone. See docs/configuration.md.")
 @click.option("--with-bot", is_flag=True, help="Also run an echo bot agent in this process.")
 def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
                   broker_url: str | None, node_id: str | None, advertise_url: str | None,
@@ -186,7 +192,8 @@ def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
                   max_message_chars: int,
                   offer_timeout: float, chat_start_rate: str, cometd_handshake_rate: str,
                   async_user_data_key: str, trust_forwarded_for: bool,
-                  drain_timeout: float, gc_thresholds: str, with_bot: bool) -> None:
+                  drain_timeout: float, gc_thresholds: str, gc_pace: float,
+                  with_bot: bool) -> None:
     """Run the chat server.
 
     Every option can also be set as an environment variable WEBCHAT_<OPTION> (--data-dir is
@@ -212,7 +219,8 @@ def serve_command(host: str, port: int, data_dir: str, store_url: str | None,
         drain_timeout_s=drain_timeout)
     launch = Launch(config, host, port, store_url, broker_url,
                     tuple(_agent_pair(a) for a in agents), with_bot, node_id, workers,
-                    logging.getLogger().level, advertise_url, _gc_thresholds(gc_thresholds))
+                    logging.getLogger().level, advertise_url, _gc_thresholds(gc_thresholds),
+                    gc_pace)
     _check(launch)
     if workers == 1:
         run(_serve(launch))
@@ -240,6 +248,8 @@ class Launch:
     """``--advertise-url`` as given (normalized), or None for the default."""
     gc_thresholds: tuple[int, int, int] | None = gc_policy.DEFAULT_THRESHOLDS
     """``--gc-thresholds``; None keeps Python's."""
+    gc_pace_s: float = gc_policy.DEFAULT_PACE_S
+    """``--gc-pace``; 0 collects by the thresholds alone."""
 
     def backends(self) -> tuple[stores.Store, brokers.Broker]:
         """A new store and broker as ``--store`` and ``--broker`` say (not yet opened)."""
@@ -353,7 +363,10 @@ async def _serve(launch: Launch, *, slot: int | None = None,
     runner = make_runner(app, config, handle_signals=False, access_log=None)
     await runner.setup()
     gc_policy.pauses()
-    gc_policy.tune(launch.gc_thresholds)
+    gc_policy.tune(launch.gc_thresholds, launch.gc_pace_s)
+    pacer = gc_policy.Pacer(launch.gc_pace_s) if launch.gc_pace_s > 0 else None
+    if pacer is not None:
+        pacer.start()
     first = not slot
     bot_task = None
     try:
@@ -378,6 +391,8 @@ async def _serve(launch: Launch, *, slot: int | None = None,
     finally:
         if bot_task is not None:
             bot_task.cancel()
+        if pacer is not None:
+            pacer.stop()
         await runner.cleanup()
 
 
