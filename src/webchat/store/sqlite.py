@@ -65,27 +65,34 @@ def _new(values: int) -> str:
 _SAVED_ROWS = (
     "CREATE TEMP VIEW saved_rows (kind, " + ", ".join(f"v{i}" for i in range(1, _WIDTH + 1))
     + ") AS SELECT " + ", ".join(["NULL"] * (_WIDTH + 1)) + " WHERE 0",
-    f"""CREATE TEMP TRIGGER saved_rows_write INSTEAD OF INSERT ON saved_rows BEGIN
-    INSERT INTO chats ({_CHAT_COLUMNS})
-        SELECT {_new(_WIDTH)} WHERE NEW.kind = {_CHAT}
+    f"""CREATE TEMP TRIGGER saved_chat INSTEAD OF INSERT ON saved_rows WHEN NEW.kind = {_CHAT}
+    BEGIN
+    INSERT INTO chats ({_CHAT_COLUMNS}) VALUES ({_new(_WIDTH)})
         ON CONFLICT (chat_id) DO UPDATE SET status=excluded.status,
             queued_ms=excluded.queued_ms, ended_ms=excluded.ended_ms,
             agent_id=excluded.agent_id, target_agent=excluded.target_agent,
             next_participant=excluded.next_participant, customer_json=excluded.customer_json,
             user_data_json=excluded.user_data_json, revision=excluded.revision,
             offered_to=excluded.offered_to, offered_ms=excluded.offered_ms;
+    END""",
+    f"""CREATE TEMP TRIGGER saved_participant INSTEAD OF INSERT ON saved_rows
+    WHEN NEW.kind = {_PARTICIPANT} BEGIN
     INSERT INTO participants (chat_id, participant_id, type, nickname, agent_id, connected)
-        SELECT {_new(6)} WHERE NEW.kind = {_PARTICIPANT}
+        VALUES ({_new(6)})
         ON CONFLICT DO UPDATE SET nickname=excluded.nickname, connected=excluded.connected,
             agent_id=excluded.agent_id;
-    INSERT INTO events (chat_id, idx, message_json)
-        SELECT {_new(3)} WHERE NEW.kind = {_EVENT};
+    END""",
+    f"""CREATE TEMP TRIGGER saved_event INSTEAD OF INSERT ON saved_rows WHEN NEW.kind = {_EVENT}
+    BEGIN
+    INSERT INTO events (chat_id, idx, message_json) VALUES ({_new(3)});
+    END""",
+    f"""CREATE TEMP TRIGGER saved_file INSTEAD OF INSERT ON saved_rows WHEN NEW.kind = {_FILE}
+    BEGIN
     INSERT INTO files (file_id, chat_id, name, size, content_type, participant_id,
-                       created_ms, description, deleted, downloads)
-        SELECT {_new(10)} WHERE NEW.kind = {_FILE}
+                       created_ms, description, deleted, downloads) VALUES ({_new(10)})
         ON CONFLICT (file_id) DO UPDATE SET deleted=excluded.deleted,
             downloads=excluded.downloads;
-END""")
+    END""")
 """The writer connection's own view (``TEMP``: no schema of the database's) that takes every
 row a save writes, whichever its table, so that a batch of saves is one statement.
 
@@ -98,7 +105,10 @@ behind it, and every delivery's latency with them (``benchmarks/cluster_chat.py`
 ``INSERT INTO saved_rows VALUES (...), (...)`` outside a transaction is its own transaction:
 one step, 7 ms, with the rows' work and the commit done while the lock is free for the loop.
 Statements are made for power-of-two row counts only, padded with rows of kind 0, so SQLite's
-statement cache keeps the dozen it needs prepared."""
+statement cache keeps the dozen it needs prepared. A trigger per kind, chosen by its ``WHEN``,
+runs one insert per row (a padding row none): one trigger of four ``INSERT ... SELECT ...
+WHERE NEW.kind = k`` ran all four for every row, a fifth more of the writer's CPU per save
+(a message's save on a 10,000-chat database: 202-211 -> 162-193 µs here)."""
 
 _statements: dict[int, str] = {}
 
