@@ -146,6 +146,10 @@ class _AgentEvent(msgspec.Struct):
     chatId: str | None = None
     message: _Message | None = None
     chat: _ChatRef | None = None
+    id: int | None = None
+    """A reply's: the write it answers."""
+    ok: bool | None = None
+    status: int | None = None
 
 
 _bayeux = msgspec.json.Decoder(list[_Bayeux])
@@ -425,8 +429,14 @@ class Agent:
     its chats on one event stream and writes through ``POST /agent/v1/chats/{id}/send``."""
 
     def __init__(self, stats: Stats, base: str, username: str, password: str,
-                 connections: int) -> None:
+                 connections: int, writes: str = "stream") -> None:
         self.stats = stats
+        self.writes = writes
+        """"stream": messages go on the event stream (as the agent clients send them);
+        "rest": a ``POST .../send`` each."""
+        self.sent_at: dict[int, int] = {}
+        """A stream write's id -> when it was sent, until its reply."""
+        self._ids = itertools.count(1)
         self.base = base
         self.username = username
         self.password = password
@@ -455,6 +465,14 @@ class Agent:
 
     def send(self, chat_id: str, now_ns: int) -> None:
         self.stats.sending(now_ns)
+        if self.writes == "stream" and self.ws is not None:
+            n = next(self._ids)
+            self.sent_at[n] = now_ns
+            # Synchronous, as the REST pool's writes are: the frame goes into the transport.
+            self._spawn(self.ws.send_frame(_encode.encode(
+                {"id": n, "op": "send", "chatId": chat_id, "body": {"text": text(now_ns)}}),
+                aiohttp.WSMsgType.TEXT))
+            return
         self.rest.call("POST", f"{AGENT_API}/chats/{chat_id}/send",
                        _encode.encode({"text": text(now_ns)}),
                        lambda status, body: self._sent(now_ns, status))
@@ -502,6 +520,10 @@ class Agent:
                     if msg.type == "Message" and msg.from_ is not None \
                             and msg.from_.type == "Client":
                         stats.arrived(msg, now, stats.to_agent_ms)
+                elif event.type == "reply" and event.id is not None:
+                    sent = self.sent_at.pop(event.id, None)
+                    if sent is not None:
+                        self._sent(sent, 200 if event.ok else event.status or 500)
                 elif event.type == "offer" and event.chat is not None:
                     self._spawn(self._accept(event.chat.chatId))
         stats.error(f"agent stream closed: {ws.close_code}")
@@ -722,7 +744,8 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
         try:
             await wait_workers(server.url, deployment.workers)
             for name in accounts:
-                agent = Agent(stats, server.url, name, password, args.agent_connections)
+                agent = Agent(stats, server.url, name, password, args.agent_connections,
+                              args.agent_writes)
                 agents.append(agent)
                 async with asyncio.timeout(SETUP_TIMEOUT_S):
                     await agent.start(AGENT_CAPACITY)
@@ -921,6 +944,9 @@ def parse() -> argparse.Namespace:
                    help="keep-alive connections of each agent's REST calls (pipelined: with "
                         "32, one slow answer held up the sends queued behind it, which real "
                         "agents, each on a connection of their own, never see)")
+    p.add_argument("--agent-writes", choices=("stream", "rest"), default="stream",
+                   help="how agents send their messages: on their event stream (as the agent "
+                        "clients do) or a REST call each")
     p.add_argument("--same-total", action="store_true",
                    help="every deployment carries --chats in all (by default each process "
                         "carries --chats: two processes twice the load of one, as a cluster "

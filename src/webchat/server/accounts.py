@@ -173,6 +173,16 @@ class Accounts:
         if grant is not None and grant.expires_ms <= self.engine.clock():
             await self._revoke(hashed)  # expired: gone from the store too
             grant = None
+        return self._valid(grant)
+
+    def current(self, hashed: str) -> Grant:
+        """The grant of a token authenticated before (an event stream's), while it is still
+        valid: what a write on the stream is authorized by."""
+        grant = self._grants.get(hashed)
+        return self._valid(None if grant is None or grant.expires_ms <= self.engine.clock()
+                           else grant)
+
+    def _valid(self, grant: Grant | None) -> Grant:
         if grant is None or self.engine.agent(grant.agent_id) is None:
             raise AgentError(Refusal.UNAUTHORIZED, "unauthorized",
                              "missing, invalid or expired bearer token")

@@ -9,6 +9,17 @@ sends a ``hello`` with the agent's chats and their ``nextPosition`` so a client 
 anything it missed while disconnected. A stream lives as long as its token: it follows a
 refresh, and closes (4401) when the token is revoked or runs out.
 
+The chat writes (``accept``, ``decline``, ``send``, ``typing``, ``pushUrl``, ``end``,
+``transfer``) can also be sent on the event stream, which spares a console an HTTP request per
+message: a text frame ``{"id": 7, "op": "send", "chatId": "...", "body": {"text": "hi"}}``
+(``body`` as the REST call's, ``id`` a number or a string of the client's) is answered, in
+order with the events, by ``{"type": "reply", "id": 7, "ok": true, "result": ...}`` or
+``{"type": "reply", "id": 7, "ok": false, "status": 409, "error": {"code", "message"}}``, the
+REST call's status and error. Both transports run the same :class:`_ChatCommand` with the same
+checks, the token checked again for every write; writes to one chat are performed in the order
+sent, and at most :data:`MAX_STREAM_WRITES` are under way per stream (the stream is not read
+further until one is done).
+
 Input is checked with the customer API's rules where both take the same thing (push URLs, file
 descriptions: :mod:`validation`), so the two APIs cannot drift apart.
 """
@@ -17,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +56,8 @@ MAX_CAPACITY = 10_000
 """The most chats an agent may take at once (``POST /state``)."""
 TOKEN_GONE = 4401
 """Close code of an event stream whose token was revoked or ran out: log in (or refresh)."""
+MAX_STREAM_WRITES = 256
+"""Chat writes one event stream may have under way at once."""
 
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,7 +90,33 @@ class PushUrl(msgspec.Struct, forbid_unknown_fields=True):
     url: str
 
 
+class StreamWrite(msgspec.Struct, forbid_unknown_fields=True):
+    """A chat write sent on the event stream (see the module docstring)."""
+
+    id: Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)] | \
+        Annotated[str, msgspec.Meta(max_length=64)]
+    op: str
+    chatId: Annotated[str, msgspec.Meta(max_length=128)]
+    body: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+
+
+class _Id(msgspec.Struct):
+    """What a write the stream could not decode may still say of itself."""
+
+    id: int | str | None = None
+
+
 Handler = Callable[[web.Request, str], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _ChatCommand:
+    """A write to one chat, on REST (``POST /chats/{id}/<op>``) or on the event stream."""
+
+    body: type[Any] | None
+    """The body's model (None: a body is not read)."""
+    run: Callable[[str, str, Any], Awaitable[Any]]
+    """(agent id, chat id, decoded body) -> the result (None: ``{"ok": true}`` on REST)."""
 
 
 @dataclass(eq=False)
@@ -117,6 +157,15 @@ class AgentApi:
         self.sockets: set[web.WebSocketResponse] = set()
         self._streams: dict[str, set[_Stream]] = {}
         """token hash -> the event streams it opened (or the token it was refreshed from)."""
+        self.chat_commands: dict[str, _ChatCommand] = {
+            "accept": _ChatCommand(None, self.accept),
+            "decline": _ChatCommand(None, self.decline),
+            "send": _ChatCommand(SendText, self.send),
+            "typing": _ChatCommand(Typing, self.typing),
+            "pushUrl": _ChatCommand(PushUrl, self.push_url),
+            "end": _ChatCommand(None, self.end),
+            "transfer": _ChatCommand(Transfer, self.transfer),
+        }
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -128,13 +177,8 @@ class AgentApi:
         r.add_get(f"{PREFIX}/queue", self._authed(self.queue))
         r.add_get(f"{PREFIX}/chats", self._authed(self.chats))
         r.add_get(f"{PREFIX}/chats/{{chat_id}}", self._authed(self.chat))
-        r.add_post(f"{PREFIX}/chats/{{chat_id}}/accept", self._authed(self.accept))
-        r.add_post(f"{PREFIX}/chats/{{chat_id}}/decline", self._authed(self.decline))
-        r.add_post(f"{PREFIX}/chats/{{chat_id}}/send", self._authed(self.send))
-        r.add_post(f"{PREFIX}/chats/{{chat_id}}/typing", self._authed(self.typing))
-        r.add_post(f"{PREFIX}/chats/{{chat_id}}/pushUrl", self._authed(self.push_url))
-        r.add_post(f"{PREFIX}/chats/{{chat_id}}/end", self._authed(self.end))
-        r.add_post(f"{PREFIX}/chats/{{chat_id}}/transfer", self._authed(self.transfer))
+        for op, command in self.chat_commands.items():
+            r.add_post(f"{PREFIX}/chats/{{chat_id}}/{op}", self._authed(self._on_rest(command)))
         r.add_post(f"{PREFIX}/chats/{{chat_id}}/files", self._authed(self.upload_file))
         r.add_get(f"{PREFIX}/chats/{{chat_id}}/files/{{file_id}}",
                   self._authed(self.download_file))
@@ -166,11 +210,13 @@ class AgentApi:
         return wrapped
 
     async def _body(self, request: web.Request, model: type[Any]) -> Any:
-        raw = await request.read()
-        try:
-            return msgspec.json.decode(raw or b"{}", type=model)
-        except msgspec.DecodeError as exc:
-            raise AgentError(Refusal.INVALID, "bad_request", f"invalid body: {exc}") from None
+        return _decode(await request.read(), model)
+
+    def _on_rest(self, command: _ChatCommand) -> Handler:
+        async def handler(request: web.Request, agent_id: str) -> Any:
+            body = None if command.body is None else await self._body(request, command.body)
+            return await command.run(agent_id, request.match_info["chat_id"], body)
+        return handler
 
     @staticmethod
     def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -270,39 +316,34 @@ class AgentApi:
             raise AgentError(Refusal.INVALID, "bad_request", "from is beyond the transcript")
         return {**self.engine.summary(chat), "messages": chat.events[start - 1:]}
 
-    async def accept(self, request: web.Request, agent_id: str) -> dict[str, Any]:
-        chat = await self.engine.staff.accept(agent_id, request.match_info["chat_id"])
+    async def accept(self, agent_id: str, chat_id: str, _: None) -> dict[str, Any]:
+        chat = await self.engine.staff.accept(agent_id, chat_id)
         return {**self.engine.summary(chat), "messages": chat.events}
 
-    async def decline(self, request: web.Request, agent_id: str) -> None:
-        await self.engine.staff.decline(agent_id, request.match_info["chat_id"])
+    async def decline(self, agent_id: str, chat_id: str, _: None) -> None:
+        await self.engine.staff.decline(agent_id, chat_id)
 
-    async def send(self, request: web.Request, agent_id: str) -> None:
-        body: SendText = await self._body(request, SendText)
+    async def send(self, agent_id: str, chat_id: str, body: SendText) -> None:
         text = self._text(body.text, self.limits.max_message_chars, "text")
-        await self.engine.staff.event(agent_id, request.match_info["chat_id"], EventType.MESSAGE,
-                                      text, body.messageType)
+        await self.engine.staff.event(agent_id, chat_id, EventType.MESSAGE, text,
+                                      body.messageType)
 
-    async def typing(self, request: web.Request, agent_id: str) -> None:
-        body: Typing = await self._body(request, Typing)
+    async def typing(self, agent_id: str, chat_id: str, body: Typing) -> None:
         preview = body.preview
         if preview is not None and len(preview) > self.limits.max_message_chars:
             raise AgentError(Refusal.INVALID, "too_long", "preview is too long")
         type_ = EventType.TYPING_STARTED if body.typing else EventType.TYPING_STOPPED
-        await self.engine.staff.event(agent_id, request.match_info["chat_id"], type_, preview)
+        await self.engine.staff.event(agent_id, chat_id, type_, preview)
 
-    async def push_url(self, request: web.Request, agent_id: str) -> None:
-        body: PushUrl = await self._body(request, PushUrl)
+    async def push_url(self, agent_id: str, chat_id: str, body: PushUrl) -> None:
         url = validation.push_url({"pushUrl": body.url}, self.limits)
-        await self.engine.staff.event(agent_id, request.match_info["chat_id"],
-                                      EventType.PUSH_URL, url)
+        await self.engine.staff.event(agent_id, chat_id, EventType.PUSH_URL, url)
 
-    async def end(self, request: web.Request, agent_id: str) -> None:
-        await self.engine.staff.end(agent_id, request.match_info["chat_id"])
+    async def end(self, agent_id: str, chat_id: str, _: None) -> None:
+        await self.engine.staff.end(agent_id, chat_id)
 
-    async def transfer(self, request: web.Request, agent_id: str) -> None:
-        body: Transfer = await self._body(request, Transfer)
-        await self.engine.staff.transfer(agent_id, request.match_info["chat_id"], body.toAgent)
+    async def transfer(self, agent_id: str, chat_id: str, body: Transfer) -> None:
+        await self.engine.staff.transfer(agent_id, chat_id, body.toAgent)
 
     # ---- event stream ----------------------------------------------------------------------
 
@@ -376,13 +417,19 @@ class AgentApi:
         outbox.put_nowait(msgspec.json.encode(hello))
         unsubscribe = self.engine.notifier.listen(agent_id, push)
         writer = asyncio.create_task(self._pump(ws, request.transport, outbox))
+        writes = _Writes(self, stream, push)
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                if msg.data == "ping":
                     await ws.send_str('{"type":"pong"}')
+                else:
+                    await writes.take(msg.data)
         finally:
             for unsub in unsubscribe:
                 unsub()
+            writes.cancel()
             for task in (writer, watchdog):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -425,6 +472,91 @@ class AgentApi:
                     continue
                 for payload in batch:
                     await ws.send_frame(payload, WSMsgType.TEXT)
+
+
+class _Writes:
+    """The chat writes of one event stream under way: each a task, the next one of a chat
+    started when the last is done (in the order sent), at most :data:`MAX_STREAM_WRITES`."""
+
+    def __init__(self, api: AgentApi, stream: _Stream, reply: Callable[[str, bytes], None]
+                 ) -> None:
+        self.api = api
+        self.stream = stream
+        self.reply = reply
+        self.room = asyncio.Semaphore(MAX_STREAM_WRITES)
+        self.last: dict[str, asyncio.Task[None]] = {}
+        """chat id -> its latest write (until it is done)."""
+
+    async def take(self, frame: str) -> None:
+        """Decode one frame and start its write (an undecodable one is answered at once)."""
+        try:
+            write = msgspec.json.decode(frame, type=StreamWrite)
+            command = self.api.chat_commands.get(write.op)
+            if command is None:
+                raise AgentError(Refusal.INVALID, "bad_request", f"unknown op {write.op!r}")
+            body = None if command.body is None else _decode(write.body, command.body)
+        except msgspec.DecodeError as exc:
+            self._answer(_id_of(frame), _refusal(
+                AgentError(Refusal.INVALID, "bad_request", f"invalid write: {exc}")))
+            return
+        except AgentError as exc:
+            self._answer(_id_of(frame), _refusal(exc))
+            return
+        await self.room.acquire()
+        task = asyncio.create_task(self._run(write, command, body, self.last.get(write.chatId)))
+        self.last[write.chatId] = task
+        task.add_done_callback(functools.partial(self._done, write.chatId))
+
+    async def _run(self, write: StreamWrite, command: _ChatCommand, body: Any,
+                   before: asyncio.Task[None] | None) -> None:
+        if before is not None:
+            await asyncio.wait({before})
+        try:
+            agent_id = self.api.accounts.current(self.stream.token_hash).agent_id
+            result = await command.run(agent_id, write.chatId, body)
+        except (AgentError, ChatError) as exc:
+            self._answer(write.id, _refusal(exc))
+        except Exception:
+            log.exception("unhandled error in %s on an agent event stream", write.op)
+            self._answer(write.id, {"ok": False, "status": 500, "error": {
+                "code": "internal", "message": "internal server error"}})
+        else:
+            self._answer(write.id, {"ok": True, "result": result})
+
+    def _answer(self, id_: int | str | None, outcome: dict[str, Any]) -> None:
+        self.reply("reply", msgspec.json.encode({"type": "reply", "id": id_, **outcome}))
+
+    def _done(self, chat_id: str, task: asyncio.Task[None]) -> None:
+        self.room.release()
+        if self.last.get(chat_id) is task:
+            del self.last[chat_id]
+
+    def cancel(self) -> None:
+        for task in list(self.last.values()):
+            task.cancel()
+
+
+def _decode(raw: bytes | str, model: type[Any]) -> Any:
+    """A body as ``model`` (an empty one as ``{}``), or the agent API's refusal."""
+    try:
+        return msgspec.json.decode(raw or b"{}", type=model)
+    except msgspec.DecodeError as exc:
+        raise AgentError(Refusal.INVALID, "bad_request", f"invalid body: {exc}") from None
+
+
+def _id_of(frame: str) -> int | str | None:
+    """The id of a write that could not be decoded, if it has a readable one."""
+    try:
+        return msgspec.json.decode(frame, type=_Id).id
+    except msgspec.DecodeError:
+        return None
+
+
+def _refusal(exc: AgentError | ChatError) -> dict[str, Any]:
+    """A refusal as a reply says it: the status and error the REST call would answer."""
+    response = agent_error_body(exc) if isinstance(exc, AgentError) else chat_error_body(exc)
+    assert isinstance(response.body, bytes)
+    return {"ok": False, "status": response.status, **msgspec.json.decode(response.body)}
 
 
 def _bearer(request: web.Request) -> str:
