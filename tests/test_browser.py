@@ -168,6 +168,9 @@ async def test_customer_page_and_agent_console_chat(server, browser, transport):
     console = await log_in(browser, server.url, "grace")
     await expect(console.locator("#me")).to_have_text("Grace")
     await expect(console.locator("#queue-empty")).to_have_text("No chats are waiting.")
+    # The console sends its chat writes on its open event stream, not as HTTP requests.
+    posted: list[str] = []
+    console.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
 
     await start_chat(customer)
     # The queue shows the waiting chat with its data; the agent accepts it.
@@ -200,6 +203,7 @@ async def test_customer_page_and_agent_console_chat(server, browser, transport):
     await expect(w.locator(".log")).to_contain_text("Chat ended")
     await expect(w.locator(".composer")).to_be_hidden()
     assert customer.errors == [] and console.errors == []  # type: ignore[attr-defined]
+    assert [u for u in posted if "/chats/" in u] == []
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -301,7 +301,11 @@ def _agent_paths(config: ServerConfig) -> dict[str, Any]:
         f"{c}/leave": _agent_op("Leave a chat one barged into"),
         f"{PREFIX}/events": _agent_op(
             "WebSocket event stream (?token=...): hello, offer, offerRevoked, message, "
-            "userData, queue; closed with 4401 once its token is revoked or expired",
+            "userData, queue; closed with 4401 once its token is revoked or expired. The "
+            "chat writes (accept, decline, send, typing, pushUrl, end, transfer) may be sent "
+            "on it as {\"id\", \"op\", \"chatId\", \"body\"}, each answered by a reply "
+            "event {\"id\", \"ok\", \"result\"} or {\"id\", \"ok\": false, \"status\", "
+            "\"error\"}: the REST call's status and error",
             chat=False, method="get"),
     }
 

@@ -53,6 +53,8 @@ class AgentConsole {
     this.opening = new Map();  // chatId -> promise of its panel
     this.current = null;
     this.socket = null;
+    this.writes = new Map();  // id of a write sent on the event stream -> {resolve, reject}
+    this.nextWrite = 1;
     this.typingTimers = new Map();
     this.baseTitle = document.title;
     this.refreshTimer = null;
@@ -74,6 +76,36 @@ class AgentConsole {
     if (response.status === 401 && this.token) this.showLogin();  // the token is gone
     if (!response.ok) throw new Error(data.error?.message ?? `HTTP ${response.status}`);
     return data;
+  }
+
+  // A chat write (send, typing, end...): on the event stream while it is open, which spares an
+  // HTTP request per message and is answered in order with the events; else the REST call.
+  // Either way the server runs the same command and answers the same status and error.
+  write(op, chatId, body) {
+    const socket = this.socket;
+    if (socket?.readyState !== WebSocket.OPEN) {
+      return this.call("POST", `/chats/${encodeURIComponent(chatId)}/${op}`, body);
+    }
+    const id = this.nextWrite++;
+    return new Promise((resolve, reject) => {
+      this.writes.set(id, {resolve, reject});
+      socket.send(JSON.stringify({id, op, chatId, ...(body ? {body} : {})}));
+    });
+  }
+
+  replied(reply) {
+    const pending = this.writes.get(reply.id);
+    if (!pending) return;
+    this.writes.delete(reply.id);
+    if (reply.ok) return pending.resolve(reply.result ?? {ok: true});
+    if (reply.status === 401 && this.token) this.showLogin();  // the token is gone
+    pending.reject(new Error(reply.error?.message ?? `HTTP ${reply.status}`));
+  }
+
+  // The stream closed with writes unanswered: they may or may not have been done.
+  abandonWrites() {
+    for (const {reject} of this.writes.values()) reject(new Error("the connection closed before the server answered"));
+    this.writes.clear();
   }
 
   // A login or refresh reply: keep its token and swap it half way through its life.
@@ -144,6 +176,7 @@ class AgentConsole {
     this.socket = socket;
     socket.onmessage = (e) => this.onEvent(JSON.parse(e.data));
     socket.onclose = async (e) => {
+      if (this.socket === socket) this.abandonWrites();
       if (this.socket !== socket || !this.token) return;
       if (e.code === TOKEN_GONE) await this.refresh();  // a new token, or the login form
       if (this.socket === socket && this.token) setTimeout(() => this.connect(), 1000);
@@ -188,6 +221,9 @@ class AgentConsole {
 
   async onEvent(event) {
     switch (event.type) {
+      case "reply":
+        this.replied(event);
+        break;
       case "hello": {
         // Sent on every (re)connect. Chats merely offered to us wait in the queue list until
         // accepted; chats already on screen fetch what was said while the stream was down, and
@@ -237,7 +273,7 @@ class AgentConsole {
   async accept(chatId) {
     try {
       // The tab is reserved now, so tabs keep the order the agent clicked in.
-      await this.openChat(chatId, this.call("POST", `/chats/${encodeURIComponent(chatId)}/accept`));
+      await this.openChat(chatId, this.write("accept", chatId));
       await this.refreshQueue();
     } catch (e) {
       $("status").textContent = t("AcceptFailed", {error: e.message});
@@ -397,7 +433,7 @@ class AgentConsole {
     if (!text.trim() || chat.ended) return;
     chat.input.value = "";
     try {
-      await this.call("POST", `/chats/${encodeURIComponent(chatId)}/send`, {text});
+      await this.write("send", chatId, {text});
       this.typingOff(chatId);
     } catch (e) {
       chat.input.value = text;
@@ -407,7 +443,7 @@ class AgentConsole {
 
   typing(chatId) {
     if (!this.typingTimers.has(chatId)) {
-      this.call("POST", `/chats/${encodeURIComponent(chatId)}/typing`, {typing: true}).catch(() => {});
+      this.write("typing", chatId, {typing: true}).catch(() => {});
     } else {
       clearTimeout(this.typingTimers.get(chatId));
     }
@@ -418,17 +454,17 @@ class AgentConsole {
     if (!this.typingTimers.has(chatId)) return;
     clearTimeout(this.typingTimers.get(chatId));
     this.typingTimers.delete(chatId);
-    this.call("POST", `/chats/${encodeURIComponent(chatId)}/typing`, {typing: false}).catch(() => {});
+    this.write("typing", chatId, {typing: false}).catch(() => {});
   }
 
   async end(chatId) {
     if (this.chats.get(chatId)?.ended) { this.closeTab(chatId); return; }
-    await this.call("POST", `/chats/${encodeURIComponent(chatId)}/end`).catch((e) => { $("status").textContent = e.message; });
+    await this.write("end", chatId).catch((e) => { $("status").textContent = e.message; });
   }
 
   async transfer(chatId, toAgent) {
     try {
-      await this.call("POST", `/chats/${encodeURIComponent(chatId)}/transfer`, toAgent ? {toAgent} : {});
+      await this.write("transfer", chatId, toAgent ? {toAgent} : {});
       this.finish(chatId, "Transferred");
     } catch (e) {
       $("status").textContent = t("TransferFailed", {error: e.message});
