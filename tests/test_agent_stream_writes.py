@@ -5,6 +5,7 @@ REST calls, with the same answers and refusals, the token checked for each, in t
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -194,3 +195,27 @@ async def test_accept_and_end_on_the_stream_answer_what_rest_answers(server, htt
     status, _ = await agent_call(http, server, "POST", f"/chats/{chat_id}/send", token,
                                  {"text": "too late"})
     assert (late["ok"], late["status"]) == (False, status)
+
+
+async def test_a_write_under_way_when_the_stream_closes_is_completed_not_cut(server, http):
+    """A console closing (a reload, a lost network) while its write is being committed: the
+    message is written whole, as a REST call's would be."""
+    from webchat.server.app import AGENT_API
+
+    await server.add_agent("grace")
+    token = await token_of(http, server, "grace")
+    chat_id = await accepted(server, http, token)
+    api = server.app[AGENT_API]
+    send = api.chat_commands["send"]
+
+    async def slow(agent_id: str, chat: str, body: Any) -> Any:
+        await asyncio.sleep(0.5)  # still under way when the stream closes
+        return await send.run(agent_id, chat, body)
+
+    api.chat_commands["send"] = replace(send, run=slow)
+    ws, stream = await open_stream(http, server, token)
+    await stream.write(1, "send", chat_id, {"text": "sent as the tab closed"})
+    await asyncio.sleep(0.1)
+    await ws.close()
+    await asyncio.sleep(1.5)  # the slowed write (0.5 s) has long been committed
+    assert (await transcript(http, server, token, chat_id))[-1] == "sent as the tab closed"

@@ -429,7 +429,7 @@ class AgentApi:
         finally:
             for unsub in unsubscribe:
                 unsub()
-            writes.cancel()
+            await writes.settle()
             for task in (writer, watchdog):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -531,9 +531,12 @@ class _Writes:
         if self.last.get(chat_id) is task:
             del self.last[chat_id]
 
-    def cancel(self) -> None:
-        for task in list(self.last.values()):
-            task.cancel()
+    async def settle(self) -> None:
+        """Wait for the writes under way (the stream closed): a write is never cut off half
+        way, as a REST call is not when its client goes; what it answers goes nowhere. Each
+        chat's latest write waits for the ones before it, so those are all."""
+        if self.last:
+            await asyncio.wait(set(self.last.values()))
 
 
 def _decode(raw: bytes | str, model: type[Any]) -> Any:
