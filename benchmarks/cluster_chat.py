@@ -426,7 +426,8 @@ class Rest:
 
 class Agent:
     """An agent account holding up to :data:`AGENT_CAPACITY` chats: accepts every offer, hears
-    its chats on one event stream and writes through ``POST /agent/v1/chats/{id}/send``."""
+    its chats on one event stream and writes on it (``--agent-writes rest``: through
+    ``POST /agent/v1/chats/{id}/send``)."""
 
     def __init__(self, stats: Stats, base: str, username: str, password: str,
                  connections: int, writes: str = "stream") -> None:
@@ -468,7 +469,6 @@ class Agent:
         if self.writes == "stream" and self.ws is not None:
             n = next(self._ids)
             self.sent_at[n] = now_ns
-            # Synchronous, as the REST pool's writes are: the frame goes into the transport.
             self._spawn(self.ws.send_frame(_encode.encode(
                 {"id": n, "op": "send", "chatId": chat_id, "body": {"text": text(now_ns)}}),
                 aiohttp.WSMsgType.TEXT))

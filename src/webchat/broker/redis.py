@@ -53,7 +53,6 @@ LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 """What a broken or unreachable Redis raises (the builtin TimeoutError is an OSError)."""
 
 
-
 async def _closed_while_idle(conn: AbstractConnection) -> bool:
     """Whether an idle connection has been closed (or has bytes nobody asked for). redis-py
     8 raises on the peer's close where earlier versions said "readable"; both mean closed

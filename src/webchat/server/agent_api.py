@@ -134,18 +134,29 @@ def _json(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+def _error(code: str, message: str) -> dict[str, Any]:
+    """The agent API's error object, on REST and in a stream write's reply."""
+    return {"error": {"code": code, "message": message}}
+
+
 def error_body(code: str, message: str, status: int) -> web.Response:
-    return _json({"error": {"code": code, "message": message}}, status)
+    return _json(_error(code, message), status)
+
+
+def refusal(exc: AgentError | ChatError) -> tuple[str, str, int]:
+    """A refusal's code, message and status. One of the customer kind (a full transcript, a
+    file limit) takes the status the customer API's strict mode gives it."""
+    if isinstance(exc, AgentError):
+        return exc.code, exc.message, agent_status(exc)
+    return exc.code.name.lower(), exc.advice, chat_status(exc)
 
 
 def agent_error_body(exc: AgentError) -> web.Response:
-    return error_body(exc.code, exc.message, agent_status(exc))
+    return error_body(*refusal(exc))
 
 
 def chat_error_body(exc: ChatError) -> web.Response:
-    """A domain refusal of the customer kind (a full transcript, a file limit), with the
-    status the customer API's strict mode gives it."""
-    return error_body(exc.code.name.lower(), exc.advice, chat_status(exc))
+    return error_body(*refusal(exc))
 
 
 class AgentApi:
@@ -496,11 +507,11 @@ class _Writes:
                 raise AgentError(Refusal.INVALID, "bad_request", f"unknown op {write.op!r}")
             body = None if command.body is None else _decode(write.body, command.body)
         except msgspec.DecodeError as exc:
-            self._answer(_id_of(frame), _refusal(
+            self._refuse(_id_of(frame), *refusal(
                 AgentError(Refusal.INVALID, "bad_request", f"invalid write: {exc}")))
             return
         except AgentError as exc:
-            self._answer(_id_of(frame), _refusal(exc))
+            self._refuse(_id_of(frame), *refusal(exc))
             return
         await self.room.acquire()
         task = asyncio.create_task(self._run(write, command, body, self.last.get(write.chatId)))
@@ -515,13 +526,16 @@ class _Writes:
             agent_id = self.api.accounts.current(self.stream.token_hash).agent_id
             result = await command.run(agent_id, write.chatId, body)
         except (AgentError, ChatError) as exc:
-            self._answer(write.id, _refusal(exc))
+            self._refuse(write.id, *refusal(exc))
         except Exception:
             log.exception("unhandled error in %s on an agent event stream", write.op)
-            self._answer(write.id, {"ok": False, "status": 500, "error": {
-                "code": "internal", "message": "internal server error"}})
+            self._refuse(write.id, "internal", "internal server error", 500)
         else:
             self._answer(write.id, {"ok": True, "result": result})
+
+    def _refuse(self, id_: int | str | None, code: str, message: str, status: int) -> None:
+        """The reply to a refused write: the status and error the REST call would answer."""
+        self._answer(id_, {"ok": False, "status": status, **_error(code, message)})
 
     def _answer(self, id_: int | str | None, outcome: dict[str, Any]) -> None:
         self.reply("reply", msgspec.json.encode({"type": "reply", "id": id_, **outcome}))
@@ -553,13 +567,6 @@ def _id_of(frame: str) -> int | str | None:
         return msgspec.json.decode(frame, type=_Id).id
     except msgspec.DecodeError:
         return None
-
-
-def _refusal(exc: AgentError | ChatError) -> dict[str, Any]:
-    """A refusal as a reply says it: the status and error the REST call would answer."""
-    response = agent_error_body(exc) if isinstance(exc, AgentError) else chat_error_body(exc)
-    assert isinstance(response.body, bytes)
-    return {"ok": False, "status": response.status, **msgspec.json.decode(response.body)}
 
 
 def _bearer(request: web.Request) -> str:
