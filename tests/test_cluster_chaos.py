@@ -29,7 +29,6 @@ What the end checks, per chat, against the ``events`` table read with plain SQL:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import shutil
 import signal
@@ -155,6 +154,8 @@ class ChatRun:
     front: TcpProxy | None = None
     chat_id: str = ""
     said: Sent = field(default_factory=Sent)
+    end_refused: str = ""
+    """Why the customer's endChat failed, if it did (the chat must end all the same)."""
 
     def seen(self) -> list[dict[str, Any]]:
         """Every transcript event the customer's service published, in order."""
@@ -345,7 +346,9 @@ def check_chat(run: ChatRun, chat: Stored | None, agents: list[Agent]) -> list[s
         return [f"{name}: not stored"]
     problems: list[str] = []
     if chat.status != "ended":
-        problems.append(f"{name}: {chat.status}, not ended")
+        problems.append(f"{name}: {chat.status}, not ended; the customer's endChat "
+                        f"{run.end_refused or 'did not fail'}; its last events "
+                        f"{run.customer.names()[-6:]}")
     stored = chat.events
     indexes = [e["_idx"] for e in stored]
     if indexes != list(range(1, len(stored) + 1)):
@@ -490,8 +493,10 @@ async def test_chaos_kill_a_process_mid_run(cluster: tuple[list[Node], str], pos
                 if owner is not None:
                     await owner.end(run.chat_id)
                     return
-            with contextlib.suppress(CommandError):  # checked below: every chat must end
+            try:
                 await run.customer.command("endChat")
+            except CommandError as exc:  # checked below: every chat must end
+                run.end_refused = f"failed: {exc} {exc.data!r:.300}"
 
         await asyncio.gather(*(end(r) for r in runs))
         stored = await settle(runs, agents, postgres_dsn, ended=True)
