@@ -27,6 +27,8 @@ event stream and a pool of keep-alive connections each rather than a client per 
 the machine is saturated (the generator, the server and the services together near every
 core) latencies are the machine's, not the server's: run at a lower rate (``--interval 20``)
 and read the per-message CPU, which the summary scales to the target rate, saying so.
+Two processes at 10,000 chats each need more than 20,000 open files in the generator, which is
+this machine's hard limit (``ulimit -Hn``): the run then stops before it starts, saying so.
 
     .venv/bin/python -m benchmarks.cluster_chat                      # all three, 10,000 chats
     .venv/bin/python -m benchmarks.cluster_chat --quick              # 500 chats, 20 s: works?
@@ -48,6 +50,7 @@ import itertools
 import json
 import math
 import random
+import resource
 import secrets
 import sys
 import time
@@ -965,7 +968,41 @@ def parse() -> argparse.Namespace:
     return args
 
 
+DESCRIPTOR_MARGIN = 200
+"""Open files the generator needs beyond its sockets to the server (PostgreSQL, Redis,
+psutil's /proc reads, the interpreter's own)."""
+
+
+def descriptors_needed(deployment: Deployment, args: argparse.Namespace) -> int:
+    """Open files this generator holds for ``deployment``: a WebSocket per chat, each agent's
+    event stream and keep-alive pool, and :data:`DESCRIPTOR_MARGIN`."""
+    chats = chats_of(deployment, args)
+    agents = max(1, math.ceil(chats / AGENT_CAPACITY))
+    return chats + agents * (args.agent_connections + 1) + DESCRIPTOR_MARGIN
+
+
+def check_descriptors(args: argparse.Namespace) -> str | None:
+    """Raise this process's open-file limit to the hard one; say why the run cannot be made
+    when a deployment needs more (20,000 chats for 2 processes at 10,000 each met this
+    machine's 20,000 mid-run, after minutes of set-up, as 'Too many open files')."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for name in args.deployments.split(","):
+        deployment = DEPLOYMENTS[name]
+        needed = descriptors_needed(deployment, args)
+        if hard != resource.RLIM_INFINITY and needed > hard:
+            return (f"{deployment.title} needs about {needed:,} open files in this load "
+                    f"generator ({chats_of(deployment, args):,} chats) and this machine "
+                    f"allows {hard:,} (ulimit -Hn): run it with fewer --chats, or raise the "
+                    f"hard limit")
+    return None
+
+
 async def main(args: argparse.Namespace) -> None:
+    refusal = check_descriptors(args)
+    if refusal is not None:
+        sys.exit(refusal)
     results = {}
     for name in args.deployments.split(","):
         print(f"running {DEPLOYMENTS[name].title} ...", file=sys.stderr, flush=True)
