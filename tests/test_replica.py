@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -110,6 +111,32 @@ async def test_writers_at_two_nodes_never_give_an_index_twice(cluster: Deploymen
     for engine in (a, b, cluster.nodes[2].engine):
         await eventually(lambda e=engine: copy_at(e, chat.chat_id).events == stored.events,
                          "the stored transcript at every node")
+
+
+async def test_a_message_at_a_node_behind_lands_after_what_it_had_not_heard(
+        cluster: Deployment, redis_url: str, redis_prefix: str) -> None:
+    """A message is saved only if the node's copy is the stored one (one round trip); at a
+    node that has not heard another's commit yet, it is made again on the stored chat: it
+    lands after that commit, which the node announces first, and nothing is lost."""
+    a, b, _ = (node.engine for node in cluster.nodes)
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
+    assert b.replica is not None
+    heard_at_b: list[str] = []
+    b.follow(chat.chat_id, lambda _t, p: heard_at_b.append(msgspec.json.decode(p)["text"]))
+    b.replica.stop_listening()  # b will not hear a's next commit
+    await await_subscribers(redis_url, f"{redis_prefix}t:commits", 2)
+    await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "from a")
+    behind = copy_at(b, chat.chat_id)
+    assert behind is not None and [m.text for m in behind.events][-1] != "from a"
+
+    await b.customers.event(behind, EventType.MESSAGE, "from b")
+
+    stored = await cluster.stored(chat.chat_id)
+    assert [m.text for m in stored.events][-2:] == ["from a", "from b"]
+    assert [m.index for m in stored.events] == list(range(1, len(stored.events) + 1))
+    assert copy_at(b, chat.chat_id).events == stored.events
+    assert heard_at_b == ["from a", "from b"]
 
 
 async def test_a_node_whose_broker_dropped_catches_up_when_it_is_back(

@@ -202,6 +202,18 @@ async def test_a_failed_change_writes_nothing(store: Store) -> None:
     assert await store.load_chat("c1") == chat
 
 
+async def test_a_save_if_current_on_the_current_copy_is_a_save(store: Store) -> None:
+    chat = await saved(store, new_chat(), [message(new_chat(), 1, 2, "first")])
+    chat.status, chat.agent_id, chat.next_participant = ChatStatus.ACTIVE, "grace", 4
+    chat.participants[3] = agent = ParticipantRecord(3, "Agent", "Grace", "grace")
+    upload = FileRecord("cd" * 16, "c1", "a.png", 9, "image/png", 3, 1_700_000_002_000, "")
+    chat.revision += 1
+    assert await store.save_if_current(chat, [agent], [message(chat, 2, 3, "hi")], [upload])
+    chat.events.append(message(chat, 2, 3, "hi"))
+    chat.files[upload.file_id] = upload
+    assert await store.load_chat("c1") == chat
+
+
 # ---- what sharing a store between processes needs (PostgreSQL) -----------------------------
 
 async def test_a_stale_copy_is_handed_the_stored_chat(shared: PostgresStore) -> None:
@@ -213,6 +225,18 @@ async def test_a_stale_copy_is_handed_the_stored_chat(shared: PostgresStore) -> 
         assert held.fresh == chat
     async with shared.lock_chat("c1", chat.revision) as held:
         assert held.fresh is None
+
+
+async def test_a_save_if_current_on_a_stale_copy_writes_nothing(shared: PostgresStore) -> None:
+    chat = await saved(shared, new_chat(), [message(new_chat(), 1, 2, "first")])
+    behind = copy(chat, events=list(chat.events))
+    await saved(shared, chat, [message(chat, 2, 2, "from another process")])
+    stored = await shared.load_chat("c1")
+
+    behind.status, behind.revision = ChatStatus.ENDED, behind.revision + 1
+    customer = copy(behind.participants[1], connected=False)
+    assert not await shared.save_if_current(behind, [customer], [message(behind, 2, 1, "late")])
+    assert await shared.load_chat("c1") == stored
 
 
 async def test_an_error_after_the_save_rolls_it_back(shared: PostgresStore) -> None:
@@ -288,6 +312,35 @@ async def append(dsn: str, chat_id: str, count: int, writer: str) -> None:
         await store.close()
 
 
+async def append_if_current(dsn: str, chat_id: str, count: int, writer: str) -> int:
+    """:func:`append` as :meth:`Changes.apply` writes: each event saved only if the copy is
+    current, else again under the lock on the stored chat. Returns how often it lost."""
+    store = PostgresStore(dsn, min_size=1, max_size=2)
+    await store.open()
+    lost = 0
+    try:
+        chat = await store.load_chat(chat_id)
+        assert chat is not None
+        for n in range(count):
+            event = message(chat, chat.next_index, 1, f"{writer}-{n}")
+            if await store.save_if_current(copy(chat, revision=chat.revision + 1), [],
+                                           [event]):
+                chat.revision += 1
+                chat.events.append(event)
+                continue
+            lost += 1
+            async with store.lock_chat(chat_id, chat.revision) as held:
+                assert held.fresh is not None
+                chat = held.fresh
+                event = message(chat, chat.next_index, 1, f"{writer}-{n}")
+                chat.revision += 1
+                await held.save(chat, [], [event])
+                chat.events.append(event)
+    finally:
+        await store.close()
+    return lost
+
+
 def assert_dense(chat: ChatRecord | None, writers: dict[str, int]) -> None:
     """Indexes exactly 1..N and every writer's events all there, each once, in its order."""
     assert chat is not None
@@ -307,6 +360,16 @@ async def test_two_pools_writing_one_chat_give_dense_indexes(postgres_dsn: str,
     await asyncio.gather(*(append(postgres_dsn, "c1", count, writer)
                            for writer, count in writers.items()))
     assert_dense(await shared.load_chat("c1"), writers)
+
+
+async def test_writers_saving_if_current_give_dense_indexes(postgres_dsn: str,
+                                                          shared: PostgresStore) -> None:
+    await saved(shared, new_chat(), [message(new_chat(), 1, 2, "start")])
+    writers = {f"w{n}": 60 for n in range(4)}
+    lost = await asyncio.gather(*(append_if_current(postgres_dsn, "c1", count, writer)
+                                  for writer, count in writers.items()))
+    assert_dense(await shared.load_chat("c1"), writers)
+    assert sum(lost) > 0  # they did race: some saves lost and were made again
 
 
 async def test_two_processes_writing_one_chat_give_dense_indexes(postgres_dsn: str,

@@ -56,6 +56,15 @@ class Store(Protocol):
     async def save_chat(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
                         events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None: ...
 
+    async def save_if_current(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
+                              events: Sequence[Message], files: Sequence[FileRecord] = ()
+                              ) -> bool:
+        """:meth:`save_chat`, only if the stored chat is still the copy the change was made
+        on (stored revision ``chat.revision - 1``); False, with nothing written, if another
+        writer saved it meanwhile. The one-step alternative to :meth:`lock_chat` for a change
+        that can be made again on the stored copy when it loses."""
+        ...
+
     async def load_chat(self, chat_id: str) -> ChatRecord | None: ...
 
     async def load_open_chats(self) -> list[ChatRecord]: ...

@@ -380,6 +380,14 @@ class SqliteStore:
 
     # ---- chats -----------------------------------------------------------------------------
 
+    async def save_if_current(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
+                              events: Sequence[Message], files: Sequence[FileRecord] = ()
+                              ) -> bool:
+        """Always saves: one process writes this file, and its chats' locks (which
+        :meth:`lock_chat` leaves to it, as here) keep its copies current."""
+        await self.save_chat(chat, participants, events, files)
+        return True
+
     async def save_chat(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
                         events: Sequence[Message], files: Sequence[FileRecord] = ()) -> None:
         row = (chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,

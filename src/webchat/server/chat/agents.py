@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from webchat.protocol.gms.models import EventType, ParticipantType
-from webchat.server.chat.change import Changes
+from webchat.server.chat.change import Change, Changes
 from webchat.server.chat.dispatch import Dispatcher
 from webchat.server.chat.facts import ChatFacts
 from webchat.server.chat.notify import Notifier
@@ -161,10 +161,12 @@ class AgentOps:
     async def event(self, agent_id: str, chat_id: str, type_: EventType,
                     text: str | None = None, message_type: str | None = None) -> ChatRecord:
         chat = await self.agent_chat(agent_id, chat_id)
-        async with self._changes.open(chat) as change:
+
+        def edit(change: Change) -> None:
             p = agent_participant(agent_id, change.chat)
             change.add(p.participant_id, type_, text, message_type=message_type)
-        return change.chat
+
+        return await self._changes.apply(chat, edit)
 
     async def end(self, agent_id: str, chat_id: str) -> ChatRecord:
         chat = await self.agent_chat(agent_id, chat_id)

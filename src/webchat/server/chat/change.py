@@ -2,14 +2,15 @@
 the store in one transaction, and only then applied in memory and announced.
 
 So a client that got a reply can rely on its effect surviving a crash, and everybody sees a
-chat's events in index order. Every state change of a chat goes through :meth:`Changes.open`.
+chat's events in index order. Every state change of a chat goes through :meth:`Changes.open`
+(or :meth:`Changes.apply`, its one-round-trip form for a change that can be made again).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -60,6 +61,11 @@ class Change:
     """None: unbounded (a new chat)."""
     marked: bool = False
     """The chat's own fields changed (an offer made or withdrawn) though no event was added."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether there is anything to write."""
+        return bool(self.events or self.participants or self.files or self.marked)
 
     def mark(self) -> None:
         """Write the chat even if this change adds no event or participant."""
@@ -154,27 +160,64 @@ class Changes:
             async with self._store.lock_chat(chat.chat_id, chat.revision) as held:
                 if held.fresh is not None:  # another process changed it: catch up first
                     chat = self.replay(chat, held.fresh)
-                change = Change(draft(chat), self._clock(), room=self._room(chat))
+                change = self._begin(chat)
                 yield change
-                if not (change.events or change.participants or change.files or change.marked):
+                if not change.changed:
                     return
-                chat = change.chat
-                chat.revision += 1
-                started = time.perf_counter()
-                try:
-                    await held.save(chat, list(change.participants.values()), change.events,
-                                    change.files)
-                except Exception as exc:
-                    self._registry.forget(chat.chat_id)
-                    log.exception("could not save chat %s", chat.chat_id)
-                    raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
-                for told in self.saved:
-                    told(time.perf_counter() - started)
-            chat.events.extend(change.events)
-            chat.files.update((f.file_id, f) for f in change.files)
-            self.adopt(chat, change.events)
-            for listener in self.published:
-                listener(chat, change.events)
+                await self._write(change, held.save)
+            self._commit(change)
+
+    async def apply(self, chat: ChatRecord, edit: Callable[[Change], object]) -> ChatRecord:
+        """The change ``edit`` makes to ``chat``, committed as by :meth:`open`, in one
+        store round trip instead of a held lock's four (PostgreSQL: ``BEGIN``, the row lock,
+        the save, ``COMMIT``): the change is made on the cached copy and saved only if that
+        is still the stored one (:meth:`Store.save_if_current`). When another process saved
+        the chat meanwhile, nothing was written, and ``edit`` is made again under the store's
+        lock on the stored copy (:meth:`open`), so it must be synchronous and depend on
+        nothing but the change: what a message, the commonest change, is. Returns the chat
+        as committed."""
+        async with self._registry.lock(chat.chat_id):
+            chat = self._registry.current(chat)
+            change = self._begin(chat)
+            edit(change)
+            if not change.changed:
+                return change.chat
+            if await self._write(change, self._store.save_if_current):
+                self._commit(change)
+                return change.chat
+        async with self.open(chat) as change:
+            edit(change)
+        return change.chat
+
+    def _begin(self, chat: ChatRecord) -> Change:
+        return Change(draft(chat), self._clock(), room=self._room(chat))
+
+    async def _write(self, change: Change, save: Callable[..., Awaitable[object]]) -> bool:
+        """Save the change's draft as the chat's next revision with ``save``; whether it was
+        written (only :meth:`Store.save_if_current` may say no). A failure forgets the chat
+        here (it is read again from the store) and is the client's internal error."""
+        chat = change.chat
+        chat.revision += 1
+        started = time.perf_counter()
+        try:
+            saved = await save(chat, list(change.participants.values()), change.events,
+                               change.files)
+        except Exception as exc:
+            self._registry.forget(chat.chat_id)
+            log.exception("could not save chat %s", chat.chat_id)
+            raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
+        for told in self.saved:
+            told(time.perf_counter() - started)
+        return saved is not False
+
+    def _commit(self, change: Change) -> None:
+        """The change is stored: make its draft the current copy and tell everyone."""
+        chat = change.chat
+        chat.events.extend(change.events)
+        chat.files.update((f.file_id, f) for f in change.files)
+        self.adopt(chat, change.events)
+        for listener in self.published:
+            listener(chat, change.events)
 
     def replay(self, old: ChatRecord | None, stored: ChatRecord) -> ChatRecord:
         """Adopt the stored copy of a chat another process changed (``old``: this process's

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message, ParticipantType
 from webchat.server import inactivity
-from webchat.server.chat.change import CUSTOMER_ID, SYSTEM_ID, Changes
+from webchat.server.chat.change import CUSTOMER_ID, SYSTEM_ID, Change, Changes
 from webchat.server.chat.clock import Clock
 from webchat.server.chat.dispatch import Dispatcher
 from webchat.server.chat.facts import ChatFacts
@@ -131,10 +131,12 @@ class CustomerOps:
                     message_type: str | None = None) -> ChatRecord:
         """Message, typing, custom notice or pushed URL from the customer."""
         require_open(chat)
-        async with self._changes.open(chat) as change:
+
+        def edit(change: Change) -> None:
             require_open(change.chat)
             change.add(CUSTOMER_ID, type_, text, message_type=message_type)
-        return change.chat
+
+        return await self._changes.apply(chat, edit)
 
     async def preview(self, chat: ChatRecord, preview: str) -> ChatRecord:
         """What the customer is typing, sent with a refresh: passed on only while they are
