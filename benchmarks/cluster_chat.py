@@ -876,12 +876,29 @@ def saturation(r: dict[str, Any], cores: int) -> str:
     return ""
 
 
-def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
+def scaling_pairs(runs: list[tuple[str, dict[str, Any]]]
+                  ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(1 process, 2 processes) on PostgreSQL + Redis, each 2-process run with the 1-process
+    run just before it (or, for a first one, just after): interleaved runs
+    (``--deployments pg,pg2,pg,pg2``) are compared pair by pair, as measured in the same
+    minutes of this machine's varying speed."""
+    pairs = []
+    for i, (name, two) in enumerate(runs):
+        if name != "pg2":
+            continue
+        before = [r for n, r in runs[:i] if n == "pg"]
+        after = [r for n, r in runs[i + 1:] if n == "pg"]
+        if before or after:
+            pairs.append((before[-1] if before else after[0], two))
+    return pairs
+
+
+def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """The issue's targets, checked against what was measured (or extrapolated, when the run
-    was not at the target load), in plain words."""
+    was not at the target load), in plain words: a line per run, and per pair for scaling."""
     lines = []
     cores = psutil.cpu_count() or 1
-    for name, r in results.items():
+    for name, r in runs:
         measured = r["chats"] == TARGET_CHATS and r["offered_msgs_per_s"] == TARGET_RATE
         if DEPLOYMENTS[name].workers != 1:
             continue
@@ -896,8 +913,7 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
                      f"{r['lost']}: " + ("MET" if met else "not met" if measured else
                                          "not run at the target load")
                      + saturation(r, cores))
-    if "pg" in results and "pg2" in results:
-        one, two = results["pg"], results["pg2"]
+    for one, two in scaling_pairs(runs):
         per_core = [r["delivered_per_s"] / r["server_cores"] for r in (one, two)]
         ratio = 2 * per_core[1] / per_core[0]
         load = ("the same total load, half of it each" if one["chats"] == two["chats"] else
@@ -915,10 +931,10 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def show(results: dict[str, dict[str, Any]]) -> None:
-    rows = list(next(iter(results.values())))
+def show(runs: list[tuple[str, dict[str, Any]]]) -> None:
+    rows = list(runs[0][1])
     width = max(map(len, rows))
-    columns = [[str(r[row]) for row in rows] for r in results.values()]
+    columns = [[str(r[row]) for row in rows] for _, r in runs]
     widths = [max(len(c) for c in col) for col in columns]
     for i, row in enumerate(rows):
         print(f"{row:<{width}}  " + "  ".join(f"{col[i]:>{w}}"
@@ -1003,13 +1019,13 @@ async def main(args: argparse.Namespace) -> None:
     refusal = check_descriptors(args)
     if refusal is not None:
         sys.exit(refusal)
-    results = {}
+    runs = []
     for name in args.deployments.split(","):
         print(f"running {DEPLOYMENTS[name].title} ...", file=sys.stderr, flush=True)
-        results[name] = await run(DEPLOYMENTS[name], args)
-        print(json.dumps(results[name]), flush=True)
-    show(results)
-    for line in verdicts(results):
+        runs.append((name, await run(DEPLOYMENTS[name], args)))
+        print(json.dumps(runs[-1][1]), flush=True)
+    show(runs)
+    for line in verdicts(runs):
         print(line)
 
 

@@ -1,0 +1,41 @@
+"""benchmarks/cluster_chat.py's verdicts: what the README's figures are read through. Runs
+interleaved to cancel this machine's drift (``--deployments pg,pg2,pg,pg2``) are judged pair by
+pair, each 2-process run against the 1-process run beside it, not the last of each against the
+last of the other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.cluster_chat import scaling_pairs, verdicts
+
+
+def run(processes: int, *, p99: float, cores: float, delivered: float = 300.0,
+        chats: int = 1500) -> dict[str, Any]:
+    return {"deployment": f"{processes} process(es)", "processes": processes,
+            "chats": chats * processes, "offered_msgs_per_s": delivered,
+            "sent_msgs_per_s": delivered, "delivered_per_s": delivered, "lost": 0,
+            "p99_ms": p99, "server_cores": cores, "server_idle_cores": 0.01,
+            "server_marginal_ms_per_1k_msgs": 800.0, "server_rss_mb": 128.0,
+            "machine_busy_cores": 0.5}
+
+
+def test_each_two_process_run_is_paired_with_the_one_process_run_beside_it() -> None:
+    a1, b1, a2, b2 = (run(1, p99=6.0, cores=0.25), run(2, p99=6.3, cores=0.5, delivered=600),
+                      run(1, p99=5.0, cores=0.24), run(2, p99=9.0, cores=0.5, delivered=600))
+    runs = [("pg", a1), ("pg2", b1), ("pg", a2), ("pg2", b2)]
+    assert scaling_pairs(runs) == [(a1, b1), (a2, b2)]
+    assert scaling_pairs([("pg2", b1), ("pg", a1)]) == [(a1, b1)]
+    assert scaling_pairs([("sqlite", a1), ("pg2", b1)]) == []
+
+    scaling = [line for line in verdicts(runs) if line.startswith("scaling")]
+    assert len(scaling) == 2
+    assert scaling[0].endswith("p99 6.3 ms vs 6.0 ms: MET")  # within 10 %, 2.0x per core
+    assert scaling[1].endswith("p99 9.0 ms vs 5.0 ms: not met")
+
+
+def test_scaling_below_the_target_ratio_is_not_met_whatever_the_latency() -> None:
+    runs = [("pg", run(1, p99=6.0, cores=0.25)),
+            ("pg2", run(2, p99=6.0, cores=0.7, delivered=600))]  # 1.43x per core
+    (line,) = [line for line in verdicts(runs) if line.startswith("scaling")]
+    assert "deliver 1.43x" in line and line.endswith("not met")
