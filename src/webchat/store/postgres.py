@@ -12,7 +12,8 @@ Why it is shaped as it is:
   carries, each written by a data-modifying CTE fed with arrays (``unnest``), so a save is
   one round trip whatever it carries, prepared once per connection (asyncpg's statement
   cache). Outside a lock that one statement is its own transaction; inside, the lock's. A
-  locked change is four round trips: ``BEGIN``, the row lock, the save, ``COMMIT``.
+  locked change is four round trips: ``BEGIN``, the row lock, the save, ``COMMIT``;
+  :meth:`PostgresStore.save_if_current` is one (the compare in the statement itself).
 * A chat is read by one statement too, its participants, transcript and files coming back as
   arrays beside its row: loading 10,000 open chats at start-up is one query, not 30,001, and
   a statement reads one snapshot, so the parts of a chat always agree.
