@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import msgspec
 import pytest
@@ -113,6 +114,62 @@ async def test_writers_at_two_nodes_never_give_an_index_twice(cluster: Deploymen
                          "the stored transcript at every node")
 
 
+@contextmanager
+def locks_taken(engine: ChatEngine) -> Iterator[list[str]]:
+    """The chats ``engine`` takes the store's lock of (``Store.lock_chat``) from now on."""
+    store = engine.changes._store
+    original = store.lock_chat
+    taken: list[str] = []
+
+    def counted(chat_id: str, revision: int) -> Any:
+        taken.append(chat_id)
+        return original(chat_id, revision)
+
+    store.lock_chat = counted  # type: ignore[method-assign]
+    try:
+        yield taken
+    finally:
+        store.lock_chat = original  # type: ignore[method-assign]
+
+
+async def test_a_message_on_a_current_copy_takes_no_lock(cluster: Deployment) -> None:
+    """The one-round-trip path: a node whose copy is the stored one saves a message with the
+    revision compared in the save, without the store's lock (four round trips)."""
+    a, b, _ = (node.engine for node in cluster.nodes)
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
+    with locks_taken(a) as locks:
+        await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "one")
+        await a.customers.event(a.chats[chat.chat_id], EventType.MESSAGE, "two")
+    assert locks == []
+    assert [m.text for m in (await cluster.stored(chat.chat_id)).events][-2:] == ["one", "two"]
+    await eventually(lambda: [m.text for m in copy_at(b, chat.chat_id).events][-1] == "two",
+                     "the messages at b")
+
+
+async def test_an_agent_message_at_a_node_that_has_not_heard_the_agent_join_is_saved(
+        cluster: Deployment, redis_url: str, redis_prefix: str) -> None:
+    """Round robin without stickiness: an agent joins at one process and writes at another
+    before that one heard of it. Its copy says the agent is not in the chat; the store says
+    it is, and the store is the truth: the message is saved, not refused."""
+    a, b, _ = (node.engine for node in cluster.nodes)
+    await cluster.add_agent("sup", supervisor=True)
+    await eventually(lambda: a.staff.is_supervisor("sup") and b.staff.is_supervisor("sup"),
+                     "the supervisor known everywhere")
+    chat = await new_chat(a)
+    await eventually(lambda: copy_at(b, chat.chat_id) is not None, "the new chat at b")
+    assert b.replica is not None
+    b.replica.stop_listening()  # b will not hear the barge-in
+    await await_subscribers(redis_url, f"{redis_prefix}t:commits", 2)
+    await a.supervision.barge_in("sup", chat.chat_id)
+
+    await b.staff.event("sup", chat.chat_id, EventType.MESSAGE, "hello from b")
+
+    stored = await cluster.stored(chat.chat_id)
+    assert [m.text for m in stored.events][-1] == "hello from b"
+    assert copy_at(b, chat.chat_id).events == stored.events
+
+
 async def test_a_message_at_a_node_behind_lands_after_what_it_had_not_heard(
         cluster: Deployment, redis_url: str, redis_prefix: str) -> None:
     """A message is saved only if the node's copy is the stored one (one round trip); at a
@@ -130,7 +187,9 @@ async def test_a_message_at_a_node_behind_lands_after_what_it_had_not_heard(
     behind = copy_at(b, chat.chat_id)
     assert behind is not None and [m.text for m in behind.events][-1] != "from a"
 
-    await b.customers.event(behind, EventType.MESSAGE, "from b")
+    with locks_taken(b) as locks:
+        await b.customers.event(behind, EventType.MESSAGE, "from b")
+    assert locks == [chat.chat_id]  # the compare lost: made again under the lock
 
     stored = await cluster.stored(chat.chat_id)
     assert [m.text for m in stored.events][-2:] == ["from a", "from b"]

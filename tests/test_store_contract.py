@@ -235,7 +235,9 @@ async def test_a_save_if_current_on_a_stale_copy_writes_nothing(shared: Postgres
 
     behind.status, behind.revision = ChatStatus.ENDED, behind.revision + 1
     customer = copy(behind.participants[1], connected=False)
-    assert not await shared.save_if_current(behind, [customer], [message(behind, 2, 1, "late")])
+    upload = FileRecord("ef" * 16, "c1", "late.png", 9, "image/png", 1, 1_700_000_003_000, "")
+    assert not await shared.save_if_current(behind, [customer], [message(behind, 2, 1, "late")],
+                                            [upload])
     assert await shared.load_chat("c1") == stored
 
 

@@ -8,7 +8,9 @@ had happened.
 Several processes may share one store (PostgreSQL): :meth:`Store.lock_chat` is how a change
 is made safely among them. It holds the chat against every other writer until the change is
 saved, and hands back the stored chat when the caller's copy is behind, so no process writes
-on a stale copy and transcript indexes are never given twice.
+on a stale copy and transcript indexes are never given twice. :meth:`Store.save_if_current` is
+the one-step alternative: the revision is compared in the save itself, which writes nothing
+when the copy is behind.
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ class ChatRecord(msgspec.Struct, gc=False):
     next_participant: int = 1
     revision: int = 0
     """How many changes were committed to the chat: a process whose copy is behind the
-    store's learns so under the chat's lock (:meth:`Store.lock_chat`) and reloads it."""
+    store's learns so under the chat's lock (:meth:`Store.lock_chat`), or when a save that
+    compares it writes nothing (:meth:`Store.save_if_current`), and reloads it."""
     offered_to: str | None = None
     """The agent a waiting chat is offered to, and since when (``offered_ms``): kept with the
     chat, so an offer holds for every process and outlives the one that made it."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from webchat.protocol.gms.errors import ErrorCode
 from webchat.protocol.gms.models import EventType, Message, Participant, ParticipantType
 from webchat.server.chat.clock import Clock
 from webchat.server.chat.registry import ChatRegistry
 from webchat.server.config import Limits
-from webchat.server.errors import ChatError
+from webchat.server.errors import AgentError, ChatError
 from webchat.store.base import Store
 from webchat.store.records import ChatRecord, FileRecord, ParticipantRecord, copy
 
@@ -38,6 +39,15 @@ Committed = Callable[[ChatRecord, list[Message]], None]
 """Told of every commit, after memory was updated: the chat and the events it added."""
 Saved = Callable[[float], None]
 """Told how long a commit's store write took, in seconds."""
+
+
+class _Save(Protocol):
+    """A store write of a change: :meth:`ChatLock.save` (None: written) or
+    :meth:`Store.save_if_current` (whether written)."""
+
+    def __call__(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
+                 events: Sequence[Message], files: Sequence[FileRecord] = ()
+                 ) -> Awaitable[bool | None]: ...
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,16 @@ class Change:
         return p
 
 
+def _made(edit: Callable[[Change], None], change: Change) -> bool:
+    """Whether ``edit`` was made on ``change``, or refused (a refusal on a copy that may be
+    behind is no answer yet: see :meth:`Changes.apply`)."""
+    try:
+        edit(change)
+    except (ChatError, AgentError):
+        return False
+    return True
+
+
 def draft(chat: ChatRecord) -> ChatRecord:
     """The copy of ``chat`` a change works on, made current only once committed. Readers never
     wait for a chat's lock, and a change awaits its save: had it edited the cached copy, a
@@ -167,48 +187,51 @@ class Changes:
                 await self._write(change, held.save)
             self._commit(change)
 
-    async def apply(self, chat: ChatRecord, edit: Callable[[Change], object]) -> ChatRecord:
+    async def apply(self, chat: ChatRecord, edit: Callable[[Change], None]) -> ChatRecord:
         """The change ``edit`` makes to ``chat``, committed as by :meth:`open`, in one
         store round trip instead of a held lock's four (PostgreSQL: ``BEGIN``, the row lock,
         the save, ``COMMIT``): the change is made on the cached copy and saved only if that
         is still the stored one (:meth:`Store.save_if_current`). When another process saved
         the chat meanwhile, nothing was written, and ``edit`` is made again under the store's
         lock on the stored copy (:meth:`open`), so it must be synchronous and depend on
-        nothing but the change: what a message, the commonest change, is. Returns the chat
-        as committed."""
+        nothing but the change: what a message, the commonest change, is. A refusal on the
+        cached copy is judged again there too: the copy may be behind (an agent who joined at
+        another process a moment ago is not in it yet), and only the stored chat may refuse.
+        Returns the chat as committed."""
         async with self._registry.lock(chat.chat_id):
             chat = self._registry.current(chat)
             change = self._begin(chat)
-            edit(change)
-            if not change.changed:
-                return change.chat
-            if await self._write(change, self._store.save_if_current):
+            if _made(edit, change) and change.changed \
+                    and await self._write(change, self._store.save_if_current):
                 self._commit(change)
                 return change.chat
-        async with self.open(chat) as change:
-            edit(change)
-        return change.chat
+        async with self.open(chat) as again:
+            edit(again)
+        return again.chat
 
     def _begin(self, chat: ChatRecord) -> Change:
+        """A change of ``chat``, on a draft of it, bounded by what its transcript may take."""
         return Change(draft(chat), self._clock(), room=self._room(chat))
 
-    async def _write(self, change: Change, save: Callable[..., Awaitable[object]]) -> bool:
+    async def _write(self, change: Change, save: _Save) -> bool:
         """Save the change's draft as the chat's next revision with ``save``; whether it was
-        written (only :meth:`Store.save_if_current` may say no). A failure forgets the chat
-        here (it is read again from the store) and is the client's internal error."""
+        written (only :meth:`Store.save_if_current` may say no, and a store write that did
+        not happen is not timed for :attr:`saved`). A failure forgets the chat here (it is
+        read again from the store) and is the client's internal error."""
         chat = change.chat
         chat.revision += 1
         started = time.perf_counter()
         try:
-            saved = await save(chat, list(change.participants.values()), change.events,
-                               change.files)
+            written = await save(chat, list(change.participants.values()), change.events,
+                                 change.files) is not False
         except Exception as exc:
             self._registry.forget(chat.chat_id)
             log.exception("could not save chat %s", chat.chat_id)
             raise ChatError(ErrorCode.INTERNAL, "the chat could not be saved") from exc
-        for told in self.saved:
-            told(time.perf_counter() - started)
-        return saved is not False
+        if written:
+            for told in self.saved:
+                told(time.perf_counter() - started)
+        return written
 
     def _commit(self, change: Change) -> None:
         """The change is stored: make its draft the current copy and tell everyone."""
