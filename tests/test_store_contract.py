@@ -294,29 +294,13 @@ async def test_a_frozen_holder_loses_the_chat_and_cannot_write(postgres_dsn: str
         await other.close()
 
 
-async def append(dsn: str, chat_id: str, count: int, writer: str) -> None:
+async def append(dsn: str, chat_id: str, count: int, writer: str, *,
+                 if_current: bool = False) -> int:
     """One process's writer: ``count`` events on ``chat_id``, each under the lock, on its own
-    copy of the chat brought up to date by the lock (as :class:`Changes` does)."""
-    store = PostgresStore(dsn, min_size=1, max_size=2)
-    await store.open()
-    try:
-        chat = await store.load_chat(chat_id)
-        assert chat is not None
-        for n in range(count):
-            async with store.lock_chat(chat_id, chat.revision) as held:
-                if held.fresh is not None:
-                    chat = held.fresh
-                event = message(chat, chat.next_index, 1, f"{writer}-{n}")
-                chat.revision += 1
-                await held.save(chat, [], [event])
-                chat.events.append(event)
-    finally:
-        await store.close()
-
-
-async def append_if_current(dsn: str, chat_id: str, count: int, writer: str) -> int:
-    """:func:`append` as :meth:`Changes.apply` writes: each event saved only if the copy is
-    current, else again under the lock on the stored chat. Returns how often it lost."""
+    copy of the chat brought up to date by the lock (as :meth:`Changes.open` does); with
+    ``if_current``, each first saved only if the copy is current, and under the lock on the
+    stored chat only when that lost (as :meth:`Changes.apply` does). Returns how often it
+    lost."""
     store = PostgresStore(dsn, min_size=1, max_size=2)
     await store.open()
     lost = 0
@@ -324,16 +308,18 @@ async def append_if_current(dsn: str, chat_id: str, count: int, writer: str) -> 
         chat = await store.load_chat(chat_id)
         assert chat is not None
         for n in range(count):
-            event = message(chat, chat.next_index, 1, f"{writer}-{n}")
-            if await store.save_if_current(copy(chat, revision=chat.revision + 1), [],
-                                           [event]):
-                chat.revision += 1
-                chat.events.append(event)
-                continue
-            lost += 1
+            if if_current:
+                event = message(chat, chat.next_index, 1, f"{writer}-{n}")
+                if await store.save_if_current(copy(chat, revision=chat.revision + 1), [],
+                                               [event]):
+                    chat.revision += 1
+                    chat.events.append(event)
+                    continue
+                lost += 1
             async with store.lock_chat(chat_id, chat.revision) as held:
-                assert held.fresh is not None
-                chat = held.fresh
+                assert held.fresh is not None or not if_current  # it lost: the copy is behind
+                if held.fresh is not None:
+                    chat = held.fresh
                 event = message(chat, chat.next_index, 1, f"{writer}-{n}")
                 chat.revision += 1
                 await held.save(chat, [], [event])
@@ -368,7 +354,7 @@ async def test_writers_saving_if_current_give_dense_indexes(postgres_dsn: str,
                                                           shared: PostgresStore) -> None:
     await saved(shared, new_chat(), [message(new_chat(), 1, 2, "start")])
     writers = {f"w{n}": 60 for n in range(4)}
-    lost = await asyncio.gather(*(append_if_current(postgres_dsn, "c1", count, writer)
+    lost = await asyncio.gather(*(append(postgres_dsn, "c1", count, writer, if_current=True)
                                   for writer, count in writers.items()))
     assert_dense(await shared.load_chat("c1"), writers)
     assert sum(lost) > 0  # they did race: some saves lost and were made again

@@ -87,10 +87,10 @@ _FOLLOWED_AT = [_CHAT_COLUMNS.index(c) for c in _FOLLOWED]
 def _update_if(expected: int) -> str:
     """The chat row's update made only if its stored revision is the argument numbered
     ``expected`` (the revision of the copy the change was made on): the compare of
-    :meth:`PostgresStore.save_if_current`. An UPDATE
-    that waited for another writer's row lock checks its condition again on the row that
-    writer committed, so two writers of one revision never both pass. Its arguments are the
-    chat id and the :data:`_FOLLOWED` columns (a statement may not leave one unused)."""
+    :meth:`PostgresStore.save_if_current`. An UPDATE that waited for another writer's row
+    lock checks its condition again on the row that writer committed, so two writers of one
+    revision never both pass. Its arguments are the chat id and the :data:`_FOLLOWED`
+    columns (a statement may not leave one unused)."""
     sets = ", ".join(f"{c} = ${n}" for n, c in enumerate(_FOLLOWED, start=2))
     return f"UPDATE chats SET {sets} WHERE chat_id = $1 AND revision = ${expected} RETURNING 1"
 
