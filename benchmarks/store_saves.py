@@ -6,6 +6,7 @@ PostgreSQL, its backends' CPU per save; then how long ``load_open_chats`` (start
     .venv/bin/python -m benchmarks.store_saves                          # PostgreSQL, max rate
     .venv/bin/python -m benchmarks.store_saves --rate 2000              # the cluster workload
     .venv/bin/python -m benchmarks.store_saves --store sqlite:          # SQLite, for comparison
+    .venv/bin/python -m benchmarks.store_saves --if-current             # as messages are saved
 
 Without ``--store`` a scratch database is made on WEBCHAT_TEST_POSTGRES's server (default
 ``postgresql://postgres@127.0.0.1:5432/test``) and dropped afterwards.
@@ -49,7 +50,7 @@ def message(record: ChatRecord) -> Message:
 
 
 async def add(store: Store, record: ChatRecord) -> None:
-    """One change as :class:`~webchat.server.chat.change.Changes` makes it."""
+    """One change as :meth:`~webchat.server.chat.change.Changes.open` makes it."""
     async with store.lock_chat(record.chat_id, record.revision) as held:
         if held.fresh is not None:
             raise AssertionError("nobody else writes these chats")
@@ -57,6 +58,15 @@ async def add(store: Store, record: ChatRecord) -> None:
         record.revision += 1
         await held.save(record, [], [event])
         record.events.append(event)
+
+
+async def add_if_current(store: Store, record: ChatRecord) -> None:
+    """One message as :meth:`~webchat.server.chat.change.Changes.apply` makes it."""
+    event = message(record)
+    record.revision += 1
+    if not await store.save_if_current(record, [], [event]):
+        raise AssertionError("nobody else writes these chats")
+    record.events.append(event)
 
 
 async def backends(store: Store) -> list[psutil.Process]:
@@ -67,8 +77,8 @@ async def backends(store: Store) -> list[psutil.Process]:
         return await postgres_backends(conn, await conn.fetchval("SELECT current_database()"))
 
 
-async def run(store: Store, chats: int, workers: int, seconds: float, rate: float | None
-              ) -> None:
+async def run(store: Store, chats: int, workers: int, seconds: float, rate: float | None,
+              if_current: bool = False) -> None:
     records = [chat(n) for n in range(chats)]
     for record in records:  # created as the server does: the first save, outside a lock
         record.revision = 1
@@ -86,7 +96,7 @@ async def run(store: Store, chats: int, workers: int, seconds: float, rate: floa
                 due += period
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             start = time.perf_counter()
-            await add(store, mine[n % len(mine)])
+            await (add_if_current if if_current else add)(store, mine[n % len(mine)])
             latencies.append(time.perf_counter() - start)
             n += 1
 
@@ -101,7 +111,8 @@ async def run(store: Store, chats: int, workers: int, seconds: float, rate: floa
     cuts = statistics.quantiles(latencies, n=100)
     print(f"{store.dialect}: {saves} saves by {workers} tasks on {chats} chats in "
           f"{elapsed:.1f} s = {saves / elapsed:,.0f} saves/s"
-          + (f" (paced at {rate:,.0f}/s)" if rate else " (as fast as it goes)"))
+          + (f" (paced at {rate:,.0f}/s)" if rate else " (as fast as it goes)")
+          + (", each a save_if_current" if if_current else ", each under lock_chat"))
     print(f"  per save: p50 {cuts[49] * 1000:.2f} ms, p99 {cuts[98] * 1000:.2f} ms; "
           f"client CPU {ours:.0f} µs" + (f", PostgreSQL backends' CPU {server:.0f} µs"
                                         if servers1 else ""))
@@ -113,13 +124,13 @@ async def run(store: Store, chats: int, workers: int, seconds: float, rate: floa
 
 
 async def main(url: str | None, chats: int, workers: int, seconds: float,
-               rate: float | None) -> None:
+               rate: float | None, if_current: bool) -> None:
     async with scratch_database() if url is None else _given(url) as dsn:
         with tempfile.TemporaryDirectory() as tmp:
             store = from_url(dsn, tmp)
             await store.open()
             try:
-                await run(store, chats, workers, seconds, rate)
+                await run(store, chats, workers, seconds, rate, if_current)
             finally:
                 await store.close()
 
@@ -137,10 +148,14 @@ if __name__ == "__main__":
                         help="concurrent tasks, each adding to its own share of the chats")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, help="pace the saves at this many per second")
+    parser.add_argument("--if-current", action="store_true",
+                        help="save as a message is (save_if_current), not under lock_chat")
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        asyncio.run(main(args.store, args.chats, args.workers, args.seconds, args.rate))
+        asyncio.run(main(args.store, args.chats, args.workers, args.seconds, args.rate,
+                         args.if_current))
     else:
-        uvloop.run(main(args.store, args.chats, args.workers, args.seconds, args.rate))
+        uvloop.run(main(args.store, args.chats, args.workers, args.seconds, args.rate,
+                         args.if_current))

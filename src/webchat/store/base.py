@@ -63,8 +63,9 @@ class Store(Protocol):
                               ) -> bool:
         """:meth:`save_chat`, only if the stored chat is still the copy the change was made
         on (stored revision ``chat.revision - 1``); False, with nothing written, if another
-        writer saved it meanwhile. The one-step alternative to :meth:`lock_chat` for a change
-        that can be made again on the stored copy when it loses."""
+        writer saved it meanwhile or holds it now (:meth:`lock_chat` in another process).
+        The one-step alternative to :meth:`lock_chat` for a change that can be made again on
+        the stored copy when it loses."""
         ...
 
     async def load_chat(self, chat_id: str) -> ChatRecord | None: ...

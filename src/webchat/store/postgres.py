@@ -13,7 +13,11 @@ Why it is shaped as it is:
   one round trip whatever it carries, prepared once per connection (asyncpg's statement
   cache). Outside a lock that one statement is its own transaction; inside, the lock's. A
   locked change is four round trips: ``BEGIN``, the row lock, the save, ``COMMIT``;
-  :meth:`PostgresStore.save_if_current` is one (the compare in the statement itself).
+  :meth:`PostgresStore.save_if_current` (messages) is one, the compare in the statement
+  itself, and it is shared: the saves asked for while one is out leave together, one
+  statement and one commit for many chats (:class:`_GroupCommit`, as SqliteStore's writer
+  groups its jobs). Such a statement never waits for a row lock (``SKIP LOCKED``), so two
+  processes' statements cannot deadlock over the chats they both write.
 * A chat is read by one statement too, its participants, transcript and files coming back as
   arrays beside its row: loading 10,000 open chats at start-up is one query, not 30,001, and
   a statement reads one snapshot, so the parts of a chat always agree.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
@@ -73,77 +77,96 @@ _FILE = ("file_id, chat_id, name, size, content_type, participant_id, created_ms
 _CHAT_COLUMNS = [column.strip() for column in _CHAT.split(",")]
 _FOLLOWED = ("status", "queued_ms", "ended_ms", "agent_id", "target_agent", "next_participant",
              "customer_json", "user_data_json", "revision", "offered_to", "offered_ms")
+_FOLLOWED_TYPES = ("text", "bigint", "bigint", "text", "text", "integer", "bytea", "bytea",
+                   "integer", "text", "bigint")
 _UPSERT_CHAT = f"""
     INSERT INTO chats ({_CHAT})
     VALUES ({", ".join(f"${n}" for n in range(1, len(_CHAT_COLUMNS) + 1))})
     ON CONFLICT (chat_id) DO UPDATE SET
         {", ".join(f"{c} = excluded.{c}" for c in _FOLLOWED)}"""
 _CHAT_ARGS = len(_CHAT_COLUMNS)
-
-
 _FOLLOWED_AT = [_CHAT_COLUMNS.index(c) for c in _FOLLOWED]
+_REVISION_AT = _CHAT_COLUMNS.index("revision")
 
 
-def _update_if(expected: int) -> str:
-    """The chat row's update made only if its stored revision is the argument numbered
-    ``expected`` (the revision of the copy the change was made on): the compare of
-    :meth:`PostgresStore.save_if_current`. An UPDATE that waited for another writer's row
-    lock checks its condition again on the row that writer committed, so two writers of one
-    revision never both pass. Its arguments are the chat id and the :data:`_FOLLOWED`
-    columns (a statement may not leave one unused)."""
-    sets = ", ".join(f"{c} = ${n}" for n, c in enumerate(_FOLLOWED, start=2))
-    return f"UPDATE chats SET {sets} WHERE chat_id = $1 AND revision = ${expected} RETURNING 1"
+def _arrays(first: int, types: Sequence[str]) -> str:
+    """``unnest``'s arguments: one array per column, numbered from ``first``."""
+    return ", ".join(f"${first + k}::{t}[]" for k, t in enumerate(types))
+
+
+# The chat rows of a group commit (:class:`_GroupCommit`), each updated only if its stored
+# revision is the one the change was made on (``expected``) and nobody holds it. The rows are
+# locked first with SKIP LOCKED, so that the statement never waits: two processes' statements
+# each holding some of the other's chats would otherwise deadlock (PostgreSQL would break it
+# after deadlock_timeout, a second), and a chat held by a change under lock_chat is written
+# by that change. A skipped chat is a lost compare: its change is made again under the lock.
+# The UPDATE compares again on the locked row (a commit between the statement's snapshot and
+# the lock moves the row on).
+_GIVEN = ("chat_id", "expected", *_FOLLOWED)
+_WRITE_IF_CURRENT = f"""
+    given AS (SELECT * FROM unnest({_arrays(1, ("text", "integer", *_FOLLOWED_TYPES))})
+              AS g({", ".join(_GIVEN)})),
+    held AS (SELECT c.chat_id FROM chats c JOIN given g ON c.chat_id = g.chat_id
+             WHERE c.revision = g.expected FOR UPDATE OF c SKIP LOCKED),
+    chat AS (UPDATE chats c SET {", ".join(f"{col} = g.{col}" for col in _FOLLOWED)}
+             FROM given g WHERE c.chat_id = g.chat_id AND c.revision = g.expected
+             AND c.chat_id IN (SELECT chat_id FROM held) RETURNING c.chat_id)"""
+_GIVEN_ARGS = len(_GIVEN)
 
 
 class _Part(NamedTuple):
-    """Rows a save may carry besides the chat's: an INSERT fed by ``unnest({arrays})``."""
+    """Rows a save may carry besides the chat's, each naming its chat (``chat_id``)."""
 
-    insert: str
+    table: str
+    columns: tuple[str, ...]
     types: tuple[str, ...]
+    conflict: str
+    """What an INSERT of a row already stored does."""
+
+    def insert(self, first: int, written_only: bool) -> str:
+        """An INSERT fed by ``unnest`` of arrays numbered from ``first``; ``written_only``:
+        only the rows of the chats the statement's ``chat`` wrote (a group commit's)."""
+        columns = ", ".join(self.columns)
+        where = " WHERE p.chat_id IN (SELECT chat_id FROM chat)" if written_only else ""
+        return (f"INSERT INTO {self.table} ({columns}) SELECT * FROM "
+                f"unnest({_arrays(first, self.types)}) AS p({columns}){where} {self.conflict}")
 
 
 _PARTS = (
-    _Part(f"""
-    INSERT INTO participants (chat_id, {_PARTICIPANT})
-    SELECT $1::text, * FROM unnest({{}}){{}}
-    ON CONFLICT (chat_id, participant_id) DO UPDATE SET
-        nickname = excluded.nickname, connected = excluded.connected,
-        agent_id = excluded.agent_id""", ("integer", "text", "text", "text", "boolean")),
-    _Part("""
-    INSERT INTO events (chat_id, idx, message_json)
-    SELECT $1::text, * FROM unnest({}){}""", ("integer", "bytea")),
-    _Part(f"""
-    INSERT INTO files ({_FILE})
-    SELECT * FROM unnest({{}}){{}}
-    ON CONFLICT (file_id) DO UPDATE SET
-        deleted = excluded.deleted, downloads = excluded.downloads""",
+    _Part("participants", ("chat_id", *(c.strip() for c in _PARTICIPANT.split(","))),
+          ("text", "integer", "text", "text", "text", "boolean"),
+          "ON CONFLICT (chat_id, participant_id) DO UPDATE SET nickname = excluded.nickname, "
+          "connected = excluded.connected, agent_id = excluded.agent_id"),
+    _Part("events", ("chat_id", "idx", "message_json"), ("text", "integer", "bytea"), ""),
+    _Part("files", tuple(c.strip() for c in _FILE.split(",")),
           ("text", "text", "text", "bigint", "text", "integer", "bigint", "text", "boolean",
-           "integer")),
+           "integer"),
+          "ON CONFLICT (file_id) DO UPDATE SET deleted = excluded.deleted, "
+          "downloads = excluded.downloads"),
 )
 
 
 @functools.cache
-def _save_sql(carried: tuple[bool, ...], compare: bool = False) -> str:
-    """The one statement saving a chat row with the parts (:data:`_PARTS`) a change carries,
-    each a data-modifying CTE. A part it does not carry is left out rather than fed empty
-    arrays: a message's save (the chat and one event) then encodes 19 arguments, not 34, and
+def _save_sql(carried: tuple[bool, ...], if_current: bool = False) -> str:
+    """The one statement saving chat rows with the parts (:data:`_PARTS`) the changes carry,
+    each a data-modifying CTE. A part no change carries is left out rather than fed empty
+    arrays: a message's save (the chat and one event) then encodes far fewer arguments, and
     costs about a fifth less CPU (measured in the client).
 
-    ``compare``: the row is updated only if its revision is the last argument's, and each
-    part is written only if it was (``WHERE EXISTS``: the statements of one WITH see one
-    snapshot, so the parts learn it from the update's RETURNING); the statement answers how
-    many chat rows it wrote, 1 or 0."""
-    n = (len(_FOLLOWED) + 2) if compare else (_CHAT_ARGS + 1)
+    Plain: one chat, upserted (:data:`_UPSERT_CHAT`). ``if_current``: a group commit's
+    chats, each written only if current and free (:data:`_WRITE_IF_CURRENT`), and each
+    part's rows only for the chats written (the statements of one WITH see one snapshot, so
+    the parts learn it from the update's RETURNING); the statement answers the chats it
+    wrote."""
+    n = 1 + (_GIVEN_ARGS if if_current else _CHAT_ARGS)
     parts = []
     for i, part in enumerate(_PARTS):
         if carried[i]:
-            arrays = ", ".join(f"${n + k}::{t}[]" for k, t in enumerate(part.types))
-            where = " WHERE EXISTS (SELECT 1 FROM chat)" if compare else ""
-            parts.append(f"part{i} AS ({part.insert.format(arrays, where)})")
+            parts.append(f"part{i} AS ({part.insert(n, if_current)})")
             n += len(part.types)
-    chat = _update_if(n) if compare else _UPSERT_CHAT
-    answer = "SELECT count(*) FROM chat" if compare else "SELECT 1"
-    return "WITH " + ", ".join([f"chat AS ({chat})", *parts]) + "\n" + answer
+    chat = _WRITE_IF_CURRENT if if_current else f"chat AS ({_UPSERT_CHAT})"
+    answer = "SELECT chat_id FROM chat" if if_current else "SELECT 1"
+    return "WITH " + ", ".join([chat, *parts]) + "\n" + answer
 
 
 _LOAD = f"""
@@ -194,29 +217,61 @@ async def _keep_session(conn: Connection) -> None:
     round trip per use of the pool for naught: a fifth of every save."""
 
 
-def _save(chat: ChatRecord, participants: Sequence[ParticipantRecord],
-          events: Sequence[Message], files: Sequence[FileRecord], *, compare: bool = False
-          ) -> tuple[str, list[Any]]:
-    """The save statement for what the change carries, and its arguments (``compare``: see
-    :func:`_save_sql`; the revision compared is the one before ``chat.revision``)."""
+class _Rows(NamedTuple):
+    """A chat's save as rows: the chat's columns (:data:`_CHAT_COLUMNS`) and each part's."""
+
+    chat: list[Any]
+    parts: tuple[list[tuple[Any, ...]], ...]
+
+
+def _rows(chat: ChatRecord, participants: Sequence[ParticipantRecord],
+          events: Sequence[Message], files: Sequence[FileRecord]) -> _Rows:
     encode = msgspec.json.encode
-    row: list[Any] = [
-        chat.chat_id, chat.service, chat.secure_key, chat.user_id, chat.alias,
-        chat.status.value, chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id,
-        chat.target_agent, chat.next_participant, encode(chat.customer),
-        encode(chat.user_data), chat.revision, chat.offered_to, chat.offered_ms]
-    args = [row[0], *(row[i] for i in _FOLLOWED_AT)] if compare else row
-    parts: tuple[list[tuple[Any, ...]], ...] = (
-        [(p.participant_id, p.type, p.nickname, p.agent_id, p.connected)
-         for p in participants],
-        [(m.index, encode(m)) for m in events],
-        [(f.file_id, f.chat_id, f.name, f.size, f.content_type, f.participant_id,
-          f.created_ms, f.description, f.deleted, f.downloads) for f in files])
-    for rows in parts:
-        args.extend(list(column) for column in zip(*rows, strict=True))  # unnest's arrays
-    if compare:
-        args.append(chat.revision - 1)
-    return _save_sql(tuple(bool(rows) for rows in parts), compare), args
+    cid = chat.chat_id
+    return _Rows(
+        [cid, chat.service, chat.secure_key, chat.user_id, chat.alias, chat.status.value,
+         chat.created_ms, chat.queued_ms, chat.ended_ms, chat.agent_id, chat.target_agent,
+         chat.next_participant, encode(chat.customer), encode(chat.user_data), chat.revision,
+         chat.offered_to, chat.offered_ms],
+        ([(cid, p.participant_id, p.type, p.nickname, p.agent_id, p.connected)
+          for p in participants],
+         [(cid, m.index, encode(m)) for m in events],
+         [(f.file_id, f.chat_id, f.name, f.size, f.content_type, f.participant_id,
+           f.created_ms, f.description, f.deleted, f.downloads) for f in files]))
+
+
+def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as ``unnest``'s arrays, one per column."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _statement(saves: Sequence[_Rows], if_current: bool) -> tuple[str, list[Any]]:
+    """The save statement for ``saves`` (plain: one) and its arguments (``if_current``: see
+    :func:`_save_sql`; the revision compared is the one before each chat's ``revision``)."""
+    if if_current:
+        given = ([r.chat[0], r.chat[_REVISION_AT] - 1, *(r.chat[i] for i in _FOLLOWED_AT)]
+                 for r in saves)
+        args: list[Any] = _columns(given, _GIVEN_ARGS)
+    else:
+        (only,) = saves
+        args = list(only.chat)
+    carried = []
+    for i, part in enumerate(_PARTS):
+        rows = [row for save in saves for row in save.parts[i]]
+        carried.append(bool(rows))
+        if rows:
+            args.extend(_columns(rows, len(part.types)))
+    return _save_sql(tuple(carried), if_current), args
+
+
+def _save(chat: ChatRecord, participants: Sequence[ParticipantRecord],
+          events: Sequence[Message], files: Sequence[FileRecord]) -> tuple[str, list[Any]]:
+    """The plain save statement of one chat, and its arguments."""
+    return _statement([_rows(chat, participants, events, files)], if_current=False)
 
 
 def _chat(r: asyncpg.Record) -> ChatRecord:
@@ -255,11 +310,109 @@ class _Lock:
         await self._conn.execute(sql, *args)
 
 
+class _Waiting(NamedTuple):
+    rows: _Rows
+    written: asyncio.Future[bool]
+
+
+class _GroupCommit:
+    """:meth:`PostgresStore.save_if_current` calls gathered into statements, as SqliteStore's
+    writer thread gathers its jobs: the saves asked for while the statements in flight are
+    out (at most ``in_flight`` at once) leave together in the next one, one round trip and
+    one commit (one WAL flush) for them all. Under load the batches grow with the load;
+    alone, a save leaves at once (the next turn of the event loop, which also gathers the
+    saves made in the same turn, a socket's frames for many chats).
+
+    A chat is in one statement at most once (this process saves a chat one change at a time,
+    :meth:`~webchat.server.chat.change.Changes.apply`, but a second would wait for the next
+    statement rather than make the UPDATE's join ambiguous). A save whose caller gave up
+    before its statement left is not written (a change cancelled at shutdown must not be
+    stored unannounced). When a statement of several fails, each of its saves is tried
+    alone, so that one bad save fails only its own caller."""
+
+    def __init__(self, pool: Callable[[], asyncpg.Pool[asyncpg.Record]], in_flight: int,
+                 most: int) -> None:
+        self._pool = pool
+        self._in_flight = in_flight
+        self._most = most
+        self._waiting: list[_Waiting] = []
+        self._flying = 0
+        self._due = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def save(self, rows: _Rows) -> asyncio.Future[bool]:
+        written = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(rows, written))
+        self._next()
+        return written
+
+    def _next(self) -> None:
+        """Send the next statement on the next turn of the loop, if one may leave."""
+        if self._waiting and not self._due and self._flying < self._in_flight:
+            self._due = True
+            asyncio.get_running_loop().call_soon(self._send)
+
+    def _send(self) -> None:
+        self._due = False
+        batch: list[_Waiting] = []
+        later: list[_Waiting] = []
+        chats: set[str] = set()
+        for w in self._waiting:
+            if w.written.done():  # its caller gave up
+                continue
+            if len(batch) < self._most and w.rows.chat[0] not in chats:
+                chats.add(w.rows.chat[0])
+                batch.append(w)
+            else:
+                later.append(w)
+        self._waiting = later
+        if not batch:
+            return
+        self._flying += 1
+        task = asyncio.create_task(self._write(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            try:
+                await self._written(batch)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                for w in batch:  # one by one: each gets its own answer
+                    try:
+                        await self._written([w])
+                    except Exception as exc:
+                        if not w.written.done():
+                            w.written.set_exception(exc)
+        except Exception as exc:
+            for w in batch:
+                if not w.written.done():
+                    w.written.set_exception(exc)
+        finally:
+            self._flying -= 1
+            self._next()
+
+    async def _written(self, batch: list[_Waiting]) -> None:
+        sql, args = _statement([w.rows for w in batch], if_current=True)
+        written = {r[0] for r in await self._pool().fetch(sql, *args)}
+        for w in batch:
+            if not w.written.done():
+                w.written.set_result(w.rows.chat[0] in written)
+
+    async def close(self) -> None:
+        """Wait for the statements in flight (their callers are waiting for them)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+
 class PostgresStore:
     dialect = "postgresql"
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10,
-                 blob_connections: int = 4, hold_timeout_s: float = 30.0) -> None:
+                 blob_connections: int = 4, hold_timeout_s: float = 30.0,
+                 group_in_flight: int = 1, group_most: int = 256) -> None:
         """``min_size``/``max_size``: the pool for chats, agents and tokens (10: every process
         of a cluster has one, and PostgreSQL's default ``max_connections`` is 100 for all of
         them; a locked change holds a connection ~1 ms, so 10 carry thousands a second);
@@ -277,6 +430,7 @@ class PostgresStore:
         self.schema_version = 0
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._blobs: asyncpg.Pool[asyncpg.Record] | None = None
+        self._group = _GroupCommit(lambda: self.pool, group_in_flight, group_most)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -298,6 +452,7 @@ class PostgresStore:
         self._pool, self._blobs = pools
 
     async def close(self) -> None:
+        await self._group.close()
         pools = [p for p in (self._pool, self._blobs) if p is not None]
         self._pool = self._blobs = None
         for pool in pools:
@@ -350,11 +505,12 @@ class PostgresStore:
     async def save_if_current(self, chat: ChatRecord, participants: Sequence[ParticipantRecord],
                               events: Sequence[Message], files: Sequence[FileRecord] = ()
                               ) -> bool:
-        """Compare and save in one statement, its own transaction: one round trip where a
-        change under :meth:`lock_chat` takes four (``BEGIN``, the row lock, the save,
-        ``COMMIT``)."""
-        sql, args = _save(chat, participants, events, files, compare=True)
-        return bool(await self.pool.fetchval(sql, *args))
+        """Compare and save in one statement, its own transaction, shared with the other
+        saves made meanwhile (:class:`_GroupCommit`): one round trip, and one commit for
+        many, where a change under :meth:`lock_chat` takes four round trips (``BEGIN``, the
+        row lock, the save, ``COMMIT``). A chat another transaction holds counts as changed
+        (nothing is written; the caller takes the lock and waits there)."""
+        return await self._group.save(_rows(chat, participants, events, files))
 
     async def load_chat(self, chat_id: str) -> ChatRecord | None:
         row = await self.pool.fetchrow(_LOAD_ONE, chat_id)
