@@ -107,7 +107,7 @@ _WRITE_IF_CURRENT = f"""
     given AS (SELECT * FROM unnest({_arrays(1, ("text", "integer", *_FOLLOWED_TYPES))})
               AS g({", ".join(_GIVEN)})),
     held AS (SELECT c.chat_id FROM chats c JOIN given g ON c.chat_id = g.chat_id
-             WHERE c.revision = g.expected FOR UPDATE OF c SKIP LOCKED),
+             WHERE c.revision = g.expected FOR NO KEY UPDATE OF c SKIP LOCKED),
     chat AS (UPDATE chats c SET {", ".join(f"{col} = g.{col}" for col in _FOLLOWED)}
              FROM given g WHERE c.chat_id = g.chat_id AND c.revision = g.expected
              AND c.chat_id IN (SELECT chat_id FROM held) RETURNING c.chat_id)"""
@@ -310,25 +310,42 @@ class _Lock:
         await self._conn.execute(sql, *args)
 
 
+_ONE_BAD = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+"""What PostgreSQL refuses a statement for because of a row it was given (a duplicate key, a
+value out of range): the statement rolled back, and the other saves with it are good."""
+
+
 class _Waiting(NamedTuple):
     rows: _Rows
     written: asyncio.Future[bool]
 
 
+def _fail(batch: Iterable[_Waiting], exc: BaseException) -> None:
+    """``exc`` to every caller of ``batch`` still waiting."""
+    for w in batch:
+        if not w.written.done():
+            w.written.set_exception(exc)
+
+
 class _GroupCommit:
     """:meth:`PostgresStore.save_if_current` calls gathered into statements, as SqliteStore's
     writer thread gathers its jobs: the saves asked for while the statements in flight are
-    out (at most ``in_flight`` at once) leave together in the next one, one round trip and
-    one commit (one WAL flush) for them all. Under load the batches grow with the load;
-    alone, a save leaves at once (the next turn of the event loop, which also gathers the
-    saves made in the same turn, a socket's frames for many chats).
+    out (at most ``in_flight`` at once; one makes the largest groups, and measured cheapest)
+    leave together in the next one, one round trip and one commit (one WAL flush) for them
+    all. Under load the groups grow with the load; alone, a save leaves at once (on the next
+    turn of the event loop, which also gathers the saves made in the same turn: a socket's
+    frames for many chats).
 
     A chat is in one statement at most once (this process saves a chat one change at a time,
     :meth:`~webchat.server.chat.change.Changes.apply`, but a second would wait for the next
     statement rather than make the UPDATE's join ambiguous). A save whose caller gave up
     before its statement left is not written (a change cancelled at shutdown must not be
-    stored unannounced). When a statement of several fails, each of its saves is tried
-    alone, so that one bad save fails only its own caller."""
+    stored unannounced). When PostgreSQL refused a statement of several for a row it was
+    given (:data:`_ONE_BAD`: it rolled back), its saves are tried again each alone, so that
+    one bad save fails only its own caller; any other failure (the connection lost, the
+    commit's outcome unknown) is every caller's:
+    tried again, a save that was in fact written would lose its compare, and its caller
+    would make the change a second time."""
 
     def __init__(self, pool: Callable[[], asyncpg.Pool[asyncpg.Record]], in_flight: int,
                  most: int) -> None:
@@ -336,9 +353,8 @@ class _GroupCommit:
         self._in_flight = in_flight
         self._most = most
         self._waiting: list[_Waiting] = []
-        self._flying = 0
         self._due = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], list[_Waiting]] = {}
 
     def save(self, rows: _Rows) -> asyncio.Future[bool]:
         written = asyncio.get_running_loop().create_future()
@@ -348,7 +364,7 @@ class _GroupCommit:
 
     def _next(self) -> None:
         """Send the next statement on the next turn of the loop, if one may leave."""
-        if self._waiting and not self._due and self._flying < self._in_flight:
+        if self._waiting and not self._due and len(self._tasks) < self._in_flight:
             self._due = True
             asyncio.get_running_loop().call_soon(self._send)
 
@@ -366,33 +382,29 @@ class _GroupCommit:
             else:
                 later.append(w)
         self._waiting = later
-        if not batch:
-            return
-        self._flying += 1
-        task = asyncio.create_task(self._write(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if batch:
+            task = asyncio.create_task(self._write(batch))
+            self._tasks[task] = batch
+            task.add_done_callback(self._landed)
+        self._next()
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        """A statement's task ended (however: even cancelled before it ran): no caller of it
+        is left waiting, and the next statement may leave."""
+        _fail(self._tasks.pop(task), asyncio.CancelledError() if task.cancelled()
+              else RuntimeError("the save was not answered"))
+        self._next()
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
-            try:
-                await self._written(batch)
-            except Exception:
-                if len(batch) == 1:
-                    raise
-                for w in batch:  # one by one: each gets its own answer
-                    try:
-                        await self._written([w])
-                    except Exception as exc:
-                        if not w.written.done():
-                            w.written.set_exception(exc)
+            await self._written(batch)
+        except _ONE_BAD as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:  # rolled back: each again on its own (at once: the others wait behind)
+                await asyncio.gather(*(self._write([w]) for w in batch if not w.written.done()))
         except Exception as exc:
-            for w in batch:
-                if not w.written.done():
-                    w.written.set_exception(exc)
-        finally:
-            self._flying -= 1
-            self._next()
+            _fail(batch, exc)
 
     async def _written(self, batch: list[_Waiting]) -> None:
         sql, args = _statement([w.rows for w in batch], if_current=True)
@@ -401,10 +413,14 @@ class _GroupCommit:
             if not w.written.done():
                 w.written.set_result(w.rows.chat[0] in written)
 
-    async def close(self) -> None:
-        """Wait for the statements in flight (their callers are waiting for them)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+    async def drain(self) -> None:
+        """Wait until every save asked for was answered (the statements in flight, and
+        those still to leave)."""
+        while self._tasks or self._waiting or self._due:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+            else:
+                await asyncio.sleep(0)  # the statement due leaves on this turn
 
 
 class PostgresStore:
@@ -452,7 +468,7 @@ class PostgresStore:
         self._pool, self._blobs = pools
 
     async def close(self) -> None:
-        await self._group.close()
+        await self._group.drain()
         pools = [p for p in (self._pool, self._blobs) if p is not None]
         self._pool = self._blobs = None
         for pool in pools:
