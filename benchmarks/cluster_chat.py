@@ -17,7 +17,10 @@ Scaling is capacity: a second process (a second host) is added with its load, so
 processes carry twice the chats of 1 and are compared by messages delivered per server core,
 both measured. Spreading one load over more processes (``--same-total``) measures something
 else: each process then runs at half the rate, with fewer events per wake-up of its loop, and
-spends more per message (measured here: 1.53-1.65x instead of 1.93x).
+spends more per message (measured here: 1.53-1.65x instead of 1.93x). ``pg3`` and ``pg4``
+(3 and 4 processes, more than this machine's cores) are for light loads
+(``--deployments pg,pg4 --chats 500``): every process adopts every other one's commits, and
+what that costs each process grows with their number.
 
 The load generator shares this machine's cores with everything it measures, so it is kept
 light: raw aiohttp WebSockets speaking the least Bayeux a CometD client needs (handshake, a
@@ -110,6 +113,10 @@ DEPLOYMENTS = {d.name: d for d in (
     Deployment("sqlite", "1 process, SQLite", 1, False),
     Deployment("pg", "1 process, PostgreSQL + Redis", 1, True),
     Deployment("pg2", "2 processes, PostgreSQL + Redis", 2, True),
+    # More processes than this machine's cores: at a light load each, they show what a
+    # process pays for the others' commits (every process adopts every commit).
+    Deployment("pg3", "3 processes, PostgreSQL + Redis", 3, True),
+    Deployment("pg4", "4 processes, PostgreSQL + Redis", 4, True),
 )}
 
 
@@ -878,18 +885,18 @@ def saturation(r: dict[str, Any], cores: int) -> str:
 
 def scaling_pairs(runs: list[tuple[str, dict[str, Any]]]
                   ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(1 process, 2 processes) on PostgreSQL + Redis, each 2-process run with the 1-process
+    """(1 process, N processes) on PostgreSQL + Redis, each N-process run with the 1-process
     run just before it (or, for a first one, just after): interleaved runs
     (``--deployments pg,pg2,pg,pg2``) are compared pair by pair, as measured in the same
     minutes of this machine's varying speed."""
     pairs = []
-    for i, (name, two) in enumerate(runs):
-        if name != "pg2":
+    for i, (name, many) in enumerate(runs):
+        if not DEPLOYMENTS[name].shared or DEPLOYMENTS[name].workers == 1:
             continue
         before = [r for n, r in runs[:i] if n == "pg"]
         after = [r for n, r in runs[i + 1:] if n == "pg"]
         if before or after:
-            pairs.append((before[-1] if before else after[0], two))
+            pairs.append((before[-1] if before else after[0], many))
     return pairs
 
 
@@ -913,21 +920,25 @@ def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
                      f"{r['lost']}: " + ("MET" if met else "not met" if measured else
                                          "not run at the target load")
                      + saturation(r, cores))
-    for one, two in scaling_pairs(runs):
-        per_core = [r["delivered_per_s"] / r["server_cores"] for r in (one, two)]
-        ratio = 2 * per_core[1] / per_core[0]
-        load = ("the same total load, half of it each" if one["chats"] == two["chats"] else
-                f"{two['chats'] / one['chats']:g}x the chats, as many per process")
+    for one, many in scaling_pairs(runs):
+        n = many["processes"]
+        per_core = [r["delivered_per_s"] / r["server_cores"] for r in (one, many)]
+        ratio = n * per_core[1] / per_core[0]
+        load = ("the same total load, spread over them" if one["chats"] == many["chats"] else
+                f"{many['chats'] / one['chats']:g}x the chats, as many per process")
+        verdict = (f"target >= {TARGET_SCALING}), p99 {many['p99_ms']:.1f} ms vs "
+                   f"{one['p99_ms']:.1f} ms: " + (
+                       "MET" if ratio >= TARGET_SCALING
+                       and many["p99_ms"] <= one["p99_ms"] * 1.1 else "not met")
+                   if n == 2 else f"ideal {n}), p99 {many['p99_ms']:.1f} ms vs "
+                   f"{one['p99_ms']:.1f} ms")
         lines.append(
             f"scaling: 1 process delivered {per_core[0]:,.0f} messages/s per server core "
             f"({one['delivered_per_s']:,.0f}/s on {one['server_cores']:.2f} cores), "
-            f"2 processes {per_core[1]:,.0f} ({two['delivered_per_s']:,.0f}/s on "
-            f"{two['server_cores']:.2f} cores, {load}): two processes with a core each "
-            f"deliver {ratio:.2f}x one process on one core (target >= {TARGET_SCALING}), "
-            f"p99 {two['p99_ms']:.1f} ms vs {one['p99_ms']:.1f} ms: "
-            + ("MET" if ratio >= TARGET_SCALING and two["p99_ms"] <= one["p99_ms"] * 1.1
-               else "not met")
-            + saturation(two, cores))
+            f"{n} processes {per_core[1]:,.0f} ({many['delivered_per_s']:,.0f}/s on "
+            f"{many['server_cores']:.2f} cores, {load}): {n} processes with a core each "
+            f"deliver {ratio:.2f}x one process on one core ({verdict}"
+            + saturation(many, cores))
     return lines
 
 

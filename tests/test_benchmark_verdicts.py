@@ -30,6 +30,7 @@ def test_each_two_process_run_is_paired_with_the_one_process_run_beside_it() -> 
 
     scaling = [line for line in verdicts(runs) if line.startswith("scaling")]
     assert len(scaling) == 2
+    assert "2 processes with a core each deliver 2.00x" in scaling[0]
     assert scaling[0].endswith("p99 6.3 ms vs 6.0 ms: MET")  # within 10 %, 2.0x per core
     assert scaling[1].endswith("p99 9.0 ms vs 5.0 ms: not met")
 
@@ -39,3 +40,12 @@ def test_scaling_below_the_target_ratio_is_not_met_whatever_the_latency() -> Non
             ("pg2", run(2, p99=6.0, cores=0.7, delivered=600))]  # 1.43x per core
     (line,) = [line for line in verdicts(runs) if line.startswith("scaling")]
     assert "deliver 1.43x" in line and line.endswith("not met")
+
+
+def test_more_processes_are_read_against_their_ideal_not_the_two_process_target() -> None:
+    one, four = run(1, p99=5.0, cores=0.25), run(4, p99=7.0, cores=1.1, delivered=1200)
+    assert scaling_pairs([("pg", one), ("pg4", four), ("sqlite", one)]) == [(one, four)]
+    (line,) = [line for line in verdicts([("pg", one), ("pg4", four)])
+               if line.startswith("scaling")]
+    assert "4 processes with a core each deliver 3.64x one process on one core (ideal 4)" in line
+    assert "MET" not in line
