@@ -107,6 +107,9 @@ class Deployment:
     workers: int
     shared: bool
     """PostgreSQL + Redis (else SQLite in the data directory, the broker in memory)."""
+    burn: bool = False
+    """Beside ``--burn`` cores of other work: the machine as busy as with a second process
+    and its load, to tell what of a 2-process p99 is the machine's."""
 
 
 DEPLOYMENTS = {d.name: d for d in (
@@ -117,7 +120,34 @@ DEPLOYMENTS = {d.name: d for d in (
     # process pays for the others' commits (every process adopts every commit).
     Deployment("pg3", "3 processes, PostgreSQL + Redis", 3, True),
     Deployment("pg4", "4 processes, PostgreSQL + Redis", 4, True),
+    Deployment("pgburn", "1 process, PostgreSQL + Redis, beside other work", 1, True, True),
 )}
+
+BURNER = """
+import sys, time
+busy, period = float(sys.argv[1]), 0.005
+while True:
+    end = time.perf_counter() + busy * period
+    while time.perf_counter() < end:
+        pass
+    time.sleep(period * (1 - busy))
+"""
+"""A share of one core kept busy: spinning for that share of every 5 ms."""
+
+
+@contextlib.asynccontextmanager
+async def burning(cores: float) -> AsyncIterator[None]:
+    """``cores`` of this machine kept busy meanwhile (as many processes as whole cores)."""
+    count = math.ceil(cores)
+    burners = [await asyncio.create_subprocess_exec(sys.executable, "-c", BURNER,
+                                                    str(cores / count))
+               for _ in range(count)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            await burner.wait()
 
 
 # ---- what the generator reads: only the fields it needs -------------------------------------
@@ -740,7 +770,8 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
     agents_needed = max(1, math.ceil(chat_count / AGENT_CAPACITY))
     accounts = [f"bench{n}" for n in range(agents_needed)]
     many = f"{chat_count * 10}:{chat_count * 10}"
-    async with backing(deployment) as (options, database):
+    async with backing(deployment) as (options, database), \
+            burning(args.burn if deployment.burn else 0.0):
         server = await start_server(
             *options, *(a for name in accounts for a in ("--agent", f"{name}:{password}")),
             "--offer-timeout", "600", "--chat-start-rate", many,
@@ -833,6 +864,7 @@ def result(deployment: Deployment, args: argparse.Namespace, chats: int, stats: 
     return {
         "deployment": deployment.title,
         "processes": deployment.workers,
+        "burned_cores": args.burn if deployment.burn else 0.0,
         "chats": chats,
         "setup_s": round(setup_s, 1),
         "offered_msgs_per_s": round(chats * 2 / args.interval, 1),
@@ -883,21 +915,30 @@ def saturation(r: dict[str, Any], cores: int) -> str:
     return ""
 
 
+def beside(runs: list[tuple[str, dict[str, Any]]], name: str, other: str
+           ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each run of deployment ``name`` with the run of ``other`` just before it (or, for a
+    first one, just after): interleaved runs are compared pair by pair, as measured in the
+    same minutes of this machine's varying speed."""
+    pairs = []
+    for i, (n, run_) in enumerate(runs):
+        if n != name:
+            continue
+        before = [r for m, r in runs[:i] if m == other]
+        after = [r for m, r in runs[i + 1:] if m == other]
+        if before or after:
+            pairs.append((run_, before[-1] if before else after[0]))
+    return pairs
+
+
 def scaling_pairs(runs: list[tuple[str, dict[str, Any]]]
                   ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(1 process, N processes) on PostgreSQL + Redis, each N-process run with the 1-process
-    run just before it (or, for a first one, just after): interleaved runs
-    (``--deployments pg,pg2,pg,pg2``) are compared pair by pair, as measured in the same
-    minutes of this machine's varying speed."""
-    pairs = []
-    for i, (name, many) in enumerate(runs):
-        if not DEPLOYMENTS[name].shared or DEPLOYMENTS[name].workers == 1:
-            continue
-        before = [r for n, r in runs[:i] if n == "pg"]
-        after = [r for n, r in runs[i + 1:] if n == "pg"]
-        if before or after:
-            pairs.append((before[-1] if before else after[0], many))
-    return pairs
+    run beside it (:func:`beside`; ``--deployments pg,pg2,pg,pg2``)."""
+    return [(one, many)
+            for name in dict.fromkeys(n for n, _ in runs)
+            if DEPLOYMENTS[name].shared and DEPLOYMENTS[name].workers > 1
+            for many, one in beside(runs, name, "pg")]
 
 
 def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -907,7 +948,7 @@ def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     cores = psutil.cpu_count() or 1
     for name, r in runs:
         measured = r["chats"] == TARGET_CHATS and r["offered_msgs_per_s"] == TARGET_RATE
-        if DEPLOYMENTS[name].workers != 1:
+        if DEPLOYMENTS[name].workers != 1 or DEPLOYMENTS[name].burn:
             continue
         load = f"{at_target(r):.2f} server cores" + ("" if measured else (
             f" at the target load, extrapolated (idle {r['server_idle_cores']:.2f} cores with "
@@ -939,6 +980,12 @@ def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             f"{many['server_cores']:.2f} cores, {load}): {n} processes with a core each "
             f"deliver {ratio:.2f}x one process on one core ({verdict}"
             + saturation(many, cores))
+    for burned, two in beside(runs, "pgburn", "pg2"):
+        lines.append(
+            f"control: 1 process beside {burned['burned_cores']:.2f} cores of other work "
+            f"(machine busy {burned['machine_busy_cores']:.2f} cores): p99 "
+            f"{burned['p99_ms']:.1f} ms; the 2-process run beside it (machine busy "
+            f"{two['machine_busy_cores']:.2f} cores): p99 {two['p99_ms']:.1f} ms")
     return lines
 
 
@@ -956,6 +1003,8 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 4)[-1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--burn", type=float, default=0.7,
+                   help="cores of other work beside the pgburn deployment")
     p.add_argument("--deployments", default="sqlite,pg,pg2",
                    help=f"which to run, in order: {', '.join(DEPLOYMENTS)}")
     p.add_argument("--chats", type=int, default=TARGET_CHATS)

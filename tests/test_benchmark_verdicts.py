@@ -49,3 +49,16 @@ def test_more_processes_are_read_against_their_ideal_not_the_two_process_target(
                if line.startswith("scaling")]
     assert "4 processes with a core each deliver 3.64x one process on one core (ideal 4)" in line
     assert "MET" not in line
+
+
+def test_a_process_beside_other_work_is_a_control_not_a_target_run() -> None:
+    """pgburn (1 process beside --burn cores of other work) is read beside the 2-process
+    run next to it, for what of that p99 is the machine's; it neither counts for the
+    one-process target nor stands in for the 1-process run of a scaling pair."""
+    burned = {**run(1, p99=9.0, cores=0.25), "burned_cores": 0.7, "machine_busy_cores": 1.4}
+    two = {**run(2, p99=9.5, cores=0.5, delivered=600), "machine_busy_cores": 1.45}
+    lines = verdicts([("pg2", two), ("pgburn", burned)])
+    assert lines == ["control: 1 process beside 0.70 cores of other work (machine busy 1.40 "
+                     "cores): p99 9.0 ms; the 2-process run beside it (machine busy 1.45 "
+                     "cores): p99 9.5 ms"]
+    assert scaling_pairs([("pgburn", burned), ("pg2", two)]) == []
