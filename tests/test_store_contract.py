@@ -247,8 +247,29 @@ async def chats_saved(store: Store, count: int) -> list[ChatRecord]:
 
 
 def next_message(chat: ChatRecord, text: str) -> tuple[ChatRecord, Message]:
-    """The chat as a message makes it (the next revision) and the message."""
-    return copy(chat, revision=chat.revision + 1), message(chat, chat.next_index, 1, text)
+    """The chat as a message makes it (the next revision, its own transcript list, the
+    message not in it yet) and the message."""
+    return (copy(chat, revision=chat.revision + 1, events=list(chat.events)),
+            message(chat, chat.next_index, 1, text))
+
+
+async def write_message(store: Store, chat: ChatRecord, text: str, *, if_current: bool = True
+                        ) -> tuple[ChatRecord, bool]:
+    """``text`` from the customer, written as a change writes it: first saved only if the
+    copy is current (:meth:`Changes.apply`), and when that lost (or without ``if_current``,
+    at once) under the lock on the stored chat (:meth:`Changes.open`). Returns the chat as
+    written and whether the compare lost."""
+    if if_current:
+        after, event = next_message(chat, text)
+        if await store.save_if_current(after, [], [event]):
+            after.events.append(event)
+            return after, False
+    async with store.lock_chat(chat.chat_id, chat.revision) as held:
+        # A lost save: the copy is behind, or another writer held the chat then.
+        after, event = next_message(held.fresh or chat, text)
+        await held.save(after, [], [event])
+    after.events.append(event)
+    return after, if_current
 
 
 async def write_next(store: Store, chat: ChatRecord) -> bool:
@@ -472,18 +493,12 @@ async def test_processes_writing_the_same_chats_in_batches_never_deadlock(
         await store.open()
         mine = spy_statements(store, monkeypatch)
 
-        async def one(chat: ChatRecord, text: str) -> None:
-            after, event = next_message(chat, text)
-            if not await store.save_if_current(after, [], [event]):
-                async with store.lock_chat(chat.chat_id, chat.revision) as held:
-                    after, event = next_message(held.fresh or chat, text)
-                    await held.save(after, [], [event])
-
         try:
             for n in range(rounds):
                 current = [await store.load_chat(c.chat_id) for c in chats[::order]]
                 await all_three.wait()  # both current, both about to write every chat
-                await asyncio.gather(*(one(c, f"{name}-{n}") for c in current if c))
+                await asyncio.gather(*(write_message(store, c, f"{name}-{n}")
+                                       for c in current if c))
                 await all_three.wait()
         finally:
             await store.close()
@@ -583,22 +598,9 @@ async def append(dsn: str, chat_id: str, count: int, writer: str, *,
         chat = await store.load_chat(chat_id)
         assert chat is not None
         for n in range(count):
-            if if_current:
-                event = message(chat, chat.next_index, 1, f"{writer}-{n}")
-                if await store.save_if_current(copy(chat, revision=chat.revision + 1), [],
-                                               [event]):
-                    chat.revision += 1
-                    chat.events.append(event)
-                    continue
-                lost += 1
-            async with store.lock_chat(chat_id, chat.revision) as held:
-                # A lost save: the copy is behind, or another writer held the chat then.
-                if held.fresh is not None:
-                    chat = held.fresh
-                event = message(chat, chat.next_index, 1, f"{writer}-{n}")
-                chat.revision += 1
-                await held.save(chat, [], [event])
-                chat.events.append(event)
+            chat, lost_one = await write_message(store, chat, f"{writer}-{n}",
+                                                 if_current=if_current)
+            lost += lost_one
     finally:
         await store.close()
     return lost

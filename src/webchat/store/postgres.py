@@ -343,9 +343,8 @@ class _GroupCommit:
     stored unannounced). When PostgreSQL refused a statement of several for a row it was
     given (:data:`_ONE_BAD`: it rolled back), its saves are tried again each alone, so that
     one bad save fails only its own caller; any other failure (the connection lost, the
-    commit's outcome unknown) is every caller's:
-    tried again, a save that was in fact written would lose its compare, and its caller
-    would make the change a second time."""
+    commit's outcome unknown) is every caller's: tried again, a save that was in fact
+    written would lose its compare, and its caller would make the change a second time."""
 
     def __init__(self, pool: Callable[[], asyncpg.Pool[asyncpg.Record]], in_flight: int,
                  most: int) -> None:
