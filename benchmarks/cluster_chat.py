@@ -213,6 +213,11 @@ class Stats:
         self.agent_send_ms: list[float] = []
         """How long each agent ``/send`` took to be answered (from the generator's decision to
         send): where an agent's message waits before the server's change even opens."""
+        self.crossing: set[str] = set()
+        """Chats whose customer and agent are connected to different server processes (read
+        from the OS once every chat is set up: :meth:`ServerProcess.serving`)."""
+        self.by_path: tuple[list[float], list[float]] = ([], [])
+        """Every latency again, split: deliveries within one process, and across two."""
         self.errors: dict[str, int] = {}
         self.next_index: dict[tuple[str, str], int] = {}
         """(side, chat) -> the transcript index that side should be pushed next."""
@@ -226,10 +231,13 @@ class Stats:
         if self.measures(sent_ns):
             self.sent += 1
 
-    def arrived(self, message: _Message, now_ns: int, latencies: list[float]) -> None:
+    def arrived(self, message: _Message, now_ns: int, latencies: list[float], chat_id: str
+                ) -> None:
         sent_ns = int((message.text or "0").partition(" ")[0])
         if self.measures(sent_ns):
-            latencies.append((now_ns - sent_ns) / 1e6)
+            latency = (now_ns - sent_ns) / 1e6
+            latencies.append(latency)
+            self.by_path[chat_id in self.crossing].append(latency)
 
     def in_order(self, side: str, chat_id: str, index: int) -> None:
         """Each side must see its chat's transcript whole and once: a push that skips an
@@ -333,7 +341,7 @@ class Customer:
                         stats.in_order("customer", self.chat_id, event.index)
                         if event.type == "Message" and event.from_ is not None \
                                 and event.from_.type == "Agent":
-                            stats.arrived(event, now, stats.to_customer_ms)
+                            stats.arrived(event, now, stats.to_customer_ms, self.chat_id)
         stats.error(f"customer socket closed: {ws.close_code}")
         if not self.started.done():
             self.started.set_exception(RuntimeError("closed before the chat started"))
@@ -559,7 +567,7 @@ class Agent:
                     stats.in_order("agent", event.chatId or "", msg.index)
                     if msg.type == "Message" and msg.from_ is not None \
                             and msg.from_.type == "Client":
-                        stats.arrived(msg, now, stats.to_agent_ms)
+                        stats.arrived(msg, now, stats.to_agent_ms, event.chatId or "")
                 elif event.type == "reply" and event.id is not None:
                     sent = self.sent_at.pop(event.id, None)
                     if sent is not None:
@@ -634,6 +642,18 @@ async def open_customers(stats: Stats, http: aiohttp.ClientSession, url: str, co
         opening.append(asyncio.create_task(one(customer)))
     await asyncio.gather(*opening)
     return customers
+
+
+def crossing(server: ServerProcess, chats: list[Chat]) -> set[str]:
+    """The chats whose two sides the kernel put on different server processes."""
+    serving = server.serving()
+
+    def process(ws: aiohttp.ClientWebSocketResponse | None) -> int | None:
+        sockname = ws.get_extra_info("sockname") if ws is not None else None
+        return serving.get(sockname[1]) if sockname else None
+
+    return {chat.customer.chat_id for chat in chats
+            if process(chat.customer.ws) != process(chat.agent.ws)}
 
 
 async def wait_accepted(customers: list[Customer], agents: list[Agent], timeout_s: float
@@ -799,6 +819,7 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             await wait_accepted(customers, agents, 60 + chat_count / 50)
             setup_s = time.monotonic() - setup
             chats = [Chat(c, agents[n // AGENT_CAPACITY]) for n, c in enumerate(customers)]
+            stats.crossing = crossing(server, chats)
             quiet_collector()
             meters = Meters(server, postgres, database,
                             redis_process(REDIS_URL) if deployment.shared else None)
@@ -878,6 +899,11 @@ def result(deployment: Deployment, args: argparse.Namespace, chats: int, stats: 
                                f"{percentile(stats.to_agent_ms, 99):.2f}",
         "to_customer_p50_p99_ms": f"{percentile(stats.to_customer_ms, 50):.2f} / "
                                   f"{percentile(stats.to_customer_ms, 99):.2f}",
+        "within_process_share": round(len(stats.by_path[0]) / max(len(latencies), 1), 2),
+        "within_process_p50_p99_ms": f"{percentile(stats.by_path[0], 50):.2f} / "
+                                     f"{percentile(stats.by_path[0], 99):.2f}",
+        "across_processes_p50_p99_ms": f"{percentile(stats.by_path[1], 50):.2f} / "
+                                       f"{percentile(stats.by_path[1], 99):.2f}",
         "agent_send_p50_p99_ms": f"{percentile(stats.agent_send_ms, 50):.2f} / "
                                  f"{percentile(stats.agent_send_ms, 99):.2f}",
         "server_cores": round(cores("server"), 3),
@@ -980,6 +1006,14 @@ def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             f"{many['server_cores']:.2f} cores, {load}): {n} processes with a core each "
             f"deliver {ratio:.2f}x one process on one core ({verdict}"
             + saturation(many, cores))
+        if "across_processes_p50_p99_ms" in many:
+            lines.append(
+                f"  where the {n}-process run's time went: deliveries within one process "
+                f"(the customer's and the agent's connections on the same process, "
+                f"{many['within_process_share']:.0%} of them) p50 / p99 "
+                f"{many['within_process_p50_p99_ms']} ms, across processes "
+                f"{many['across_processes_p50_p99_ms']} ms; the 1-process run "
+                f"{one['p50_ms']:.2f} / {one['p99_ms']:.2f} ms")
     for burned, two in beside(runs, "pgburn", "pg2"):
         lines.append(
             f"control: 1 process beside {burned['burned_cores']:.2f} cores of other work "

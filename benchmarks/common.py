@@ -66,6 +66,22 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         return sum(cpu_by_pid(self.tree()).values())
 
+    def serving(self) -> dict[int, int]:
+        """Which of the server's processes holds each client connection: the client's local
+        port -> the pid of the process whose socket it is connected to (with ``--workers``
+        the kernel spreads connections over the workers; this reads where each landed)."""
+        port = int(self.url.rsplit(":", 1)[1])
+        found: dict[int, int] = {}
+        for proc in self.tree():
+            try:
+                connections = proc.net_connections(kind="tcp")
+            except psutil.NoSuchProcess:
+                continue
+            for conn in connections:
+                if conn.laddr and conn.laddr.port == port and conn.raddr:
+                    found[conn.raddr.port] = proc.pid
+        return found
+
     def rss_mb(self) -> float:
         total = 0
         for proc in self.tree():

@@ -62,3 +62,17 @@ def test_a_process_beside_other_work_is_a_control_not_a_target_run() -> None:
                      "cores): p99 9.0 ms; the 2-process run beside it (machine busy 1.45 "
                      "cores): p99 9.5 ms"]
     assert scaling_pairs([("pgburn", burned), ("pg2", two)]) == []
+
+
+def test_a_scaling_pair_tells_deliveries_within_one_process_from_those_across_two() -> None:
+    """The 2-process p99 is read apart: deliveries between connections the kernel put on one
+    process, against those crossing Redis to the other, in the same run."""
+    one = {**run(1, p99=7.7, cores=0.29), "p50_ms": 3.55}
+    two = {**run(2, p99=7.8, cores=0.48, delivered=600), "within_process_share": 0.5,
+           "within_process_p50_p99_ms": "2.83 / 7.20", "across_processes_p50_p99_ms":
+           "3.36 / 8.20"}
+    lines = verdicts([("pg", one), ("pg2", two)])
+    assert lines[-1] == (
+        "  where the 2-process run's time went: deliveries within one process (the "
+        "customer's and the agent's connections on the same process, 50% of them) p50 / p99 "
+        "2.83 / 7.20 ms, across processes 3.36 / 8.20 ms; the 1-process run 3.55 / 7.70 ms")
