@@ -110,6 +110,10 @@ class Deployment:
     burn: bool = False
     """Beside ``--burn`` cores of other work: the machine as busy as with a second process
     and its load, to tell what of a 2-process p99 is the machine's."""
+    apart: int = 1
+    """How many such deployments side by side, each with its own database, Redis prefix,
+    agents and chats (``--chats`` each), none hearing the others: two processes as busy as
+    a 2-process cluster's, without the cluster."""
 
 
 DEPLOYMENTS = {d.name: d for d in (
@@ -121,6 +125,8 @@ DEPLOYMENTS = {d.name: d for d in (
     Deployment("pg3", "3 processes, PostgreSQL + Redis", 3, True),
     Deployment("pg4", "4 processes, PostgreSQL + Redis", 4, True),
     Deployment("pgburn", "1 process, PostgreSQL + Redis, beside other work", 1, True, True),
+    Deployment("pgapart", "2 separate 1-process deployments, PostgreSQL + Redis", 1, True,
+               apart=2),
 )}
 
 BURNER = """
@@ -645,7 +651,9 @@ async def open_customers(stats: Stats, http: aiohttp.ClientSession, url: str, co
 
 
 def crossing(server: ServerProcess, chats: list[Chat]) -> set[str]:
-    """The chats whose two sides the kernel put on different server processes."""
+    """The chats (of ``server``'s) whose two sides the kernel put on different processes of
+    it. A connection is known by its local port, unique only among connections to one
+    server: a port can serve a connection to another server at the same time."""
     serving = server.serving()
 
     def process(ws: aiohttp.ClientWebSocketResponse | None) -> int | None:
@@ -677,22 +685,23 @@ async def wait_accepted(customers: list[Customer], agents: list[Agent], timeout_
 
 @dataclass
 class Meters:
-    """CPU of every party: the server's processes, the PostgreSQL backends of its database,
+    """CPU of every party: the servers' processes, the PostgreSQL backends of their databases,
     redis-server, this generator, and the whole machine; read at named marks."""
 
-    server: ServerProcess
+    servers: list[ServerProcess]
     postgres: asyncpg.Connection[asyncpg.Record] | None
-    database: str | None
+    databases: list[str]
     redis: psutil.Process | None
     marks: dict[str, dict[str, float]] = field(default_factory=dict)
 
     async def mark(self, name: str) -> None:
-        backends = [] if self.postgres is None or self.database is None else \
-            await postgres_backends(self.postgres, self.database)
+        backends = [] if self.postgres is None else [
+            b for database in self.databases
+            for b in await postgres_backends(self.postgres, database)]
         machine = psutil.cpu_times()
         self.marks[name] = {
             "time": time.monotonic(),
-            "server": self.server.cpu_seconds(),
+            "server": sum(server.cpu_seconds() for server in self.servers),
             **{f"pg{pid}": t for pid, t in cpu_by_pid(backends).items()},
             "redis": sum(cpu_by_pid([self.redis]).values()) if self.redis else math.nan,
             "generator": sum(cpu_by_pid([psutil.Process()]).values()),
@@ -781,47 +790,60 @@ def chats_of(deployment: Deployment, args: argparse.Namespace) -> int:
     """The chats a deployment carries: ``--chats`` per process (a process added carries as
     much again, as a host added to a cluster would), or ``--chats`` in all with
     ``--same-total``."""
-    return args.chats if args.same_total else args.chats * deployment.workers
+    chats: int = args.chats
+    return chats if args.same_total else chats * deployment.workers * deployment.apart
 
 
 async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any]:
     password = secrets.token_urlsafe(12)
     chat_count = chats_of(deployment, args)
-    agents_needed = max(1, math.ceil(chat_count / AGENT_CAPACITY))
+    per_server = chat_count // deployment.apart
+    agents_needed = max(1, math.ceil(per_server / AGENT_CAPACITY))
     accounts = [f"bench{n}" for n in range(agents_needed)]
-    many = f"{chat_count * 10}:{chat_count * 10}"
-    async with backing(deployment) as (options, database), \
-            burning(args.burn if deployment.burn else 0.0):
-        server = await start_server(
-            *options, *(a for name in accounts for a in ("--agent", f"{name}:{password}")),
-            "--offer-timeout", "600", "--chat-start-rate", many,
-            "--cometd-handshake-rate", many, *args.serve_option)
+    many = f"{per_server * 10}:{per_server * 10}"
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(burning(args.burn if deployment.burn else 0.0))
+        servers: list[ServerProcess] = []
+        databases: list[str] = []
+        for _ in range(deployment.apart):
+            options, database = await stack.enter_async_context(backing(deployment))
+            servers.append(await start_server(
+                *options, *(a for name in accounts for a in ("--agent", f"{name}:{password}")),
+                "--offer-timeout", "600", "--chat-start-rate", many,
+                "--cometd-handshake-rate", many, *args.serve_option))
+            databases += [database] if database else []
         stats = Stats()
-        agents: list[Agent] = []
-        postgres = await asyncpg.connect(POSTGRES_ADMIN) if database else None
+        agents: list[list[Agent]] = [[] for _ in servers]
+        postgres = await asyncpg.connect(POSTGRES_ADMIN) if databases else None
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         talk: asyncio.Task[None] | None = None
-        customers: list[Customer] = []
+        customers: list[list[Customer]] = []
         try:
-            await wait_workers(server.url, deployment.workers)
-            for name in accounts:
-                agent = Agent(stats, server.url, name, password, args.agent_connections,
-                              args.agent_writes)
-                agents.append(agent)
-                async with asyncio.timeout(SETUP_TIMEOUT_S):
-                    await agent.start(AGENT_CAPACITY)
+            for server, theirs in zip(servers, agents, strict=True):
+                await wait_workers(server.url, deployment.workers)
+                for name in accounts:
+                    agent = Agent(stats, server.url, name, password, args.agent_connections,
+                                  args.agent_writes)
+                    theirs.append(agent)
+                    async with asyncio.timeout(SETUP_TIMEOUT_S):
+                        await agent.start(AGENT_CAPACITY)
             await asyncio.sleep(1.0)
-            rss_idle = server.rss_mb()
+            rss_idle = sum(server.rss_mb() for server in servers)
             setup = time.monotonic()
-            customers = await open_customers(stats, http, f"{server.url}/genesys/cometd",
-                                             chat_count, args.ramp_rate,
-                                             args.setup_concurrency)
-            await wait_accepted(customers, agents, 60 + chat_count / 50)
+            customers = await asyncio.gather(*(
+                open_customers(stats, http, f"{server.url}/genesys/cometd", per_server,
+                               args.ramp_rate / len(servers), args.setup_concurrency)
+                for server in servers))
+            for theirs, mine in zip(agents, customers, strict=True):
+                await wait_accepted(mine, theirs, 60 + chat_count / 50)
             setup_s = time.monotonic() - setup
-            chats = [Chat(c, agents[n // AGENT_CAPACITY]) for n, c in enumerate(customers)]
-            stats.crossing = crossing(server, chats)
+            by_server = [[Chat(c, theirs[n // AGENT_CAPACITY]) for n, c in enumerate(mine)]
+                         for theirs, mine in zip(agents, customers, strict=True)]
+            for server, its_chats in zip(servers, by_server, strict=True):
+                stats.crossing |= crossing(server, its_chats)
+            chats = [chat for its_chats in by_server for chat in its_chats]
             quiet_collector()
-            meters = Meters(server, postgres, database,
+            meters = Meters(servers, postgres, databases,
                             redis_process(REDIS_URL) if deployment.shared else None)
             await meters.mark("idle")  # holding the chats, nobody writing
             await asyncio.sleep(args.idle)
@@ -833,13 +855,14 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             stats.window = (now, now + int(args.duration * 1e9))
             await asyncio.sleep(args.duration)
             await meters.mark("end")
-            rss = server.rss_mb()
+            rss = sum(server.rss_mb() for server in servers)
             await asyncio.sleep(args.grace)  # the window's last messages land
             if talk.done():
                 talk.result()  # the sender failed: say why
         except BaseException:
-            print(f"the run failed (errors seen: {stats.errors}); the server's output "
-                  f"ends:\n{server.log_tail(60)}", file=sys.stderr)
+            for server in servers:
+                print(f"the run failed (errors seen: {stats.errors}); the server's output "
+                      f"ends:\n{server.log_tail(60)}", file=sys.stderr)
             raise
         finally:
             gc.enable()
@@ -847,19 +870,21 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             stats.closing = True
             if talk is not None:
                 talk.cancel()
+            everyone = [c for mine in customers for c in mine]
             # Clients first, all at once: a server stopping gracefully closes its sockets
             # one after the other, each waiting for the client's close frame.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(30):
-                    await asyncio.gather(*(c.ws.close() for c in customers if c.ws),
+                    await asyncio.gather(*(c.ws.close() for c in everyone if c.ws),
                                          return_exceptions=True)
-            for customer in customers:
+            for customer in everyone:
                 if customer.reader is not None:
                     customer.reader.cancel()
             await http.close()
-            for agent in agents:
+            for agent in (a for theirs in agents for a in theirs):
                 await agent.close()
-            await asyncio.to_thread(server.stop)
+            for server in servers:
+                await asyncio.to_thread(server.stop)
             if postgres is not None:
                 await postgres.close()
     return result(deployment, args, chat_count, stats, meters, rss_idle, rss, setup_s)
@@ -974,7 +999,8 @@ def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     cores = psutil.cpu_count() or 1
     for name, r in runs:
         measured = r["chats"] == TARGET_CHATS and r["offered_msgs_per_s"] == TARGET_RATE
-        if DEPLOYMENTS[name].workers != 1 or DEPLOYMENTS[name].burn:
+        if DEPLOYMENTS[name].workers != 1 or DEPLOYMENTS[name].burn \
+                or DEPLOYMENTS[name].apart != 1:
             continue
         load = f"{at_target(r):.2f} server cores" + ("" if measured else (
             f" at the target load, extrapolated (idle {r['server_idle_cores']:.2f} cores with "
@@ -1020,6 +1046,16 @@ def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             f"(machine busy {burned['machine_busy_cores']:.2f} cores): p99 "
             f"{burned['p99_ms']:.1f} ms; the 2-process run beside it (machine busy "
             f"{two['machine_busy_cores']:.2f} cores): p99 {two['p99_ms']:.1f} ms")
+    for apart, two in beside(runs, "pgapart", "pg2"):
+        per_core = [r["delivered_per_s"] / r["server_cores"] for r in (apart, two)]
+        lines.append(
+            f"control: 2 separate 1-process deployments side by side, neither hearing the "
+            f"other (machine busy {apart['machine_busy_cores']:.2f} cores): p50 / p99 "
+            f"{apart['p50_ms']:.2f} / {apart['p99_ms']:.2f} ms, {per_core[0]:,.0f} messages/s "
+            f"per server core; the 2-process cluster beside them (machine busy "
+            f"{two['machine_busy_cores']:.2f} cores): {two['p50_ms']:.2f} / "
+            f"{two['p99_ms']:.2f} ms, {per_core[1]:,.0f} per core "
+            f"({per_core[1] / per_core[0]:.2f}x)")
     return lines
 
 

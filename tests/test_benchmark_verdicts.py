@@ -76,3 +76,19 @@ def test_a_scaling_pair_tells_deliveries_within_one_process_from_those_across_tw
         "  where the 2-process run's time went: deliveries within one process (the "
         "customer's and the agent's connections on the same process, 50% of them) p50 / p99 "
         "2.83 / 7.20 ms, across processes 3.36 / 8.20 ms; the 1-process run 3.55 / 7.70 ms")
+
+
+def test_two_separate_deployments_are_a_control_for_the_cluster_beside_them() -> None:
+    """pgapart (two 1-process deployments side by side, neither hearing the other) is the
+    2-process cluster's machine without the cluster: read beside the pg2 run next to it,
+    never as a target run nor as the 1-process side of a scaling pair."""
+    apart = {**run(1, p99=20.0, cores=1.0, delivered=2000, chats=5000), "p50_ms": 5.0,
+             "machine_busy_cores": 1.55}
+    two = {**run(2, p99=22.0, cores=1.05, delivered=2000, chats=5000), "p50_ms": 5.5,
+           "machine_busy_cores": 1.6}
+    assert verdicts([("pgapart", apart), ("pg2", two)]) == [
+        "control: 2 separate 1-process deployments side by side, neither hearing the other "
+        "(machine busy 1.55 cores): p50 / p99 5.00 / 20.00 ms, 2,000 messages/s per server "
+        "core; the 2-process cluster beside them (machine busy 1.60 cores): 5.50 / 22.00 ms, "
+        "1,905 per core (0.95x)"]
+    assert scaling_pairs([("pgapart", apart), ("pg2", two)]) == []
