@@ -53,6 +53,7 @@ import itertools
 import json
 import math
 import random
+import re
 import resource
 import secrets
 import sys
@@ -224,6 +225,10 @@ class Stats:
         from the OS once every chat is set up: :meth:`ServerProcess.serving`)."""
         self.by_path: tuple[list[float], list[float]] = ([], [])
         """Every latency again, split: deliveries within one process, and across two."""
+        self.collector_pauses_ms: list[float] = []
+        """The servers' logged garbage-collection pauses (50 ms or more) in the window."""
+        self.loop_lag_ms: list[float] = []
+        """How late the generator's loop ran a 5 ms timer, each beat in the window."""
         self.errors: dict[str, int] = {}
         self.next_index: dict[tuple[str, str], int] = {}
         """(side, chat) -> the transcript index that side should be pushed next."""
@@ -602,6 +607,18 @@ class Chat:
     agent: Agent
 
 
+async def watch_loop(stats: Stats, beat_s: float = 0.005) -> None:
+    """How late this generator's own event loop runs a timer, every ``beat_s``, until
+    cancelled: a stall every process of the machine saw (the host took the CPU) shows here
+    as well as in the deliveries; one the servers alone had does not."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + beat_s
+        await asyncio.sleep(beat_s)
+        if stats.measures(time.monotonic_ns()):
+            stats.loop_lag_ms.append((loop.time() - due) * 1000)
+
+
 async def converse(chats: list[Chat], interval_s: float) -> None:
     """Each side of each chat sends every ``interval_s``, at a phase of its own (spread evenly
     at random over the interval), as people do; runs until cancelled."""
@@ -707,6 +724,7 @@ class Meters:
             "generator": sum(cpu_by_pid([psutil.Process()]).values()),
             "machine": sum(getattr(machine, name, 0.0) for name in (
                 "user", "nice", "system", "irq", "softirq", "steal")),  # guest is in user
+            "steal": getattr(machine, "steal", 0.0),
         }
 
     def cores(self, key: str, start: str, end: str) -> float:
@@ -770,6 +788,15 @@ def quiet_collector() -> None:
     gc.disable()
 
 
+def collector_pauses(server: ServerProcess, start: int) -> list[float]:
+    """The garbage collector's long pauses (ms) a server logged since ``start`` (an offset in
+    its output; ``webchat.server.gc_policy.LONG_PAUSE_S``)."""
+    with server.log.open("rb") as out:
+        out.seek(start)
+        return [float(m) for m in re.findall(
+            rb"garbage collection paused this process for (\d+) ms", out.read())]
+
+
 async def wait_workers(url: str, workers: int, timeout_s: float = 30.0) -> None:
     """Until ``workers`` processes answer on the shared port: the supervisor starts worker 0
     first, and chats opened before the others listen would all land on it."""
@@ -817,6 +844,7 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
         postgres = await asyncpg.connect(POSTGRES_ADMIN) if databases else None
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         talk: asyncio.Task[None] | None = None
+        watcher: asyncio.Task[None] | None = None
         customers: list[list[Customer]] = []
         try:
             for server, theirs in zip(servers, agents, strict=True):
@@ -849,12 +877,17 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             await asyncio.sleep(args.idle)
             await meters.mark("talk")
             talk = asyncio.create_task(converse(chats, args.interval))
+            watcher = asyncio.create_task(watch_loop(stats))
             await asyncio.sleep(args.warmup)
             await meters.mark("window")
+            logged = [server.log.stat().st_size for server in servers]
             now = time.monotonic_ns()
             stats.window = (now, now + int(args.duration * 1e9))
             await asyncio.sleep(args.duration)
             await meters.mark("end")
+            stats.collector_pauses_ms = [
+                ms for server, start in zip(servers, logged, strict=True)
+                for ms in collector_pauses(server, start)]
             rss = sum(server.rss_mb() for server in servers)
             await asyncio.sleep(args.grace)  # the window's last messages land
             if talk.done():
@@ -868,8 +901,9 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             gc.enable()
             gc.unfreeze()  # this run's objects may go now
             stats.closing = True
-            if talk is not None:
-                talk.cancel()
+            for task in (talk, watcher):
+                if task is not None:
+                    task.cancel()
             everyone = [c for mine in customers for c in mine]
             # Clients first, all at once: a server stopping gracefully closes its sockets
             # one after the other, each waiting for the client's close frame.
@@ -943,6 +977,10 @@ def result(deployment: Deployment, args: argparse.Namespace, chats: int, stats: 
         "redis_cpu_ms_per_1k_msgs": per_k(cores("redis")),
         "generator_cores": round(cores("generator"), 3),
         "machine_busy_cores": round(cores("machine"), 2),
+        "machine_steal_cores": round(cores("steal"), 3),
+        "server_collector_pauses_ms": sorted(stats.collector_pauses_ms, reverse=True)[:5],
+        "generator_loop_lag_p99_max_ms": f"{percentile(stats.loop_lag_ms, 99):.1f} / "
+                                         f"{max(stats.loop_lag_ms, default=math.nan):.1f}",
         "others_cores": round(cores("machine") - ours, 2),
         "machine_speed_ms": machine_speed_ms(),
         "errors": dict(stats.errors),

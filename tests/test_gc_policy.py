@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ from webchat.protocol.gms.models import EventType, Message, Participant
 from webchat.server import gc_policy
 from webchat.server.chat.change import Change, draft
 from webchat.server.chat.clock import AsyncioScheduler
-from webchat.server.gc_policy import Pacer, parse_thresholds
+from webchat.server.gc_policy import Pacer, PauseRecorder, parse_thresholds
 from webchat.store.records import ChatRecord, ChatStatus, FileRecord, ParticipantRecord
 
 
@@ -251,3 +252,20 @@ def test_a_chats_cached_copies_are_never_walked_by_the_collector() -> None:
         assert [gc.is_tracked(part) for part in (
             record, record.participants, record.files, record.customer, record.user_data,
             *record.participants.values(), *record.files.values())] == [False] * 8
+
+
+def test_a_long_pause_is_logged_with_its_generation(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A delivery spike's cause is in the server's log: a collection that held the process
+    50 ms or more is a warning naming its generation; a short one is only counted."""
+    recorder = PauseRecorder()
+    now = [100.0]
+    monkeypatch.setattr("webchat.server.gc_policy.time.perf_counter", lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="webchat.server.gc_policy"):
+        for pause, generation in ((0.01, 0), (0.31, 2)):
+            recorder("start", {"generation": generation})
+            now[0] += pause
+            recorder("stop", {"generation": generation, "collected": 7})
+    assert [r.getMessage() for r in caplog.records] == [
+        "garbage collection paused this process for 310 ms (generation 2, 7 objects freed)"]
+    assert recorder.snapshot(0)[0][-1] == ("+Inf", 1.0)

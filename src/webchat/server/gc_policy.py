@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -59,6 +60,12 @@ PACED_BACKSTOP = 25_000
 beats (a restart loading every open chat) reaches it, and then Python's own rules run."""
 MIDDLE_EVERY = 2
 """Every so many paced collections also takes the middle generation (as threshold 2 did)."""
+log = logging.getLogger(__name__)
+
+LONG_PAUSE_S = 0.05
+"""A collection pausing the process this long is also logged (a warning), with its
+generation and what it collected: a delivery spike an operator sees in the log names its
+cause, as ``benchmarks/cluster_chat.py`` reads it from a server's output."""
 PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -179,6 +186,10 @@ class PauseRecorder:
         with self._lock:
             self.counts[generation][slot] += 1
             self.sums[generation] += elapsed
+        if elapsed >= LONG_PAUSE_S:
+            log.warning("garbage collection paused this process for %.0f ms (generation %d, "
+                        "%d objects freed)", elapsed * 1000, generation,
+                        info.get("collected", 0))
 
     def snapshot(self, generation: int) -> tuple[list[tuple[str, float]], float]:
         """Cumulative ``(le, count)`` buckets, ``+Inf`` last, and the sum of seconds."""
