@@ -113,8 +113,8 @@ class Deployment:
     and its load, to tell what of a 2-process p99 is the machine's."""
     apart: int = 1
     """How many such deployments side by side, each with its own database, Redis prefix,
-    agents and chats (``--chats`` each), none hearing the others: two processes as busy as
-    a 2-process cluster's, without the cluster."""
+    agents and chats (``--chats`` each; with ``--same-total`` a share of them), none hearing
+    the others: two processes as busy as a 2-process cluster's, without the cluster."""
 
 
 DEPLOYMENTS = {d.name: d for d in (
@@ -223,8 +223,11 @@ class Stats:
         self.crossing: set[str] = set()
         """Chats whose customer and agent are connected to different server processes (read
         from the OS once every chat is set up: :meth:`ServerProcess.serving`)."""
+        self.unplaced: set[str] = set()
+        """Chats with a side whose process could not be read (or, with ``--agent-writes
+        rest``, whose agent writes on connections of any process): in neither split."""
         self.by_path: tuple[list[float], list[float]] = ([], [])
-        """Every latency again, split: deliveries within one process, and across two."""
+        """The latencies of placed chats again, split: within one process, and across two."""
         self.collector_pauses_ms: list[float] = []
         """The servers' logged garbage-collection pauses (50 ms or more) in the window."""
         self.loop_lag_ms: list[float] = []
@@ -248,7 +251,8 @@ class Stats:
         if self.measures(sent_ns):
             latency = (now_ns - sent_ns) / 1e6
             latencies.append(latency)
-            self.by_path[chat_id in self.crossing].append(latency)
+            if chat_id not in self.unplaced:
+                self.by_path[chat_id in self.crossing].append(latency)
 
     def in_order(self, side: str, chat_id: str, index: int) -> None:
         """Each side must see its chat's transcript whole and once: a push that skips an
@@ -609,8 +613,8 @@ class Chat:
 
 async def watch_loop(stats: Stats, beat_s: float = 0.005) -> None:
     """How late this generator's own event loop runs a timer, every ``beat_s``, until
-    cancelled: a stall every process of the machine saw (the host took the CPU) shows here
-    as well as in the deliveries; one the servers alone had does not."""
+    cancelled: its own work (the deliveries it reads arrive together) and any stall of the
+    machine's (the host taking the CPU) show here; a stall of the servers' alone does not."""
     loop = asyncio.get_running_loop()
     while True:
         due = loop.time() + beat_s
@@ -667,18 +671,30 @@ async def open_customers(stats: Stats, http: aiohttp.ClientSession, url: str, co
     return customers
 
 
-def crossing(server: ServerProcess, chats: list[Chat]) -> set[str]:
-    """The chats (of ``server``'s) whose two sides the kernel put on different processes of
-    it. A connection is known by its local port, unique only among connections to one
-    server: a port can serve a connection to another server at the same time."""
-    serving = server.serving()
-
+def place(serving: dict[int, int], chats: list[Chat]) -> tuple[set[str], set[str]]:
+    """Of one server's ``chats``: those whose two sides the kernel put on different processes
+    of it, and those with a side on no process of ``serving`` (:meth:`ServerProcess.serving`:
+    a client port -> its process). A connection is known by its local port, unique only among
+    connections to one server: a port can serve a connection to another server meanwhile."""
     def process(ws: aiohttp.ClientWebSocketResponse | None) -> int | None:
         sockname = ws.get_extra_info("sockname") if ws is not None else None
         return serving.get(sockname[1]) if sockname else None
 
-    return {chat.customer.chat_id for chat in chats
-            if process(chat.customer.ws) != process(chat.agent.ws)}
+    crossing, unplaced = set(), set()
+    for chat in chats:
+        sides = process(chat.customer.ws), process(chat.agent.ws)
+        if None in sides:
+            unplaced.add(chat.customer.chat_id)
+        elif sides[0] != sides[1]:
+            crossing.add(chat.customer.chat_id)
+    return crossing, unplaced
+
+
+def pair(customers: list[Customer], agents: list[Agent]) -> list[Chat]:
+    """Each customer's chat with the agent that accepted it (the router spreads chats over
+    the agents: the least busy first)."""
+    agent_of = {chat_id: agent for agent in agents for chat_id in agent.accepted}
+    return [Chat(customer, agent_of[customer.chat_id]) for customer in customers]
 
 
 async def wait_accepted(customers: list[Customer], agents: list[Agent], timeout_s: float
@@ -825,6 +841,7 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
     password = secrets.token_urlsafe(12)
     chat_count = chats_of(deployment, args)
     per_server = chat_count // deployment.apart
+    chat_count = per_server * deployment.apart
     agents_needed = max(1, math.ceil(per_server / AGENT_CAPACITY))
     accounts = [f"bench{n}" for n in range(agents_needed)]
     many = f"{per_server * 10}:{per_server * 10}"
@@ -838,6 +855,9 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
                 *options, *(a for name in accounts for a in ("--agent", f"{name}:{password}")),
                 "--offer-timeout", "600", "--chat-start-rate", many,
                 "--cometd-handshake-rate", many, *args.serve_option))
+            # Stopped when the stack unwinds: after the clients (``finally`` below), before
+            # its database goes.
+            stack.push_async_callback(asyncio.to_thread, servers[-1].stop)
             databases += [database] if database else []
         stats = Stats()
         agents: list[list[Agent]] = [[] for _ in servers]
@@ -858,17 +878,24 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             await asyncio.sleep(1.0)
             rss_idle = sum(server.rss_mb() for server in servers)
             setup = time.monotonic()
-            customers = await asyncio.gather(*(
-                open_customers(stats, http, f"{server.url}/genesys/cometd", per_server,
-                               args.ramp_rate / len(servers), args.setup_concurrency)
-                for server in servers))
+            async with asyncio.TaskGroup() as opening:
+                tasks = [opening.create_task(open_customers(
+                    stats, http, f"{server.url}/genesys/cometd", per_server,
+                    args.ramp_rate / len(servers), args.setup_concurrency))
+                    for server in servers]
+            customers = [task.result() for task in tasks]
             for theirs, mine in zip(agents, customers, strict=True):
                 await wait_accepted(mine, theirs, 60 + chat_count / 50)
             setup_s = time.monotonic() - setup
-            by_server = [[Chat(c, theirs[n // AGENT_CAPACITY]) for n, c in enumerate(mine)]
+            by_server = [pair(mine, theirs)
                          for theirs, mine in zip(agents, customers, strict=True)]
             for server, its_chats in zip(servers, by_server, strict=True):
-                stats.crossing |= crossing(server, its_chats)
+                if args.agent_writes == "stream":
+                    crossing, unplaced = place(server.serving(), its_chats)
+                    stats.crossing |= crossing
+                    stats.unplaced |= unplaced
+                else:
+                    stats.unplaced |= {chat.customer.chat_id for chat in its_chats}
             chats = [chat for its_chats in by_server for chat in its_chats]
             quiet_collector()
             meters = Meters(servers, postgres, databases,
@@ -893,9 +920,10 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             if talk.done():
                 talk.result()  # the sender failed: say why
         except BaseException:
+            print(f"the run failed (errors seen: {stats.errors})", file=sys.stderr)
             for server in servers:
-                print(f"the run failed (errors seen: {stats.errors}); the server's output "
-                      f"ends:\n{server.log_tail(60)}", file=sys.stderr)
+                print(f"the output of the server at {server.url} ends:\n"
+                      f"{server.log_tail(60)}", file=sys.stderr)
             raise
         finally:
             gc.enable()
@@ -917,11 +945,13 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
             await http.close()
             for agent in (a for theirs in agents for a in theirs):
                 await agent.close()
-            for server in servers:
-                await asyncio.to_thread(server.stop)
             if postgres is not None:
                 await postgres.close()
     return result(deployment, args, chat_count, stats, meters, rss_idle, rss, setup_s)
+
+
+def p50_p99(latencies: list[float]) -> str:
+    return f"{percentile(latencies, 50):.2f} / {percentile(latencies, 99):.2f}"
 
 
 def result(deployment: Deployment, args: argparse.Namespace, chats: int, stats: Stats,
@@ -943,7 +973,7 @@ def result(deployment: Deployment, args: argparse.Namespace, chats: int, stats: 
                if not math.isnan(c))
     return {
         "deployment": deployment.title,
-        "processes": deployment.workers,
+        "processes": deployment.workers * deployment.apart,
         "burned_cores": args.burn if deployment.burn else 0.0,
         "chats": chats,
         "setup_s": round(setup_s, 1),
@@ -954,17 +984,13 @@ def result(deployment: Deployment, args: argparse.Namespace, chats: int, stats: 
         "p50_ms": round(percentile(latencies, 50), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
         "max_ms": round(max(latencies, default=math.nan), 1),
-        "to_agent_p50_p99_ms": f"{percentile(stats.to_agent_ms, 50):.2f} / "
-                               f"{percentile(stats.to_agent_ms, 99):.2f}",
-        "to_customer_p50_p99_ms": f"{percentile(stats.to_customer_ms, 50):.2f} / "
-                                  f"{percentile(stats.to_customer_ms, 99):.2f}",
+        "to_agent_p50_p99_ms": p50_p99(stats.to_agent_ms),
+        "to_customer_p50_p99_ms": p50_p99(stats.to_customer_ms),
         "within_process_share": round(len(stats.by_path[0]) / max(len(latencies), 1), 2),
-        "within_process_p50_p99_ms": f"{percentile(stats.by_path[0], 50):.2f} / "
-                                     f"{percentile(stats.by_path[0], 99):.2f}",
-        "across_processes_p50_p99_ms": f"{percentile(stats.by_path[1], 50):.2f} / "
-                                       f"{percentile(stats.by_path[1], 99):.2f}",
-        "agent_send_p50_p99_ms": f"{percentile(stats.agent_send_ms, 50):.2f} / "
-                                 f"{percentile(stats.agent_send_ms, 99):.2f}",
+        "unplaced_chats": len(stats.unplaced),
+        "within_process_p50_p99_ms": p50_p99(stats.by_path[0]),
+        "across_processes_p50_p99_ms": p50_p99(stats.by_path[1]),
+        "agent_send_p50_p99_ms": p50_p99(stats.agent_send_ms),
         "server_cores": round(cores("server"), 3),
         "server_idle_cores": round(idle("server"), 3),
         "server_cpu_ms_per_1k_msgs": per_k(cores("server")),
@@ -1070,7 +1096,8 @@ def verdicts(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             f"{many['server_cores']:.2f} cores, {load}): {n} processes with a core each "
             f"deliver {ratio:.2f}x one process on one core ({verdict}"
             + saturation(many, cores))
-        if "across_processes_p50_p99_ms" in many:
+        if "nan" not in many.get("across_processes_p50_p99_ms", "nan") + many.get(
+                "within_process_p50_p99_ms", "nan"):
             lines.append(
                 f"  where the {n}-process run's time went: deliveries within one process "
                 f"(the customer's and the agent's connections on the same process, "
@@ -1161,7 +1188,7 @@ def descriptors_needed(deployment: Deployment, args: argparse.Namespace) -> int:
     """Open files this generator holds for ``deployment``: a WebSocket per chat, each agent's
     event stream and keep-alive pool, and :data:`DESCRIPTOR_MARGIN`."""
     chats = chats_of(deployment, args)
-    agents = max(1, math.ceil(chats / AGENT_CAPACITY))
+    agents = max(1, math.ceil(chats // deployment.apart / AGENT_CAPACITY)) * deployment.apart
     return chats + agents * (args.agent_connections + 1) + DESCRIPTOR_MARGIN
 
 

@@ -60,8 +60,12 @@ class ServerProcess:
 
     def tree(self) -> list[psutil.Process]:
         """The server and its children: with ``--workers`` the supervisor does no serving,
-        its workers do, and both are the server's cost."""
-        return [self.ps, *self.ps.children(recursive=True)]
+        its workers do, and both are the server's cost. Empty once the server has exited."""
+        try:
+            ps = self.ps
+            return [ps, *ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def cpu_seconds(self) -> float:
         return sum(cpu_by_pid(self.tree()).values())

@@ -5,9 +5,20 @@ last of the other."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
-from benchmarks.cluster_chat import scaling_pairs, verdicts
+from benchmarks.cluster_chat import (
+    Agent,
+    Chat,
+    Customer,
+    collector_pauses,
+    pair,
+    place,
+    scaling_pairs,
+    verdicts,
+)
 
 
 def run(processes: int, *, p99: float, cores: float, delivered: float = 300.0,
@@ -91,4 +102,44 @@ def test_two_separate_deployments_are_a_control_for_the_cluster_beside_them() ->
         "(machine busy 1.55 cores): p50 / p99 5.00 / 20.00 ms, 2,000 messages/s per server "
         "core; the 2-process cluster beside them (machine busy 1.60 cores): 5.50 / 22.00 ms, "
         "1,905 per core (0.95x)"]
-    assert scaling_pairs([("pgapart", apart), ("pg2", two)]) == []
+    one = run(1, p99=8.0, cores=0.5, delivered=1000, chats=5000)
+    assert scaling_pairs([("pg", one), ("pgapart", apart), ("pg2", two)]) == [(one, two)]
+
+
+def socket_at(port: int | None) -> Any:
+    """A client WebSocket as :func:`place` reads it: its local port (None: closed)."""
+    return SimpleNamespace(get_extra_info=lambda name: None if port is None else
+                           ("127.0.0.1", port))
+
+
+def chat(chat_id: str, customer_port: int | None, agent_port: int | None) -> Chat:
+    customer = cast(Customer, SimpleNamespace(chat_id=chat_id, ws=socket_at(customer_port)))
+    return Chat(customer, cast(Agent, SimpleNamespace(ws=socket_at(agent_port))))
+
+
+def test_a_chat_is_placed_by_the_processes_holding_its_two_sockets() -> None:
+    serving = {5001: 11, 5002: 12, 5003: 11}  # client port -> server process
+    crossing, unplaced = place(serving, [chat("same", 5001, 5003), chat("split", 5002, 5003),
+                                         chat("closed", None, 5003),
+                                         chat("elsewhere", 6000, 5003)])
+    assert crossing == {"split"}
+    assert unplaced == {"closed", "elsewhere"}  # in neither split: not "within one process"
+
+
+def test_each_customer_is_paired_with_the_agent_that_accepted_its_chat() -> None:
+    """The router gives each new chat to the least busy agent: chats alternate between
+    agents, they do not fill the first one up."""
+    first, second = (cast(Agent, SimpleNamespace(accepted=ids)) for ids in ({"a", "c"}, {"b"}))
+    customers = [cast(Customer, SimpleNamespace(chat_id=i)) for i in "abc"]
+    assert [c.agent for c in pair(customers, [first, second])] == [first, second, first]
+
+
+def test_the_collector_pauses_read_are_those_logged_since_the_offset(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("x WARNING webchat.server.gc_policy: garbage collection paused this "
+                   "process for 400 ms (generation 2, 3 objects freed)\n")
+    start = log.stat().st_size
+    with log.open("a") as out:
+        out.write("x INFO other: hello\nx WARNING webchat.server.gc_policy: garbage collection"
+                  " paused this process for 75 ms (generation 1, 0 objects freed)\n")
+    assert collector_pauses(cast(Any, SimpleNamespace(log=log)), start) == [75.0]

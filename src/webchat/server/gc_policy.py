@@ -45,8 +45,10 @@ The pauses themselves are measured (:class:`PauseRecorder`, exported at ``/metri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -63,9 +65,12 @@ MIDDLE_EVERY = 2
 log = logging.getLogger(__name__)
 
 LONG_PAUSE_S = 0.05
-"""A collection pausing the process this long is also logged (a warning), with its
-generation and what it collected: a delivery spike an operator sees in the log names its
-cause, as ``benchmarks/cluster_chat.py`` reads it from a server's output."""
+"""A collection pausing the process this long is also logged (a warning, from the event loop
+the recorder reports on), with its generation and what it collected: a delivery spike an
+operator sees in the log names its cause, as ``benchmarks/cluster_chat.py`` reads it from a
+server's output."""
+MAX_UNREPORTED = 100
+"""Long pauses kept for the loop to log at most (a loop too busy to run its callbacks)."""
 PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -175,6 +180,9 @@ class PauseRecorder:
         self._started = 0.0
         self.counts = [[0] * (len(self.buckets) + 1) for _ in range(3)]
         self.sums = [0.0, 0.0, 0.0]
+        self._long: list[tuple[float, int, int]] = []
+        """Long pauses (seconds, generation, objects freed) not yet logged."""
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -186,10 +194,25 @@ class PauseRecorder:
         with self._lock:
             self.counts[generation][slot] += 1
             self.sums[generation] += elapsed
-        if elapsed >= LONG_PAUSE_S:
+            loop = self._loop if elapsed >= LONG_PAUSE_S else None
+            if loop is not None and len(self._long) < MAX_UNREPORTED:
+                self._long.append((elapsed, generation, int(info.get("collected", 0))))
+        if loop is not None and not sys.is_finalizing():
+            # Logged from the loop, not here: inside a collection (which may have started in
+            # the middle of another log record, or in the store's writer thread) no I/O.
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(self._report)
+
+    def report_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Log each pause of :data:`LONG_PAUSE_S` or more as a warning, on ``loop``."""
+        self._loop = loop
+
+    def _report(self) -> None:
+        with self._lock:
+            long, self._long = self._long, []
+        for elapsed, generation, collected in long:
             log.warning("garbage collection paused this process for %.0f ms (generation %d, "
-                        "%d objects freed)", elapsed * 1000, generation,
-                        info.get("collected", 0))
+                        "%d objects freed)", elapsed * 1000, generation, collected)
 
     def snapshot(self, generation: int) -> tuple[list[tuple[str, float]], float]:
         """Cumulative ``(le, count)`` buckets, ``+Inf`` last, and the sum of seconds."""
@@ -212,4 +235,6 @@ def pauses() -> PauseRecorder:
     if _recorder is None:
         _recorder = PauseRecorder()
         gc.callbacks.append(_recorder)
+    with contextlib.suppress(RuntimeError):  # no loop running: pauses are only counted
+        _recorder.report_on(asyncio.get_running_loop())
     return _recorder
