@@ -538,11 +538,15 @@ async def why_stalled(stalled: list[tuple[ChatRun, BaseException]], agents: list
              f"{dict(failures)}, offers {({a.name: a.offers for a in agents if a.offers})}:"]
     for run, exc in stalled[:10]:
         chat = stored.get(run.chat_id)
+        session = run.customer.service.session
         lines.append(
             f"chat {run.number} ({run.transport}, {run.chat_id or 'no chat id'}): "
             f"{type(exc).__name__} {exc}; stored {chat.status if chat else 'nothing'} "
             f"{_keys(chat.events) if chat else ''}; the customer's events "
-            f"{run.customer.names()}; CometD handshakes {run.handshakes}")
+            f"{run.customer.names()}; CometD handshakes {run.handshakes}; the customer's "
+            f"session at position {session.next_position}, holding "
+            f"{[m.index for m in session.transcript]} (past its last index: it skipped an "
+            f"event; at it: the event never came)")
     return "\n".join(lines)
 
 

@@ -150,6 +150,10 @@ _STAFF = (ParticipantType.AGENT, ParticipantType.SUPERVISOR)
 _ENDS_TYPING = (EventType.MESSAGE, EventType.PUSH_URL, EventType.NOTICE)
 """What a typing agent sends that ends the typing, as the original reads it."""
 
+MAX_EARLY_PUSHES = 64
+"""Pushes held while a start's reply is awaited; past them the last is replaced by a gap, so
+the session asks for the transcript once it has its chat."""
+
 PUSH = HttpRequest("push", "", {})
 """The request a pushed (CometD) chat response answers: it covers no transcript position."""
 
@@ -170,6 +174,8 @@ class ChatSession:
     restoring_below: int = 0
     """Events with a smaller index were shown before a restore: reported ``restoring``."""
     _seen_unindexed: set[tuple[int, str, int, str | None]] = field(default_factory=set)
+    _early: list[ChatResponse | None] = field(default_factory=list)
+    """Pushes that came before the start's reply (see :meth:`push`); None: some were dropped."""
 
     # ---- restoring -------------------------------------------------------------------------
 
@@ -289,9 +295,23 @@ class ChatSession:
         """The request-chat call failed before any reply: the session may be started again."""
         if self.state is SessionState.STARTING:
             self.state = SessionState.IDLE
+            self._early.clear()
 
     def push(self, response: ChatResponse) -> list[SessionEvent]:
-        """A chat response the server pushed (CometD): applied, unless it leaves a gap."""
+        """A chat response the server pushed (CometD): applied, unless it leaves a gap.
+
+        A push can overtake the start's reply: over long-polling the reply comes on the
+        publish's response and the push on the held connect's, two requests whose answers
+        may arrive in either order. Applied before the reply it would be a gap the session
+        cannot yet ask about (it has no chat), and the reply's ``nextPosition`` would then
+        skip it, so it is held (up to :data:`MAX_EARLY_PUSHES`) and applied after the reply.
+        """
+        if self.state is SessionState.STARTING:
+            if len(self._early) < MAX_EARLY_PUSHES:
+                self._early.append(response)
+            elif self._early[-1] is not None:
+                self._early[-1] = None  # too many: ask for the transcript once started
+            return []
         indexes = [m.index for m in response.messages or () if m.index]
         if indexes and min(indexes) > self.next_position:
             return [Gap()]
@@ -324,6 +344,10 @@ class ChatSession:
         if response.chatEnded and self.state is SessionState.ACTIVE:
             self.state = SessionState.ENDED
             events.append(Ended())
+        if operation == "requestChat":
+            early, self._early = self._early, []
+            for pushed in early:
+                events.extend(self.push(pushed) if pushed is not None else [Gap()])
         return events
 
     def _take_messages(self, response: ChatResponse, covered: bool) -> list[SessionEvent]:

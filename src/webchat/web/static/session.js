@@ -16,6 +16,9 @@ export class SessionError extends Error {}
 
 // The request a pushed (CometD) chat response answers: it covers no transcript position.
 export const PUSH = Object.freeze({operation: "push", path: "", fields: {}});
+// Pushes held while a start's reply is awaited; past them the last is replaced by a gap, so
+// the session asks for the transcript once it has its chat.
+export const MAX_EARLY_PUSHES = 64;
 
 const STAFF = new Set(["Agent", "Supervisor"]);
 // What a typing agent sends that ends the typing, as the original reads it.
@@ -35,6 +38,7 @@ export class ChatSession {
     // Events with a smaller index were shown before a restore: reported as restoring.
     this.restoringBelow = 0;
     this.seenUnindexed = new Set();
+    this.early = [];  // pushes that came before the start's reply (see push); null: dropped
   }
 
   // Re-attach to an existing chat (after a reload) from its saved identity.
@@ -150,11 +154,22 @@ export class ChatSession {
 
   // The request-chat call failed before any reply: the session may be started again.
   failStart() {
-    if (this.state === "starting") this.state = "idle";
+    if (this.state === "starting") {
+      this.state = "idle";
+      this.early = [];
+    }
   }
 
-  // A chat response the server pushed (CometD): applied, unless it leaves a gap.
+  // A chat response the server pushed (CometD): applied, unless it leaves a gap. A push can
+  // overtake the start's reply (over long-polling they come on two requests' answers, in
+  // either order): applied before it, it would be a gap the session cannot yet ask about and
+  // the reply's nextPosition would skip it, so it is held and applied after the reply.
   push(response) {
+    if (this.state === "starting") {
+      if (this.early.length < MAX_EARLY_PUSHES) this.early.push(response);
+      else this.early[this.early.length - 1] = null;
+      return [];
+    }
     const indexes = (response.messages ?? []).map((m) => m.index).filter(Boolean);
     if (indexes.length && Math.min(...indexes) > this.nextPosition) return [{kind: "gap"}];
     return this.receive(PUSH, response);
@@ -184,6 +199,11 @@ export class ChatSession {
     if (response.chatEnded && this.state === "active") {
       this.state = "ended";
       events.push({kind: "ended"});
+    }
+    if (operation === "requestChat") {
+      const early = this.early;
+      this.early = [];
+      for (const pushed of early) events.push(...(pushed ? this.push(pushed) : [{kind: "gap"}]));
     }
     return events;
   }
