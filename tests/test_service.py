@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.conftest import caller_data
 from webchat.bus import Bus, CommandError
+from webchat.protocol.gms.models import ChatResponse
+from webchat.protocol.gms.session import HttpRequest, SessionState
 from webchat.service import ConfigError, WebChatConfig, WebChatService
 
 
@@ -135,3 +139,22 @@ def test_config_keeps_widget_ui_options_and_custom_headers():
     assert config.extra == {"emojis": True}
     service = WebChatService(Bus(), config)
     assert service.transport.headers["X-Tenant"] == "acme"
+
+
+async def test_a_start_cancelled_while_waiting_can_be_made_again() -> None:
+    """A startChat whose caller gave up (its task cancelled while the request was out) leaves
+    no chat half-started: the next startChat is not refused as "already active"."""
+    service = WebChatService(Bus(), WebChatConfig.from_dict({"dataURL": "http://x"}))
+    never: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
+
+    async def hangs(request: HttpRequest) -> ChatResponse:
+        return await never
+
+    service.carry = hangs  # type: ignore[method-assign]
+    starting = asyncio.ensure_future(service.start_chat({"nickname": "Ada"}))
+    await asyncio.sleep(0)
+    assert service.session.state is SessionState.STARTING
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert service.session.state is SessionState.IDLE

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from webchat.protocol.gms.forms import FormError, flatten, parse_form, unflatten_map
 from webchat.protocol.gms.models import ChatResponse, Message, Participant
 from webchat.protocol.gms.session import (
+    MAX_EARLY_PUSHES,
     ChatSession,
     FileUploaded,
+    Gap,
     HttpRequest,
     MessagesReceived,
     ParticipantJoined,
@@ -166,3 +168,19 @@ def test_forms_flatten_and_parse_strictly():
         parse_form(b"a=%ff")
     assert parse_form(b"") == {}
     assert parse_form(b"a=&b=%20") == {"a": "", "b": " "}
+
+
+def test_pushes_past_the_most_held_while_starting_become_one_gap() -> None:
+    """At most MAX_EARLY_PUSHES wait for the start's reply: the rest are not kept, and the
+    session asks for the transcript (a gap) instead of skipping them."""
+    s = ChatSession()
+    req = s.request_chat({"nickname": "Ada"})
+    for index in range(2, 2 + MAX_EARLY_PUSHES + 6):
+        assert s.push(ChatResponse(statusCode=0, chatId="C1", messages=[msg(index)])) == []
+    events = s.receive(req, ChatResponse(
+        statusCode=0, chatId="C1", userId="U", secureKey="K", alias="1", nextPosition=2,
+        messages=[msg(1, "ParticipantJoined", CLIENT)]))
+    shown = [m.index for e in events if isinstance(e, MessagesReceived) for m in e.messages]
+    assert shown == list(range(1, MAX_EARLY_PUSHES + 1))  # 63 held ones after the reply's
+    assert isinstance(events[-1], Gap)
+    assert s.next_position == MAX_EARLY_PUSHES + 1

@@ -8,7 +8,7 @@ import {dirname, join} from "node:path";
 import {test} from "node:test";
 import {fileURLToPath} from "node:url";
 
-import {ChatSession, SessionError} from "../../src/webchat/web/static/session.js";
+import {ChatSession, MAX_EARLY_PUSHES, SessionError} from "../../src/webchat/web/static/session.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtures = join(here, "..", "fixtures", "session");
@@ -70,3 +70,19 @@ for (const name of cases) {
     });
   });
 }
+
+test("pushes past the most held while starting become one gap", () => {
+  const s = new ChatSession();
+  const req = s.requestChat({nickname: "Ada"});
+  const message = (index, type = "Message", sender = {nickname: "Grace", participantId: 3, type: "Agent"}) =>
+    ({from: sender, index, type, utcTime: 1000 + index, text: "x"});
+  for (let index = 2; index < 2 + MAX_EARLY_PUSHES + 6; index++) {
+    assert.deepEqual(s.push({statusCode: 0, chatId: "C1", messages: [message(index)]}), []);
+  }
+  const events = s.receive(req, {statusCode: 0, chatId: "C1", userId: "U", secureKey: "K", alias: "1",
+    nextPosition: 2, messages: [message(1, "ParticipantJoined", {nickname: "Ada", participantId: 1, type: "Client"})]});
+  const shown = events.filter((e) => e.kind === "messages").flatMap((e) => e.messages.map((m) => m.index));
+  assert.deepEqual(shown, Array.from({length: MAX_EARLY_PUSHES}, (_, i) => i + 1));
+  assert.equal(events.at(-1).kind, "gap");
+  assert.equal(s.nextPosition, MAX_EARLY_PUSHES + 1);
+});

@@ -58,12 +58,11 @@ class ChatCommands(ServiceCore):
                 "subject": opts.get("subject")}
         fields = {k: v for k, v in form.items() if v}
         fields.update({f"userData[{k}]": v for k, v in user_data.items()})
-        if self.session.state.value == "ended":
-            self.session = ChatSession()
+        self.session = ChatSession()  # not active: nothing of an earlier start carries over
         request = self.session.request_chat(fields)
         try:
             response = await self.carry(request)
-        except CommandError:
+        except BaseException:  # refused, failed or cancelled: the chat may be started again
             self.session.fail_start()
             raise
         self.apply(request, response)

@@ -306,6 +306,8 @@ class ChatSession:
         cannot yet ask about (it has no chat), and the reply's ``nextPosition`` would then
         skip it, so it is held (up to :data:`MAX_EARLY_PUSHES`) and applied after the reply.
         """
+        if self.state is SessionState.IDLE:
+            return []  # no chat: a late push of a start given up on
         if self.state is SessionState.STARTING:
             if len(self._early) < MAX_EARLY_PUSHES:
                 self._early.append(response)
@@ -347,7 +349,10 @@ class ChatSession:
         if operation == "requestChat":
             early, self._early = self._early, []
             for pushed in early:
-                events.extend(self.push(pushed) if pushed is not None else [Gap()])
+                if pushed is None:
+                    events.append(Gap())
+                elif pushed.chatId in (None, self.chat_id):  # not an earlier start's chat
+                    events.extend(self.push(pushed))
         return events
 
     def _take_messages(self, response: ChatResponse, covered: bool) -> list[SessionEvent]:

@@ -165,6 +165,7 @@ export class ChatSession {
   // either order): applied before it, it would be a gap the session cannot yet ask about and
   // the reply's nextPosition would skip it, so it is held and applied after the reply.
   push(response) {
+    if (this.state === "idle") return [];  // no chat: a late push of a start given up on
     if (this.state === "starting") {
       if (this.early.length < MAX_EARLY_PUSHES) this.early.push(response);
       else this.early[this.early.length - 1] = null;
@@ -203,7 +204,11 @@ export class ChatSession {
     if (operation === "requestChat") {
       const early = this.early;
       this.early = [];
-      for (const pushed of early) events.push(...(pushed ? this.push(pushed) : [{kind: "gap"}]));
+      for (const pushed of early) {
+        if (pushed === null) events.push({kind: "gap"});
+        // Not an earlier start's chat (its pushes may still come after a timeout).
+        else if (pushed.chatId == null || pushed.chatId === this.chatId) events.push(...this.push(pushed));
+      }
     }
     return events;
   }

@@ -139,9 +139,13 @@ export class CometdTransport {
       return {statusCode: 2, errors: [{code, advice}]};
     }
     if (startedP) {
-      return await Promise.race([startedP, new Promise((_, reject) => setTimeout(
-        () => reject(this.service.transportError("requestChat over CometD: timed out")),
-        Math.max(this.service.config.ajaxTimeout, 10000)))]);
+      try {
+        return await Promise.race([startedP, new Promise((_, reject) => setTimeout(
+          () => reject(this.service.transportError("requestChat over CometD: timed out")),
+          Math.max(this.service.config.ajaxTimeout, 10000)))]);
+      } finally {
+        this.started = null;  // a late reply is then a push, for a session no longer starting
+      }
     }
     return {statusCode: 0};
   }
