@@ -829,6 +829,11 @@ async def wait_workers(url: str, workers: int, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def agents_per_server(chats: int) -> int:
+    """Agent accounts one server's ``chats`` need (each holds :data:`AGENT_CAPACITY`)."""
+    return max(1, math.ceil(chats / AGENT_CAPACITY))
+
+
 def chats_of(deployment: Deployment, args: argparse.Namespace) -> int:
     """The chats a deployment carries: ``--chats`` per process (a process added carries as
     much again, as a host added to a cluster would), or ``--chats`` in all with
@@ -842,8 +847,7 @@ async def run(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any
     chat_count = chats_of(deployment, args)
     per_server = chat_count // deployment.apart
     chat_count = per_server * deployment.apart
-    agents_needed = max(1, math.ceil(per_server / AGENT_CAPACITY))
-    accounts = [f"bench{n}" for n in range(agents_needed)]
+    accounts = [f"bench{n}" for n in range(agents_per_server(per_server))]
     many = f"{per_server * 10}:{per_server * 10}"
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(burning(args.burn if deployment.burn else 0.0))
@@ -1188,7 +1192,7 @@ def descriptors_needed(deployment: Deployment, args: argparse.Namespace) -> int:
     """Open files this generator holds for ``deployment``: a WebSocket per chat, each agent's
     event stream and keep-alive pool, and :data:`DESCRIPTOR_MARGIN`."""
     chats = chats_of(deployment, args)
-    agents = max(1, math.ceil(chats // deployment.apart / AGENT_CAPACITY)) * deployment.apart
+    agents = agents_per_server(chats // deployment.apart) * deployment.apart
     return chats + agents * (args.agent_connections + 1) + DESCRIPTOR_MARGIN
 
 

@@ -362,7 +362,7 @@ async def _serve(launch: Launch, *, slot: int | None = None,
         app = build_app(config, store=store, cluster=broker, leadership=lease)
     runner = make_runner(app, config, handle_signals=False, access_log=None)
     await runner.setup()
-    gc_policy.pauses()
+    gc_policy.pauses().report_on(asyncio.get_running_loop())  # long pauses: warnings
     gc_policy.tune(launch.gc_thresholds, launch.gc_pace_s)
     pacer = gc_policy.Pacer(launch.gc_pace_s) if launch.gc_pace_s > 0 else None
     if pacer is not None:

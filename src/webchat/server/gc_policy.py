@@ -54,6 +54,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 DEFAULT_THRESHOLDS = (700, 2, 1000)
 DEFAULT_PACE_S = 0.1
 """A young collection this often (``--gc-pace``; 0: by allocation counts alone)."""
@@ -62,8 +64,6 @@ PACED_BACKSTOP = 25_000
 beats (a restart loading every open chat) reaches it, and then Python's own rules run."""
 MIDDLE_EVERY = 2
 """Every so many paced collections also takes the middle generation (as threshold 2 did)."""
-log = logging.getLogger(__name__)
-
 LONG_PAUSE_S = 0.05
 """A collection pausing the process this long is also logged (a warning, from the event loop
 the recorder reports on), with its generation and what it collected: a delivery spike an
@@ -235,6 +235,4 @@ def pauses() -> PauseRecorder:
     if _recorder is None:
         _recorder = PauseRecorder()
         gc.callbacks.append(_recorder)
-    with contextlib.suppress(RuntimeError):  # no loop running: pauses are only counted
-        _recorder.report_on(asyncio.get_running_loop())
     return _recorder
